@@ -1,0 +1,140 @@
+"""Command line: ``aqa train | eval | list | prep``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from aqa.config import ConfigError, available, compose, save_config
+
+log = logging.getLogger("aqa")
+
+
+def _datamodule(cfg: DictConfig, sample_rate: int) -> Any:
+    from omegaconf import OmegaConf
+
+    from aqa.data.datamodule import AQADataModule
+
+    kwargs = OmegaConf.to_container(cfg.data, resolve=True)
+    assert isinstance(kwargs, dict)
+    kwargs.pop("name")
+    return AQADataModule(**kwargs, sample_rate=sample_rate, seed=cfg.seed)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the experiment ``cfg`` describes; returns the final logged metrics and the best checkpoint path.
+
+    The resolved config is written to ``run_dir/config.yaml`` and beside the checkpoints. With
+    ``resume=true`` training continues from ``run_dir/checkpoints/last.ckpt`` (model, optimizer, scheduler,
+    loop state). A run directory that already holds checkpoints is never overwritten silently.
+    """
+    import lightning as L
+
+    from aqa.tasks import build_module, build_trainer
+
+    run_dir = Path(cfg.run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = None
+    if cfg.resume:
+        if last.is_file():
+            ckpt_path = str(last)
+            log.info("resuming from %s", last)
+        else:
+            log.warning("resume=true but %s does not exist: starting from scratch", last)
+    elif last.is_file() and not cfg.overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints: pass resume=true to continue that run, "
+            f"overwrite=true to start it again, or run_dir=... for a new one"
+        )
+    L.seed_everything(cfg.seed, workers=True)
+    module = build_module(cfg)
+    datamodule = _datamodule(cfg, module.encoder.sample_rate)
+    save_config(cfg, run_dir / "config.yaml")
+    save_config(cfg, run_dir / "checkpoints" / "config.yaml")
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["best_model_path"] = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    return metrics
+
+
+def evaluate(run_dir: str | Path, which: str = "best", split: str = "val", plot: bool = True) -> dict[str, Any]:
+    """Score a trained run's held-out shards; print and save (``run_dir/eval_{split}.json``) the results.
+
+    Returns the summary: task -> subset ("all" and each codec) -> n, SRCC, PCC.
+    """
+    from aqa.eval.report import collect_scores, plot_scores, print_summary, save_results, summarise
+    from aqa.tasks.multitask import load_run
+
+    run_dir = Path(run_dir)
+    module, cfg = load_run(run_dir, which)
+    datamodule = _datamodule(cfg, module.encoder.sample_rate)
+    datamodule.setup("validate")
+    loader = datamodule.val_dataloader() if split == "val" else datamodule.train_dataloader()
+    records = collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()})
+    summary = summarise(records)
+    print_summary(summary, title=f"{cfg.experiment}: {split} ({which} checkpoint)")
+    save_results(run_dir / f"eval_{split}.json", summary, records)
+    if plot and (png := plot_scores(records, run_dir / f"eval_{split}.png")):
+        print(f"plot: {png}")
+    return summary
+
+
+def _list(group: str | None) -> None:
+    from aqa.encoders import ENCODERS
+    from aqa.heads import HEADS
+    from aqa.losses import LOSSES
+
+    registries = {"encoder": ENCODERS, "head": HEADS, "loss": LOSSES}
+    groups = [group] if group else ["experiment", "encoder", "head", "loss", "data", "trainer"]
+    for g in groups:
+        names = sorted(registries[g]) if g in registries else available(g)
+        print(f"{g}: {' '.join(names)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aqa`` console script."""
+    parser = argparse.ArgumentParser(prog="aqa", description="Perceptual audio quality assessment")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train an experiment: aqa train EXPERIMENT [key=value ...]")
+    p.add_argument("experiment", help=f"one of: {' '.join(available('experiment'))}")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=3 encoder=mert_v1_95m")
+    p = sub.add_parser("eval", help="evaluate a trained run on its held-out shards")
+    p.add_argument("run_dir", help="a run directory, e.g. runs/deepaq_lora_tiny")
+    p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
+    p.add_argument("--split", default="val", choices=["val", "train"])
+    p.add_argument("--no-plot", action="store_true")
+    p = sub.add_parser("list", help="list experiments and registered components")
+    p.add_argument("group", nargs="?", choices=["experiment", "encoder", "head", "loss", "data", "trainer"])
+    p = sub.add_parser("prep", help="build WebDataset shards: aqa prep codec --src DIR --out DIR ...")
+    p.add_argument("recipe", choices=["codec"])
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "train":
+            metrics = train(compose(args.experiment, args.overrides))
+            print({k: v for k, v in metrics.items()})
+        elif args.command == "eval":
+            evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot)
+        elif args.command == "list":
+            _list(args.group)
+        elif args.command == "prep":
+            from data_prep.codec import main as codec_main
+
+            return codec_main(args.args)
+    except (ConfigError, FileNotFoundError, KeyError) as err:
+        print(f"aqa {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Lightning DataModule over codec shards (grouped batches, see :class:`~aqa.data.dataset.GroupedBatchDataset`)."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from braceexpand import braceexpand
+from torch.utils.data import DataLoader
+
+from aqa.data.dataset import GroupedBatchDataset
+
+__all__ = ["AQADataModule", "expand_shard_urls"]
+
+_BUILD_HINT = (
+    "build the demo shards with `make data-demo`, or your own with "
+    "`python -m data_prep.codec --src <audio folder or list.csv> --out <dir>`"
+)
+_GLOB_CHARS = set("*?[")
+
+
+def _is_remote(url: str) -> bool:
+    return url.startswith("pipe:") or "://" in url
+
+
+def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[str]:
+    """Expand brace patterns and (for local paths) globs into a sorted, de-duplicated shard list.
+
+    ``pipe:`` commands and ``scheme://`` URLs are brace-expanded but not checked.
+
+    Args:
+        urls: one pattern or a list of patterns, e.g. ``"data/codec_demo/train-*.tar"`` or
+            ``"data/x/train-{00000..00009}.tar"``.
+        what: name used in the error message.
+
+    Raises:
+        FileNotFoundError: a local pattern matches no file (the message says how to build shards).
+    """
+    patterns = [urls] if isinstance(urls, str | Path) else list(urls)
+    out: list[str] = []
+    missing: list[str] = []
+    for pattern in patterns:
+        for url in braceexpand(str(pattern)):
+            if _is_remote(url):
+                out.append(url)
+            elif _GLOB_CHARS & set(url):
+                hits = sorted(glob.glob(url))
+                if hits:
+                    out.extend(hits)
+                else:
+                    missing.append(url)
+            elif Path(url).is_file():
+                out.append(url)
+            else:
+                missing.append(url)
+    if missing or not out:
+        shown = ", ".join(repr(m) for m in (missing or [str(p) for p in patterns])[:3])
+        raise FileNotFoundError(f"no {what} found for {shown} (cwd {Path.cwd()}); {_BUILD_HINT}")
+    return list(dict.fromkeys(out))
+
+
+class _EpochLoader(DataLoader):
+    # Lightning calls set_epoch only on samplers, which iterable datasets lack: pass the epoch to the
+    # dataset when an epoch's iterator is created (workers receive the dataset with it set).
+    def __init__(self, dataset: GroupedBatchDataset, epoch_fn: Callable[[], int | None], **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self._epoch_fn = epoch_fn
+        self._calls = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self._epoch_fn()
+        self.dataset.set_epoch(self._calls if epoch is None else epoch)
+        self._calls += 1
+        return super().__iter__()
+
+
+class AQADataModule(L.LightningDataModule):
+    """Train/val dataloaders of grouped codec batches (``batch_size=None``: the dataset batches).
+
+    Args:
+        train_urls: training shards: path(s) with brace patterns or globs, or ``pipe:`` commands.
+        val_urls: validation shards, same forms; ``None`` disables validation.
+        sample_rate: audio rate in Hz delivered to the model (the encoder's rate).
+        label_keys: numeric JSON fields returned as ``batch["labels"][key]``, e.g. ``["bitrate_rank"]``.
+        groups_per_batch: whole groups (excerpt x all versions) per batch.
+        crop_s: training crop in seconds (random offset shared by a group); ``None`` = whole clips.
+        val_crop_s: validation crop in seconds from the clip start; ``None`` = whole clips.
+        shuffle_groups: training shuffle buffer, in groups.
+        num_workers: DataLoader worker processes (shards are split across them).
+        seed: base seed of shard order, group shuffling and crops (combined with the epoch).
+        versions_per_group: cap on versions per group (reference always kept); ``None`` = all.
+    """
+
+    def __init__(
+        self,
+        train_urls: str | list[str],
+        val_urls: str | list[str] | None = None,
+        sample_rate: int = 16000,
+        label_keys: Sequence[str] = ("bitrate_rank",),
+        groups_per_batch: int = 4,
+        crop_s: float | None = 10.0,
+        val_crop_s: float | None = None,
+        shuffle_groups: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        versions_per_group: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.train_urls = train_urls
+        self.val_urls = val_urls
+        self.sample_rate = int(sample_rate)
+        self.label_keys = list(label_keys)
+        self.groups_per_batch = groups_per_batch
+        self.crop_s = crop_s
+        self.val_crop_s = val_crop_s
+        self.shuffle_groups = shuffle_groups
+        self.num_workers = num_workers
+        self.seed = seed
+        self.versions_per_group = versions_per_group
+        self.train_set: GroupedBatchDataset | None = None
+        self.val_set: GroupedBatchDataset | None = None
+
+    def _dataset(self, urls: str | list[str], train: bool, what: str) -> GroupedBatchDataset:
+        return GroupedBatchDataset(
+            expand_shard_urls(urls, what),
+            sample_rate=self.sample_rate,
+            label_keys=self.label_keys,
+            groups_per_batch=self.groups_per_batch,
+            crop_s=self.crop_s if train else self.val_crop_s,
+            train=train,
+            shuffle_groups=self.shuffle_groups,
+            versions_per_group=self.versions_per_group,
+            seed=self.seed,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Resolve shard lists (raises ``FileNotFoundError`` with a build hint when none exist)."""
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._dataset(self.train_urls, True, "training shards")
+        if stage in (None, "fit", "validate") and self.val_set is None and self.val_urls is not None:
+            self.val_set = self._dataset(self.val_urls, False, "validation shards")
+
+    def _current_epoch(self) -> int | None:
+        trainer = self.trainer
+        return None if trainer is None else int(trainer.current_epoch)
+
+    def _loader(self, dataset: GroupedBatchDataset) -> DataLoader:
+        return _EpochLoader(
+            dataset,
+            self._current_epoch,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        assert self.train_set is not None
+        return self._loader(self.train_set)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            self.setup("validate")
+        return [] if self.val_set is None else self._loader(self.val_set)

@@ -1,0 +1,214 @@
+"""Streaming dataset over codec shards that yields whole groups per batch (for Rank-N-Contrast).
+
+A *group* is one excerpt with all its versions (clean reference + every codec/bit rate); the shards
+written by :mod:`aqa.data.codec_shards` store each group as consecutive samples. This dataset reads
+shards with webdataset, re-assembles groups, shuffles them in a bounded buffer (train only) and emits
+one batch per ``groups_per_batch`` groups, so contrastive losses always see every version of an
+excerpt together and time-aligned.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from braceexpand import braceexpand
+from torch.utils.data import IterableDataset
+
+from aqa.data.audio import decode_flac, resample, to_mono
+
+__all__ = ["GroupedBatchDataset", "Batch"]
+
+Batch = dict[str, Any]
+"""``{"wav": (B, T) float32, "lengths": (B,) int64, "labels": {key: (B,) float32}, "group": (B,) int64,
+"is_reference": (B,) bool, "meta": list[dict]}``."""
+
+# a raw group: list of (json metadata, flac bytes) in shard order
+_RawGroup = list[tuple[dict[str, Any], bytes]]
+
+
+def _expand(urls: str | Sequence[str]) -> list[str]:
+    items = [urls] if isinstance(urls, str) else list(urls)
+    return [u for item in items for u in braceexpand(str(item))]
+
+
+def _groups(samples: Iterable[dict[str, Any]]) -> Iterator[_RawGroup]:
+    # collect runs of consecutive samples sharing json["group"]
+    current: _RawGroup = []
+    for s in samples:
+        if "json" not in s or "flac" not in s:
+            raise KeyError(f"sample {s.get('__key__')!r} in {s.get('__url__')!r} lacks a .json or .flac member")
+        meta = json.loads(s["json"])
+        meta["key"] = s["__key__"]
+        if current and meta.get("group") != current[0][0].get("group"):
+            yield current
+            current = []
+        current.append((meta, s["flac"]))
+    if current:
+        yield current
+
+
+def _shuffled(groups: Iterable[_RawGroup], size: int, rng: random.Random) -> Iterator[_RawGroup]:
+    # bounded shuffle buffer: emit a random resident once the buffer is full
+    buf: list[_RawGroup] = []
+    for g in groups:
+        if len(buf) < size:
+            buf.append(g)
+            continue
+        i = rng.randrange(len(buf))
+        buf[i], g = g, buf[i]
+        yield g
+    rng.shuffle(buf)
+    yield from buf
+
+
+class GroupedBatchDataset(IterableDataset):
+    """Iterable over grouped batches read from WebDataset codec shards.
+
+    Each yielded batch holds ``groups_per_batch`` whole groups (fewer in the last batch unless
+    ``drop_last``). Shards are split across distributed ranks and DataLoader workers
+    (``webdataset.split_by_node`` / ``split_by_worker``); use ``batch_size=None`` in the DataLoader.
+
+    Batch fields (``B`` = total versions in the batch, ``T`` = longest crop in samples):
+
+    - ``wav``: FloatTensor ``(B, T)``, mono at ``sample_rate`` Hz, zero-padded.
+    - ``lengths``: LongTensor ``(B,)``, valid samples per row.
+    - ``labels``: ``{key: FloatTensor (B,)}`` for each of ``label_keys`` (JSON null -> NaN).
+    - ``group``: LongTensor ``(B,)``, group index ``0..G-1`` inside the batch.
+    - ``is_reference``: BoolTensor ``(B,)``.
+    - ``meta``: list of ``B`` JSON dicts plus ``key`` and ``crop_start_s`` (crop offset in seconds).
+
+    Args:
+        urls: shard URLs (local paths or ``pipe:`` commands); brace patterns are expanded.
+        sample_rate: output rate in Hz (the encoder's rate).
+        label_keys: numeric JSON fields returned under ``labels``.
+        groups_per_batch: groups per batch.
+        crop_s: crop length in seconds; ``None`` keeps whole clips. Training crops start at a
+            random offset shared by all versions of a group; evaluation crops start at 0.
+        train: shuffle shard order and groups, random crop offsets.
+        shuffle_groups: shuffle buffer size in groups (train only; <= 1 disables it).
+        versions_per_group: keep at most this many versions per group (the reference plus a random
+            subset of the others, fixed per group in evaluation); ``None`` keeps all.
+        seed: base seed; the training order depends on ``seed`` and the epoch (:meth:`set_epoch`).
+        drop_last: drop a final batch with fewer than ``groups_per_batch`` groups.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        sample_rate: int,
+        label_keys: Sequence[str] = ("bitrate_rank",),
+        groups_per_batch: int = 4,
+        crop_s: float | None = 10.0,
+        train: bool = True,
+        shuffle_groups: int = 64,
+        versions_per_group: int | None = None,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.urls = _expand(urls)
+        if not self.urls:
+            raise ValueError("GroupedBatchDataset needs at least one shard URL")
+        if groups_per_batch < 1:
+            raise ValueError(f"groups_per_batch must be >= 1, got {groups_per_batch}")
+        if crop_s is not None and crop_s <= 0:
+            raise ValueError(f"crop_s must be positive or None, got {crop_s}")
+        if versions_per_group is not None and versions_per_group < 1:
+            raise ValueError(f"versions_per_group must be >= 1 or None, got {versions_per_group}")
+        self.sample_rate = int(sample_rate)
+        self.label_keys = list(label_keys)
+        self.groups_per_batch = groups_per_batch
+        self.crop_s = crop_s
+        self.train = train
+        self.shuffle_groups = shuffle_groups
+        self.versions_per_group = versions_per_group
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the training order (call before iterating)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        urls = list(self.urls)
+        if self.train:  # same shard order on every rank/worker, then split
+            random.Random(f"{self.seed}:{self.epoch}:shards").shuffle(urls)
+            rng = random.Random(f"{self.seed}:{self.epoch}:{rank}:{worker}")
+        else:
+            rng = random.Random(f"{self.seed}:eval:{rank}:{worker}")
+        src: Iterable[dict[str, Any]] = ({"url": u} for u in urls)
+        src = wds.split_by_worker(wds.split_by_node(src))
+        groups = _groups(wds.tarfile_samples(src))
+        if self.train and self.shuffle_groups > 1:
+            groups = _shuffled(groups, self.shuffle_groups, rng)
+        chunk: list[_RawGroup] = []
+        for g in groups:
+            chunk.append(g)
+            if len(chunk) == self.groups_per_batch:
+                yield self._collate(chunk, rng)
+                chunk = []
+        if chunk and not self.drop_last:
+            yield self._collate(chunk, rng)
+
+    def _select(self, group: _RawGroup, rng: random.Random) -> _RawGroup:
+        k = self.versions_per_group
+        if k is None or len(group) <= k:
+            return group
+        refs = [i for i, (m, _) in enumerate(group) if m.get("is_reference")][:1]
+        others = [i for i in range(len(group)) if i not in refs]
+        pick_rng = rng if self.train else random.Random(f"{self.seed}:{group[0][0].get('group')}")
+        keep = sorted(refs + pick_rng.sample(others, k - len(refs)))
+        return [group[i] for i in keep]
+
+    def _collate(self, groups: list[_RawGroup], rng: random.Random) -> Batch:
+        wavs: list[np.ndarray] = []
+        metas: list[dict[str, Any]] = []
+        group_idx: list[int] = []
+        for gi, raw in enumerate(groups):
+            raw = self._select(raw, rng)
+            decoded = [decode_flac(flac) for _, flac in raw]
+            rates = {sr for _, sr in decoded}
+            if len(rates) != 1:
+                raise ValueError(f"group {raw[0][0].get('group')!r} mixes sample rates {sorted(rates)}")
+            sr = rates.pop()
+            total = min(x.shape[-1] for x, _ in decoded)
+            n = total if self.crop_s is None else min(total, int(round(self.crop_s * sr)))
+            offset = rng.randrange(total - n + 1) if self.train else 0
+            for (meta, _), (x, _) in zip(raw, decoded, strict=True):
+                seg = resample(to_mono(x[:, offset : offset + n]), sr, self.sample_rate)
+                wavs.append(seg)
+                metas.append({**meta, "crop_start_s": offset / sr})
+                group_idx.append(gi)
+        lengths = [w.shape[-1] for w in wavs]
+        wav = torch.zeros(len(wavs), max(lengths), dtype=torch.float32)
+        for i, w in enumerate(wavs):
+            wav[i, : w.shape[-1]] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+        labels = {k: torch.tensor([_label(m, k) for m in metas], dtype=torch.float32) for k in self.label_keys}
+        return {
+            "wav": wav,
+            "lengths": torch.tensor(lengths, dtype=torch.long),
+            "labels": labels,
+            "group": torch.tensor(group_idx, dtype=torch.long),
+            "is_reference": torch.tensor([bool(m.get("is_reference", False)) for m in metas], dtype=torch.bool),
+            "meta": metas,
+        }
+
+
+def _label(meta: dict[str, Any], key: str) -> float:
+    if key not in meta:
+        raise KeyError(f"label key {key!r} not in sample {meta.get('key')!r}; available: {sorted(meta)}")
+    v = meta[key]
+    if v is None:
+        return float("nan")
+    if isinstance(v, bool | int | float):
+        return float(v)
+    raise ValueError(f"label {key!r} of sample {meta.get('key')!r} is not numeric: {v!r}")

@@ -1,0 +1,108 @@
+"""Evaluate a trained model on labelled batches and report correlations per task and per condition."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aqa.eval.functional import pearson, spearman
+
+
+@torch.no_grad()
+def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], labels: Mapping[str, str]) -> dict[str, list[dict]]:
+    """Run ``model`` over batches and return, per task, one record per scored clip.
+
+    Args:
+        model: a ``MultiTaskModule`` (``model(wav, lengths) -> {task: output}``) with ``heads``.
+        batches: dicts with ``wav`` (B, T), ``lengths`` (B,), ``labels``, ``group``, ``is_reference``, ``meta``.
+        labels: task name -> label key.
+
+    Returns:
+        task -> list of ``{"score", "label", **meta}``; embedding tasks score by minus the distance to the
+        group's reference (references are left out).
+    """
+    from aqa.tasks.multitask import quality_scores  # tasks import Lightning; keep it out of module import
+
+    model.eval()
+    records: dict[str, list[dict]] = defaultdict(list)
+    for batch in batches:
+        outputs = model(batch["wav"], batch["lengths"])
+        for name, pred in outputs.items():
+            scores, mask = quality_scores(pred, getattr(model.heads[name], "is_embedding", False), batch)
+            target = batch["labels"][labels[name]]
+            for i in torch.nonzero(mask).flatten().tolist():
+                meta = batch["meta"][i] if "meta" in batch else {}
+                records[name].append({**meta, "score": float(scores[i]), "label": float(target[i])})
+    return dict(records)
+
+
+def summarise(records: Mapping[str, list[dict]], by: str = "codec") -> dict[str, Any]:
+    """Spearman and Pearson correlation of score vs label per task, overall and per value of ``by``."""
+    summary: dict[str, Any] = {}
+    for task, rows in records.items():
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            groups[str(row.get(by, "all"))].append(row)
+        table = {"all": rows, **dict(sorted(groups.items()))} if len(groups) > 1 else {"all": rows}
+        summary[task] = {
+            key: {
+                "n": len(sub),
+                "srcc": spearman(torch.tensor([r["score"] for r in sub]), torch.tensor([r["label"] for r in sub])),
+                "pcc": pearson(torch.tensor([r["score"] for r in sub]), torch.tensor([r["label"] for r in sub])),
+            }
+            for key, sub in table.items()
+        }
+    return summary
+
+
+def print_summary(summary: Mapping[str, Any], title: str = "evaluation") -> None:
+    """Print the summary as a table (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("task", "subset", "n", "SRCC", "PCC"):
+        table.add_column(col, justify="right" if col in ("n", "SRCC", "PCC") else "left")
+    for task, rows in summary.items():
+        for subset, m in rows.items():
+            table.add_row(task, subset, str(m["n"]), f"{m['srcc']:.3f}", f"{m['pcc']:.3f}")
+    Console().print(table)
+
+
+def plot_scores(records: Mapping[str, list[dict]], path: Path, x: str = "bitrate_kbps", by: str = "codec") -> Path | None:
+    """Scatter/line plot of mean score against ``x`` per ``by`` value for each task; None if matplotlib is absent."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, len(records), figsize=(5 * len(records), 4), squeeze=False)
+    for ax, (task, rows) in zip(axes[0], records.items(), strict=True):
+        curves: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in rows:
+            if r.get(x) is not None:
+                curves[str(r.get(by, "all"))][float(r[x])].append(r["score"])
+        for name, pts in sorted(curves.items()):
+            xs = sorted(pts)
+            ax.plot(xs, [sum(pts[v]) / len(pts[v]) for v in xs], marker="o", label=name)
+        ax.set(title=task, xlabel=x, ylabel="score (higher = better)")
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_results(path: Path, summary: Mapping[str, Any], records: Mapping[str, list[dict]]) -> None:
+    """Write the summary and the per-clip records as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"summary": summary, "records": records}, indent=1, default=str))

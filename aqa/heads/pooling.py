@@ -1,0 +1,64 @@
+"""Heads that pool encoder layers over time."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def masked_time_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Mean over valid frames.
+
+    Args:
+        x: (B, F, D) frame features.
+        lengths: (B,) number of valid frames per clip, or None when all frames are valid.
+
+    Returns:
+        (B, D) time-averaged features; padding frames never contribute.
+    """
+    if lengths is None:
+        return x.mean(dim=1)
+    frames = torch.arange(x.shape[1], device=x.device)
+    mask = (frames[None, :] < lengths[:, None]).to(x.dtype)  # (B, F)
+    return (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+class RnCEmbeddingHead(nn.Module):
+    """DeePAQ's embedding head: time-mean of every hidden state, concatenated, ReLU, Linear.
+
+    For MERT-v1-95M this maps 13 layers x 768 dims = 9984 features to a 256-dim quality embedding.
+
+    Args:
+        num_layers: number of encoder hidden states L.
+        input_dim: encoder feature size D.
+        dim: embedding size.
+    """
+
+    is_embedding = True
+
+    def __init__(self, num_layers: int, input_dim: int, dim: int = 256) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.proj = nn.Linear(num_layers * input_dim, dim)
+
+    def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:
+        """Args: layers: L tensors of (B, F, D); lengths: (B,) valid frames. Returns (B, dim)."""
+        if len(layers) != self.num_layers:
+            raise ValueError(f"head expects {self.num_layers} encoder layers, got {len(layers)}")
+        pooled = torch.cat([masked_time_mean(h, lengths) for h in layers], dim=-1)  # (B, L*D)
+        return self.proj(torch.relu(pooled))
+
+
+class MeanPoolHead(nn.Module):
+    """Regression head: time-mean of the last hidden state, then a linear layer to ``out_dim`` scores."""
+
+    is_embedding = False
+
+    def __init__(self, num_layers: int, input_dim: int, out_dim: int = 1) -> None:
+        super().__init__()
+        self.proj = nn.Linear(input_dim, out_dim)
+
+    def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:
+        """Args: layers: L tensors of (B, F, D); lengths: (B,). Returns (B,) if out_dim == 1 else (B, out_dim)."""
+        out = self.proj(masked_time_mean(layers[-1], lengths))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out

@@ -1,0 +1,165 @@
+"""The one LightningModule: a shared encoder and a dict of named tasks (head + loss + weight + label)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torchmetrics import SpearmanCorrCoef
+
+from aqa.config import instantiate, load_config
+from aqa.encoders import build_encoder
+from aqa.eval.functional import reference_distances
+from aqa.heads import build_head
+from aqa.losses import build_loss
+
+
+@dataclass
+class Task:
+    """One training objective on the shared encoder."""
+
+    head: nn.Module
+    loss: nn.Module
+    label: str
+    weight: float = 1.0
+
+
+def quality_scores(head_output: Tensor, is_embedding: bool, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+    """Per-clip quality scores (higher = better) and a mask of the clips they are defined for.
+
+    Embedding heads score a clip by minus its embedding's L2 distance to its group's reference (DeePAQ's
+    full-reference mode); references themselves are excluded. Score heads are used as they are.
+
+    Args:
+        head_output: (B, D) embeddings or (B,) scores.
+        batch: needs ``group`` (B,) and ``is_reference`` (B,) for embedding heads.
+    Returns:
+        scores (B,), mask (B,) bool.
+    """
+    if not is_embedding:
+        return head_output, torch.ones_like(head_output, dtype=torch.bool)
+    distance = reference_distances(head_output.detach(), batch["group"], batch["is_reference"])
+    return -distance, torch.isfinite(distance) & ~batch["is_reference"]
+
+
+class MultiTaskModule(L.LightningModule):
+    """Shared encoder + named tasks. Logs ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``.
+
+    Args:
+        encoder: an ``aqa.encoders`` module: ``encoder(wav (B, T), lengths (B,)) -> EncoderOutput``.
+        tasks: task name -> :class:`Task`.
+        optimizer: ``params -> torch.optim.Optimizer`` (a partial from the config).
+        scheduler: ``optimizer -> LR scheduler`` or None.
+        monitor: metric the scheduler steps on (e.g. ``val/loss``).
+        config: the resolved experiment config, stored in the checkpoint's hyper-parameters.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tasks: Mapping[str, Task],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        monitor: str = "val/loss",
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if config is not None:
+            self.save_hyperparameters(dict(config))
+        self.encoder = encoder
+        self.heads = nn.ModuleDict({name: t.head for name, t in tasks.items()})
+        self.losses = nn.ModuleDict({name: t.loss for name, t in tasks.items()})
+        self.labels = {name: t.label for name, t in tasks.items()}
+        self.weights = {name: float(t.weight) for name, t in tasks.items()}
+        self.val_srcc = nn.ModuleDict({name: SpearmanCorrCoef() for name in tasks})
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.monitor = monitor
+
+    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
+        """Args: wav (B, T) at ``encoder.sample_rate``; lengths (B,) samples. Returns task -> head output."""
+        out = self.encoder(wav, lengths)
+        return {name: head(out.layers, out.lengths) for name, head in self.heads.items()}
+
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
+        outputs = self(batch["wav"], batch["lengths"])
+        batch_size = batch["wav"].shape[0]
+        total = batch["wav"].new_zeros(())
+        for name, pred in outputs.items():
+            target = batch["labels"][self.labels[name]]
+            loss = self.losses[name](pred, target.to(pred.dtype))
+            self.log(f"{stage}/{name}/loss", loss, batch_size=batch_size, on_step=stage == "train", on_epoch=True)
+            total = total + self.weights[name] * loss
+        self.log(f"{stage}/loss", total, batch_size=batch_size, prog_bar=True, on_step=stage == "train", on_epoch=True)
+        return total, outputs
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        loss, _ = self._shared_step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        _, outputs = self._shared_step(batch, "val")
+        for name, pred in outputs.items():
+            scores, mask = quality_scores(pred, getattr(self.heads[name], "is_embedding", False), batch)
+            if mask.any():
+                target = batch["labels"][self.labels[name]].to(scores.dtype)
+                self.val_srcc[name].update(scores[mask].float(), target[mask].float())
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in self.val_srcc.items():
+            if metric.preds:  # nothing accumulated when validation was skipped
+                self.log(f"val/{name}/srcc", metric.compute(), prog_bar=True, sync_dist=False)
+            metric.reset()
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("no trainable parameters: the encoder is frozen and the heads have none")
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"}}
+
+
+def build_module(cfg: DictConfig) -> MultiTaskModule:
+    """Build the encoder, heads, losses, optimizer and scheduler an experiment config describes."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    encoder = build_encoder(container["encoder"])
+    tasks = {
+        name: Task(
+            head=build_head(t["head"], num_layers=encoder.num_layers, input_dim=encoder.output_dim),
+            loss=build_loss(t["loss"]),
+            label=t["label"],
+            weight=t.get("weight", 1.0),
+        )
+        for name, t in container["tasks"].items()
+    }
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    return MultiTaskModule(
+        encoder, tasks, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor.metric, config=container
+    )
+
+
+def load_run(run_dir: str | Path, which: str = "best") -> tuple[MultiTaskModule, DictConfig]:
+    """Rebuild a trained module from a run directory (``config.yaml`` + ``checkpoints/{which}.ckpt``).
+
+    The checkpoint is read with ``torch.load(weights_only=True)``: no code in it can run.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    ckpt = run_dir / "checkpoints" / f"{which}.ckpt"
+    if not ckpt.is_file():
+        found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+        raise FileNotFoundError(f"no checkpoint {ckpt}; found {found or 'none'} (train first: aqa train EXPERIMENT)")
+    module = build_module(cfg)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    return module.eval(), cfg

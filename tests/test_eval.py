@@ -1,0 +1,27 @@
+import pytest
+import torch
+from scipy import stats
+
+from aqa.eval import pearson, reference_distances, spearman
+from aqa.eval.report import summarise
+
+
+def test_correlations_match_scipy(rng):
+    x = torch.randint(0, 5, (40,), generator=rng).double()  # with ties
+    y = x + torch.randn(40, generator=rng, dtype=torch.float64)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-5)
+    assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-6)
+
+
+def test_reference_distances():
+    emb = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0], [1.0, 2.0]])
+    group = torch.tensor([0, 0, 1, 1])
+    is_ref = torch.tensor([True, False, False, True])
+    torch.testing.assert_close(reference_distances(emb, group, is_ref), torch.tensor([0.0, 5.0, 1.0, 0.0]))
+
+
+def test_summarise_per_codec():
+    rows = [{"codec": c, "score": float(s), "label": float(s)} for c in ("mp3", "opus") for s in range(4)]
+    summary = summarise({"bitrate": rows})
+    assert set(summary["bitrate"]) == {"all", "mp3", "opus"}
+    assert summary["bitrate"]["mp3"]["srcc"] == pytest.approx(1.0) and summary["bitrate"]["all"]["n"] == 8

@@ -1,0 +1,108 @@
+"""End to end: tiny DeePAQ on synthetic coded shards, checkpoints, resume, CLI errors."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aqa.cli import main, train
+from aqa.config import compose
+from aqa.tasks import build_module
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (make install)")
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """Three synthetic 'pieces' (harmonic tones + noise), coded with two codecs at two bitrates."""
+    from aqa.data.codec_shards import build_codec_shards
+
+    root = tmp_path_factory.mktemp("music")
+    rng = np.random.default_rng(0)
+    sr = 24000
+    sources = []
+    for i, f0 in enumerate((220.0, 330.0, 440.0)):
+        t = np.arange(int(2.2 * sr)) / sr
+        x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12)) * 0.2 + 0.02 * rng.standard_normal(t.size)
+        path = root / f"piece{i}.wav"
+        sf.write(path, np.stack([x, x]).T.astype(np.float32), sr)
+        sources.append(path)
+    out = tmp_path_factory.mktemp("shards")
+    build_codec_shards(
+        sources, out, excerpt_s=1.0, codecs=("mp3", "opus"), bitrates=(32, 128), mono=True,
+        splits={"piece0": "train", "piece1": "train", "piece2": "val"},
+    )
+    return out
+
+
+def tiny_cfg(shards: Path, run_dir: Path, *overrides: str):
+    return compose(
+        "deepaq_lora_tiny",
+        [
+            f"data.train_urls={shards}/train-*.tar",
+            f"data.val_urls={shards}/val-*.tar",
+            f"run_dir={run_dir}",
+            "trainer.max_epochs=1",
+            "data.crop_s=0.5",
+            "data.val_crop_s=1.0",
+            "data.groups_per_batch=2",
+            *overrides,
+        ],
+    )
+
+
+def test_train_writes_checkpoints_config_and_wandb_offline(shards, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run = tmp_path / "run"
+    metrics = train(tiny_cfg(shards, run, "logger=wandb"))
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "config.yaml").is_file()
+    assert list((run / "wandb").glob("offline-run-*")), "W&B should log offline without credentials"
+    assert np.isfinite(metrics["train/loss_epoch"]) and -1 <= metrics["val/bitrate/srcc"] <= 1
+
+
+def test_resume_continues_from_last_checkpoint(shards, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_cfg(shards, run, "logger=csv"))
+    first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    with pytest.raises(ValueError, match="resume=true"):
+        train(tiny_cfg(shards, run, "logger=csv"))
+    train(tiny_cfg(shards, run, "logger=csv", "resume=true", "trainer.max_epochs=2"))
+    second = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert first["global_step"] > 0
+    assert second["global_step"] == 2 * first["global_step"]  # exactly one more epoch, not two
+
+
+def test_gradients_reach_only_lora_and_head():
+    module = build_module(compose("deepaq_lora_tiny"))
+    wav = torch.randn(4, 12000)
+    out = module(wav, torch.tensor([12000, 12000, 9000, 6000]))
+    loss = module.losses["bitrate"](out["bitrate"], torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    loss.backward()
+    for name, p in module.named_parameters():
+        trainable = "lora_" in name or name.startswith("heads.")
+        assert p.requires_grad == trainable, name
+        if trainable:
+            assert p.grad is not None, name
+        else:
+            assert p.grad is None, name
+
+
+def test_cli_rejects_bad_overrides(capsys):
+    assert main(["train", "deepaq_lora_tiny", "no_such_key=1"]) == 2
+    assert "unknown config key 'no_such_key'" in capsys.readouterr().err
+    assert main(["train", "deepaq_lora_tiny", "encoder.name=nope"]) == 2
+    assert "unknown encoder 'nope'; choose from" in capsys.readouterr().err
+
+
+def test_full_deepaq_without_weights_fails_fast(tmp_path, capsys):
+    missing = tmp_path / "MERT-v1-95M"
+    assert main(["train", "deepaq_lora", f"encoder.checkpoint={missing}", f"run_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "encoder.checkpoint" in err

@@ -87,14 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         "and write grouped WebDataset shards plus manifest.json.",
     )
     p.add_argument("--src", required=True, type=Path, help="audio folder (recursive) or .csv/.txt list")
-    p.add_argument("--out", required=True, type=Path, help="output folder for {split}-NNNNN.tar and manifest.json")
+    p.add_argument(
+        "--out", required=True, type=Path, help="output folder for {split}-NNNNN.tar and manifest.json"
+    )
     p.add_argument("--root", type=Path, default=None, help="base folder for relative paths in a list")
     p.add_argument("--excerpt-s", type=float, default=10.0, help="excerpt length in seconds (default 10)")
     p.add_argument("--max-excerpts", type=int, default=None, help="max excerpts per piece (spread evenly)")
-    p.add_argument("--store-rate", type=int, default=None, help="stored sample rate in Hz (default: source rate)")
+    p.add_argument(
+        "--store-rate", type=int, default=None, help="stored sample rate in Hz (default: source rate)"
+    )
     p.add_argument("--mono", action="store_true", help="store mono down-mixes")
     p.add_argument("--jobs", type=int, default=1, help="coding processes (output is identical for any value)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of pieces hashed into val (default 0.2)")
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="share of pieces hashed into val (default 0.2)"
+    )
     p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated subset of opus,mp3,aac")
     p.add_argument("--bitrates", default="16,32,48,64,80,96,128", help="comma-separated kbit/s")
     p.add_argument("--groups-per-shard", type=int, default=8, help="excerpts per shard (default 8)")
@@ -132,8 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     elapsed = time.perf_counter() - start
     for name, info in manifest["splits"].items():
-        print(f"{name}: {info['groups']} excerpts, {info['samples']} samples, {len(info['shards'])} shards, "
-              f"pieces: {', '.join(info['pieces'])}")
+        print(
+            f"{name}: {info['groups']} excerpts, {info['samples']} samples, {len(info['shards'])} shards, "
+            f"pieces: {', '.join(info['pieces'])}"
+        )
     for item in manifest["skipped"]:
         print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
     print(f"wrote {args.out / 'manifest.json'} in {elapsed:.1f} s")

@@ -25,7 +25,9 @@ from data_prep.codec import main as codec_main
 from data_prep.codec import read_sources
 
 REPO = Path(__file__).resolve().parent.parent
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (`make install`)")
+needs_ffmpeg = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None, reason="ffmpeg not installed (`make install`)"
+)
 
 PIECES = {"p0": 2.0, "p1": 2.5, "p2": 3.0}  # seconds; excerpt_s=1 -> 2 + 2 + 3 groups
 CODECS = ("opus", "mp3")
@@ -194,8 +196,18 @@ def write_pieces(folder: Path) -> list[Path]:
 
 def build(sources: list[Path], out: Path, jobs: int) -> dict:
     return build_codec_shards(
-        sources, out, excerpt_s=1.0, codecs=CODECS, bitrates=BITRATES, store_rate=STORE_SR, mono=True,
-        val_fraction=0.34, groups_per_shard=2, jobs=jobs, seed=0, progress=False,
+        sources,
+        out,
+        excerpt_s=1.0,
+        codecs=CODECS,
+        bitrates=BITRATES,
+        store_rate=STORE_SR,
+        mono=True,
+        val_fraction=0.34,
+        groups_per_shard=2,
+        jobs=jobs,
+        seed=0,
+        progress=False,
     )
 
 
@@ -234,7 +246,9 @@ def test_shards_counts_keys_and_grouping(shards):
             order.append(meta["group"])
         by_group[meta["group"]].append(row)
     for group, members in by_group.items():
-        assert len(members) == VERSIONS and len({m[0] for m in members}) == 1, group  # whole group in one shard
+        assert len(members) == VERSIONS and len({m[0] for m in members}) == 1, (
+            group
+        )  # whole group in one shard
         first = members[0][3]
         assert first["is_reference"] and first["codec"] == "clean" and first["bitrate_kbps"] is None
         assert first["bitrate_rank"] == 2 and members[0][1].endswith("-clean-ref")
@@ -284,7 +298,9 @@ def test_split_rules():
     names = [f"piece{i}" for i in range(2000)]
     share = np.mean([assign_split(n, 0.2) == "val" for n in names])
     assert 0.17 < share < 0.23
-    assert [assign_split(n, 0.2, seed=3) for n in names[:50]] == [assign_split(n, 0.2, seed=3) for n in names[:50]]
+    assert [assign_split(n, 0.2, seed=3) for n in names[:50]] == [
+        assign_split(n, 0.2, seed=3) for n in names[:50]
+    ]
     assert piece_id_for(Path("/x/Kevin_MacLeod_-_Vibe_Ace.hq.ogg")) == "Kevin_MacLeod_-_Vibe_Ace_hq"
     assert len(piece_id_for(Path("a" * 300 + ".wav"))) <= 60
 
@@ -299,11 +315,31 @@ def test_cli_list_with_explicit_splits(tmp_path):
     paths, splits = read_sources(tmp_path / "list.csv", root=src)
     assert [p.name for p in paths] == ["a.flac", "b.flac", "c.flac"]
     assert splits == {str(src / "a.flac"): "val", str(src / "b.flac"): "train"}
-    code = codec_main(["--src", str(tmp_path / "list.csv"), "--root", str(src), "--out", str(tmp_path / "out"),
-                       "--excerpt-s", "1", "--codecs", "mp3", "--bitrates", "32", "--no-progress", "--val-fraction", "0"])
+    code = codec_main(
+        [
+            "--src",
+            str(tmp_path / "list.csv"),
+            "--root",
+            str(src),
+            "--out",
+            str(tmp_path / "out"),
+            "--excerpt-s",
+            "1",
+            "--codecs",
+            "mp3",
+            "--bitrates",
+            "32",
+            "--no-progress",
+            "--val-fraction",
+            "0",
+        ]
+    )
     assert code == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["splits"]["val"]["pieces"] == ["a"] and manifest["splits"]["train"]["pieces"] == ["b", "c"]
+    assert manifest["splits"]["val"]["pieces"] == ["a"] and manifest["splits"]["train"]["pieces"] == [
+        "b",
+        "c",
+    ]
     assert read_sources(src)[0] == [src / "a.flac", src / "b.flac", src / "c.flac"]
     assert codec_main(["--src", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
 
@@ -319,8 +355,15 @@ def test_demo_list_resolves(shared_data):
 
 
 def dataset(root: Path, split: str, **kw) -> GroupedBatchDataset:
-    args = dict(sample_rate=STORE_SR, label_keys=["bitrate_rank", "bitrate_kbps"], groups_per_batch=2,
-                crop_s=0.5, train=split == "train", shuffle_groups=4, seed=0)
+    args = dict(
+        sample_rate=STORE_SR,
+        label_keys=["bitrate_rank", "bitrate_kbps"],
+        groups_per_batch=2,
+        crop_s=0.5,
+        train=split == "train",
+        shuffle_groups=4,
+        seed=0,
+    )
     args.update(kw)
     return GroupedBatchDataset(sorted(str(p) for p in (root / "out").glob(f"{split}-*.tar")), **args)
 
@@ -392,10 +435,17 @@ def test_dataset_versions_per_group_keeps_reference(shards):
 
 def test_datamodule_workers_epochs_and_missing_shards(shards, tmp_path):
     root, _, manifest = shards
+    last = len(manifest["splits"]["val"]["shards"]) - 1
     dm = AQADataModule(
-        train_urls=str(root / "out" / "train-*.tar"), val_urls=[str(root / "out" / "val-{00000..00000}.tar")],
-        sample_rate=STORE_SR, label_keys=["bitrate_rank"], groups_per_batch=2, crop_s=0.5, shuffle_groups=4,
-        num_workers=2, seed=0,
+        train_urls=str(root / "out" / "train-*.tar"),
+        val_urls=[str(root / "out" / f"val-{{00000..{last:05d}}}.tar")],
+        sample_rate=STORE_SR,
+        label_keys=["bitrate_rank"],
+        groups_per_batch=2,
+        crop_s=0.5,
+        shuffle_groups=4,
+        num_workers=2,
+        seed=0,
     )
     dm.setup("fit")
     loader = dm.train_dataloader()

@@ -65,7 +65,9 @@ def run_ffmpeg(args: list[str], *, timeout_s: float = 120.0, what: str = "ffmpeg
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         tail = (exc.stderr or b"").decode("utf-8", "replace")[-1500:]
-        raise RuntimeError(f"{what}: ffmpeg timed out after {timeout_s:.0f} s\n{' '.join(cmd)}\n{tail}") from exc
+        raise RuntimeError(
+            f"{what}: ffmpeg timed out after {timeout_s:.0f} s\n{' '.join(cmd)}\n{tail}"
+        ) from exc
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
         raise RuntimeError(f"{what}: ffmpeg exited with code {proc.returncode}\n{' '.join(cmd)}\n{tail}")
@@ -102,7 +104,9 @@ def _read_ffmpeg(source: str | Path | bytes, timeout_s: float) -> tuple[np.ndarr
         else:
             src = Path(source)
         out = Path(tmp) / "decoded.wav"
-        run_ffmpeg(["-i", str(src), "-vn", "-c:a", "pcm_f32le", str(out)], timeout_s=timeout_s, what=f"decode {src}")
+        run_ffmpeg(
+            ["-i", str(src), "-vn", "-c:a", "pcm_f32le", str(out)], timeout_s=timeout_s, what=f"decode {src}"
+        )
         return _read_soundfile(out)
 
 

@@ -139,7 +139,7 @@ class _SplitWriter:
     def write_group(self, samples: Sequence[tuple[str, bytes, bytes]]) -> None:
         if self._tar is None:
             final = self._path(len(self.shards))
-            self._file = open(final.with_name(final.name + ".tmp"), "wb")  # noqa: SIM115 (closed in _finish)
+            self._file = open(final.with_name(final.name + ".tmp"), "wb")  # closed in _finish/abort
             self._tar = wds.TarWriter(self._file, encoder=False, mtime=0.0)
         for key, flac, meta in samples:
             self._tar.write({"__key__": key, "flac": flac, "json": meta})
@@ -287,7 +287,7 @@ def build_codec_shards(
                     piece_split[pick(movable, key=lambda q: _unit_hash(f"{seed}:{q}"))] = side
 
     config = {
-        "excerpt_s": excerpt_s,
+        "excerpt_s": float(excerpt_s),
         "max_excerpts_per_piece": max_excerpts_per_piece,
         "codecs": list(codecs),
         "bitrates_kbps": [_num(b) for b in bitrates],
@@ -302,7 +302,14 @@ def build_codec_shards(
     }
     pieces: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    bar = tqdm(total=0, unit="excerpt", desc="codec shards", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=0,
+        unit="excerpt",
+        desc="codec shards",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
 
     def tasks() -> Iterator[_Task]:
         for p, pid in zip(paths, ids, strict=True):
@@ -315,28 +322,57 @@ def build_codec_shards(
                 x = to_mono(x, keepdims=True)  # codecs take mono/stereo
             n = int(round(excerpt_s * sr))
             if x.shape[1] < n:
-                skipped.append({"source": str(p), "piece": pid,
-                                "reason": f"too short: {x.shape[1] / sr:.2f} s < excerpt_s {excerpt_s:g} s"})
+                skipped.append(
+                    {
+                        "source": str(p),
+                        "piece": pid,
+                        "reason": f"too short: {x.shape[1] / sr:.2f} s < excerpt_s {excerpt_s:g} s",
+                    }
+                )
                 continue
             slots = [i for i in range(x.shape[1] // n) if _rms_db(x[:, i * n : (i + 1) * n]) >= silence_db]
             silent = x.shape[1] // n - len(slots)
             if not slots:
-                skipped.append({"source": str(p), "piece": pid,
-                                "reason": f"silent: every excerpt below {silence_db:g} dBFS RMS"})
+                skipped.append(
+                    {
+                        "source": str(p),
+                        "piece": pid,
+                        "reason": f"silent: every excerpt below {silence_db:g} dBFS RMS",
+                    }
+                )
                 continue
             if max_excerpts_per_piece is not None and len(slots) > max_excerpts_per_piece:
                 pick = np.linspace(0, len(slots) - 1, max_excerpts_per_piece).round().astype(int)
                 slots = [slots[i] for i in pick]
-            pieces.append({
-                "piece": pid, "source": str(p), "split": piece_split[pid], "duration_s": round(x.shape[1] / sr, 3),
-                "sample_rate": sr, "channels": int(x.shape[0]), "excerpts": [int(i) for i in slots],
-                "silent_excerpts_dropped": silent, "attribution": _attribution(p),
-            })
+            pieces.append(
+                {
+                    "piece": pid,
+                    "source": str(p),
+                    "split": piece_split[pid],
+                    "duration_s": round(x.shape[1] / sr, 3),
+                    "sample_rate": sr,
+                    "channels": int(x.shape[0]),
+                    "excerpts": [int(i) for i in slots],
+                    "silent_excerpts_dropped": silent,
+                    "attribution": _attribution(p),
+                }
+            )
             bar.total += len(slots)
             bar.refresh()
             for i in slots:
-                yield _Task(pid, str(p), i, i * n / sr, np.ascontiguousarray(x[:, i * n : (i + 1) * n]), sr,
-                            store_rate or sr, mono, codecs, bitrates, ladder)
+                yield _Task(
+                    pid,
+                    str(p),
+                    i,
+                    i * n / sr,
+                    np.ascontiguousarray(x[:, i * n : (i + 1) * n]),
+                    sr,
+                    store_rate or sr,
+                    mono,
+                    codecs,
+                    bitrates,
+                    ladder,
+                )
 
     writers: dict[str, _SplitWriter] = {}
 
@@ -344,7 +380,9 @@ def build_codec_shards(
         samples, error = result
         bar.update(1)
         if error is not None:
-            skipped.append({"source": task.source, "piece": task.piece, "excerpt": task.excerpt, "reason": error})
+            skipped.append(
+                {"source": task.source, "piece": task.piece, "excerpt": task.excerpt, "reason": error}
+            )
             return
         split = piece_split[task.piece]
         if split not in writers:
@@ -362,7 +400,9 @@ def build_codec_shards(
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
                 pending: deque[tuple[_Task, cf.Future]] = deque()
-                for task in tasks():  # bounded window, consumed in submission order => jobs-independent output
+                for (
+                    task
+                ) in tasks():  # bounded window, consumed in submission order => jobs-independent output
                     pending.append((task, pool.submit(_code_group, task)))
                     while len(pending) >= 2 * jobs:
                         t, fut = pending.popleft()
@@ -401,8 +441,11 @@ def build_codec_shards(
         }
     manifest = {
         "format": "aqa-codec-shards/1",
-        "sample_fields": {"flac": "16-bit FLAC", "json": "piece, group, excerpt, codec, bitrate_kbps, bitrate_rank, "
-                          "is_reference, start_s, sample_rate, source"},
+        "sample_fields": {
+            "flac": "16-bit FLAC",
+            "json": "piece, group, excerpt, codec, bitrate_kbps, bitrate_rank, "
+            "is_reference, start_s, sample_rate, source",
+        },
         "config": config,
         "versions_per_group": 1 + len(codecs) * len(bitrates),
         "bitrate_rank": {**{str(_num(b)): i for i, b in enumerate(ladder)}, "clean": len(ladder)},
@@ -429,4 +472,3 @@ def _short(exc: BaseException) -> str:
     if len(lines) > 1:
         text += " | " + lines[-1]
     return f"{type(exc).__name__}: {text}"[:500]
-

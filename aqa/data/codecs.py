@@ -24,9 +24,15 @@ CODECS: tuple[str, ...] = ("opus", "mp3", "aac")
 # MP3 sample rate -> allowed CBR bit rates (kbps): MPEG-1, MPEG-2 and MPEG-2.5 layer III.
 # ffmpeg/LAME silently clamp out-of-range bit rates (16 kbps at 44.1 kHz becomes 32 kbps).
 _MP3_RATES: dict[int, tuple[int, int]] = {
-    48000: (32, 320), 44100: (32, 320), 32000: (32, 320),
-    24000: (8, 160), 22050: (8, 160), 16000: (8, 160),
-    12000: (8, 64), 11025: (8, 64), 8000: (8, 64),
+    48000: (32, 320),
+    44100: (32, 320),
+    32000: (32, 320),
+    24000: (8, 160),
+    22050: (8, 160),
+    16000: (8, 160),
+    12000: (8, 64),
+    11025: (8, 64),
+    8000: (8, 64),
 }
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 _OPUS_KBPS = (6, 510)
@@ -71,7 +77,7 @@ def codec_sample_rate(codec: str, sr: int, bitrate_kbps: float) -> int:
     raise ValueError(f"unknown codec {codec!r}; choose from {list(CODECS)}")
 
 
-def estimate_lag(ref: np.ndarray, y: np.ndarray, max_lag: int) -> int:
+def estimate_lag(ref: np.ndarray, y: np.ndarray, max_lag: int, window: int | None = 1 << 17) -> int:
     """Delay of ``y`` relative to ``ref`` in samples, by FFT cross-correlation.
 
     A positive lag ``L`` means ``y[n + L] ~ ref[n]`` (``y`` is late). Only ``|L| <= max_lag`` is searched.
@@ -81,9 +87,12 @@ def estimate_lag(ref: np.ndarray, y: np.ndarray, max_lag: int) -> int:
         ref: reference ``(T,)`` or ``(C, T)`` (down-mixed to mono).
         y: degraded signal ``(T',)`` or ``(C, T')``.
         max_lag: largest absolute lag searched, in samples.
+        window: correlate only the first ``window`` samples (a codec delay is constant); ``None`` = all.
     """
     r = to_mono(ref).astype(np.float64)
     d = to_mono(y).astype(np.float64)
+    if window is not None and r.size > window:
+        r, d = r[:window], d[: window + max(max_lag, 0)]
     if not np.any(r) or not np.any(d) or max_lag < 0:
         return 0
     xc = correlate(d, r, mode="full", method="fft")  # index k <-> lag k - (len(r) - 1)
@@ -180,7 +189,9 @@ def encode_decode_many(
     x2 = np.asarray(x[None] if squeeze else x, dtype=np.float32)
     check_audio(x2, "codec input")
     if x2.ndim != 2 or x2.shape[0] > 2:
-        raise ValueError(f"codecs take (C, T) audio with 1 or 2 channels, got shape {tuple(x2.shape)}; down-mix first")
+        raise ValueError(
+            f"codecs take (C, T) audio with 1 or 2 channels, got shape {tuple(x2.shape)}; down-mix first"
+        )
     sr = int(sr)
     rates = [codec_sample_rate(codec, sr, b) for b in bitrates_kbps]
     encoder, suffix = _ENCODERS[codec]
@@ -196,8 +207,19 @@ def encode_decode_many(
         dec_args: list[str] = []
         for k, (b, r) in enumerate(zip(bitrates_kbps, rates, strict=True)):
             coded = d / f"coded{k}{suffix}"
-            enc_args += ["-map", f"{inputs.index(r)}:a", "-threads", "1", "-c:a", encoder,
-                         "-b:a", f"{b:g}k", "-ar", str(r), str(coded)]
+            enc_args += [
+                "-map",
+                f"{inputs.index(r)}:a",
+                "-threads",
+                "1",
+                "-c:a",
+                encoder,
+                "-b:a",
+                f"{b:g}k",
+                "-ar",
+                str(r),
+                str(coded),
+            ]
             dec_args += ["-threads", "1", "-i", str(coded)]
         for k, r in enumerate(rates):
             dec_args += ["-map", f"{k}:a", "-c:a", "pcm_f32le", "-ar", str(r), str(d / f"out{k}.wav")]

@@ -65,7 +65,9 @@ def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[s
 class _EpochLoader(DataLoader):
     # Lightning calls set_epoch only on samplers, which iterable datasets lack: pass the epoch to the
     # dataset when an epoch's iterator is created (workers receive the dataset with it set).
-    def __init__(self, dataset: GroupedBatchDataset, epoch_fn: Callable[[], int | None], **kwargs: Any) -> None:
+    def __init__(
+        self, dataset: GroupedBatchDataset, epoch_fn: Callable[[], int | None], **kwargs: Any
+    ) -> None:
         super().__init__(dataset, **kwargs)
         self._epoch_fn = epoch_fn
         self._calls = 0
@@ -98,7 +100,8 @@ class AQADataModule(L.LightningDataModule):
         self,
         train_urls: str | list[str],
         val_urls: str | list[str] | None = None,
-        sample_rate: int = 16000,
+        *,
+        sample_rate: int,
         label_keys: Sequence[str] = ("bitrate_rank",),
         groups_per_batch: int = 4,
         crop_s: float | None = 10.0,

@@ -42,7 +42,9 @@ def _groups(samples: Iterable[dict[str, Any]]) -> Iterator[_RawGroup]:
     current: _RawGroup = []
     for s in samples:
         if "json" not in s or "flac" not in s:
-            raise KeyError(f"sample {s.get('__key__')!r} in {s.get('__url__')!r} lacks a .json or .flac member")
+            raise KeyError(
+                f"sample {s.get('__key__')!r} in {s.get('__url__')!r} lacks a .json or .flac member"
+            )
         meta = json.loads(s["json"])
         meta["key"] = s["__key__"]
         if current and meta.get("group") != current[0][0].get("group"):
@@ -192,13 +194,17 @@ class GroupedBatchDataset(IterableDataset):
         wav = torch.zeros(len(wavs), max(lengths), dtype=torch.float32)
         for i, w in enumerate(wavs):
             wav[i, : w.shape[-1]] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
-        labels = {k: torch.tensor([_label(m, k) for m in metas], dtype=torch.float32) for k in self.label_keys}
+        labels = {
+            k: torch.tensor([_label(m, k) for m in metas], dtype=torch.float32) for k in self.label_keys
+        }
         return {
             "wav": wav,
             "lengths": torch.tensor(lengths, dtype=torch.long),
             "labels": labels,
             "group": torch.tensor(group_idx, dtype=torch.long),
-            "is_reference": torch.tensor([bool(m.get("is_reference", False)) for m in metas], dtype=torch.bool),
+            "is_reference": torch.tensor(
+                [bool(m.get("is_reference", False)) for m in metas], dtype=torch.bool
+            ),
             "meta": metas,
         }
 

@@ -18,7 +18,10 @@ install: $(STAMP) system-deps
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,metrics]'
+	@# pyclarity pulls torchaudio 2.11, a CUDA build whose compiled libraries do not load on CPU-only machines
+	@# and then break `import transformers`; its pure-Python parts work without them (shared ENVIRONMENT.md).
+	$(BIN)/python -c "import torchaudio" 2>/dev/null || rm -f $(VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
 	touch $(STAMP)
 
 # Debian packages the pipeline needs (ffmpeg for the codecs).
@@ -50,6 +53,8 @@ demo: install data-demo
 
 bench: install
 	$(BIN)/python tests/benchmarks/bench_train.py
+	$(BIN)/python tests/benchmarks/bench_metrics.py
+	$(BIN)/python tests/benchmarks/bench_encoders.py
 
 lint: install
 	$(BIN)/ruff check aqa data_prep tests

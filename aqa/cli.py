@@ -1,4 +1,4 @@
-"""Command line: ``aqa train | eval | list | prep``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
+"""Command line: ``aqa train | eval | list | prep | metric``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
 
 from __future__ import annotations
 
@@ -115,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("prep", help="build WebDataset shards: aqa prep codec --src DIR --out DIR ...")
     p.add_argument("recipe", choices=["codec"])
     p.add_argument("args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("metric", help="reference metrics: aqa metric visqol --ref REF.wav --deg DEG.wav")
+    from aqa.metrics.runner import build_parser as metric_parser
+
+    metric_parser(p)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -130,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from data_prep.codec import main as codec_main
 
             return codec_main(args.args)
+        elif args.command == "metric":
+            from aqa.metrics.runner import run_cli
+
+            return run_cli(args)
     except (ConfigError, FileNotFoundError, KeyError) as err:
         print(f"aqa {args.command}: error: {err}", file=sys.stderr)
         return 2

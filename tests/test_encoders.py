@@ -1,4 +1,9 @@
-"""Encoder contract, LoRA, MERT checkpoint loading (published layout) and registry tests. CPU, seconds."""
+"""Encoder contract, shared helpers, LoRA, checkpoint loading (published layouts), fusion and registry tests.
+
+The contract tests are parametrized over every ``*_tiny`` registry entry (built from its YAML), so a newly
+registered encoder gets forward/backward, padding, input-adapter, short-input, LoRA/frozen and one-step
+training checks automatically. CPU, seconds.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from safetensors.torch import save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aqa.encoders import ENCODERS, EncoderOutput, apply_lora, build_encoder, frame_lengths, freeze  # noqa: E402
+from aqa.encoders.hf import normalize_waveform, resolve_checkpoint  # noqa: E402
 from aqa.encoders.mert import MERTEncoder, load_mert, mert_config  # noqa: E402
-from aqa.encoders.mert import _resolve_checkpoint as resolve_checkpoint  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "encoder"
 SR = 24000
@@ -122,13 +127,11 @@ def test_padding_is_zeroed_and_normalisation_uses_valid_samples(
 def test_normalisation_matches_wav2vec2_feature_extractor() -> None:
     from transformers import Wav2Vec2FeatureExtractor
 
-    from aqa.encoders.mert import _normalize
-
     gen = torch.Generator().manual_seed(2)
     wav = torch.randn(2, 800, generator=gen) * torch.tensor([[0.3], [2.0]]) + 0.1
     lengths = torch.tensor([800, 500])
     mask = torch.arange(800)[None, :] < lengths[:, None]
-    ours = _normalize(wav.masked_fill(~mask, 0.0), lengths, mask)
+    ours = normalize_waveform(wav.masked_fill(~mask, 0.0), lengths, mask)
     theirs = Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm(
         [w.numpy() for w in wav], attention_mask=mask.long().numpy(), padding_value=0.0
     )
@@ -382,12 +385,14 @@ def test_unsupported_mert_variants_are_refused(tmp_path: Path, override: dict, m
 
 
 def test_full_size_parameter_count_and_lora_share() -> None:
-    enc = build_encoder({"name": "mert_v1_95m", "checkpoint": None, "freeze": False, "adapter": None})
+    with torch.device("meta"):  # shapes only: no memory, no init time
+        enc = build_encoder({"name": "mert_v1_95m", "checkpoint": None, "freeze": False, "adapter": None})
     assert (enc.num_layers, enc.output_dim, enc.frame_rate, enc.sample_rate) == (13, 768, 75.0, SR)
     backbone = sum(p.numel() for p in enc.parameters())
     assert 94e6 <= backbone <= 95e6  # published ~94.4M
-    apply_lora(enc.model, r=8, alpha=16, dropout=0.05, target_modules=["q_proj", "v_proj"])
-    head = nn.Linear(13 * 768, 256)
+    with torch.device("meta"):
+        apply_lora(enc.model, r=8, alpha=16, dropout=0.05, target_modules=["q_proj", "v_proj"])
+        head = nn.Linear(13 * 768, 256)
     total = sum(p.numel() for p in enc.parameters()) + sum(p.numel() for p in head.parameters())
     trainable = sum(p.numel() for p in enc.parameters() if p.requires_grad) + sum(
         p.numel() for p in head.parameters()
@@ -398,7 +403,7 @@ def test_full_size_parameter_count_and_lora_share() -> None:
 
 def test_yaml_configs_build() -> None:
     names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
-    assert names == sorted(ENCODERS)
+    assert set(ENCODERS) <= set(names), "every registered encoder has a YAML of the same name"
     tiny_cfg = OmegaConf.load(CONFIGS / "mert_v1_95m_tiny.yaml")
     enc = build_encoder(tiny_cfg)
     assert enc.num_layers == 3 and enc.frame_rate == 75.0
@@ -406,12 +411,538 @@ def test_yaml_configs_build() -> None:
     tiny_cfg.adapter = None
     assert all(p.requires_grad for p in build_encoder(tiny_cfg).parameters())
     full_cfg = OmegaConf.load(CONFIGS / "mert_v1_95m.yaml")
-    assert set(full_cfg) == {"name", "checkpoint", "freeze", "adapter"}
+    assert set(full_cfg) == {"name", "checkpoint", "freeze", "adapter", "max_chunk_s"}
     assert mert_config().num_hidden_layers == 12
 
 
 def test_unknown_encoder_lists_choices() -> None:
-    with pytest.raises(
-        KeyError, match=r"unknown encoder 'nope'; choose from \['mert_v1_95m', 'mert_v1_95m_tiny'\]"
-    ):
+    with pytest.raises(KeyError, match=r"unknown encoder 'nope'; choose from \[.*'mert_v1_95m', 'mert_v1_95m_tiny'"):
         build_encoder({"name": "nope"})
+
+
+
+# ============================================================================================================
+# Every tiny encoder in the registry: the contract, padding, input adaptation, short input, LoRA / frozen
+
+
+TINY = sorted(name for name in ENCODERS if name.endswith("_tiny"))
+
+
+def build_tiny(name: str, **overrides: object) -> nn.Module:
+    """A tiny encoder from its YAML (configs/encoder/NAME.yaml) with top-level keys overridden."""
+    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    for key, value in overrides.items():
+        cfg[key] = value
+    torch.manual_seed(0)
+    return build_encoder(OmegaConf.to_container(cfg))
+
+
+def seeded(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    return 0.1 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def pooled(out: EncoderOutput, index: int) -> list[torch.Tensor]:
+    from aqa.heads import masked_time_mean
+
+    return [masked_time_mean(h, out.lengths)[index] for h in out.layers]
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_contract_forward_backward(name: str) -> None:
+    enc = build_tiny(name, adapter=None).train()
+    for attr in ("sample_rate", "output_dim", "num_layers", "frame_rate"):
+        assert hasattr(enc, attr), attr
+    sr = int(enc.sample_rate)
+    wav, lengths = seeded((2, sr)), torch.tensor([sr, sr // 2])
+    out = enc(wav, lengths)
+    assert isinstance(out, EncoderOutput) and len(out.layers) == enc.num_layers
+    frames = out.layers[0].shape[1]
+    assert all(h.shape == (2, frames, enc.output_dim) for h in out.layers)
+    assert out.lengths.dtype == torch.long and out.lengths.shape == (2,)
+    assert 1 <= out.lengths[1] <= out.lengths[0] <= frames
+    if enc.frame_rate > 0:  # frame-level encoders: ~frame_rate frames per second
+        assert abs(int(out.lengths[0]) - enc.frame_rate) <= 0.1 * enc.frame_rate + 2
+    sum(h.pow(2).mean() for h in out.layers).backward()
+    trainable = [(n, p) for n, p in enc.named_parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for _, p in trainable)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_clip_alone_equals_clip_in_padded_batch(name: str) -> None:
+    enc = build_tiny(name, adapter=None).eval()
+    sr = int(enc.sample_rate)
+    clip = seeded((1, int(0.6 * sr)), seed=1)
+    batch = seeded((3, sr), seed=2)
+    batch[1] = 0.0
+    batch[1, : clip.shape[1]] = clip[0]
+    lengths = torch.tensor([sr, clip.shape[1], int(0.8 * sr)])
+    with torch.no_grad():
+        alone, inside = enc(clip), enc(batch, lengths)
+    assert int(alone.lengths[0]) == int(inside.lengths[1])
+    for a, b in zip(pooled(alone, 0), pooled(inside, 1), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_44k1_stereo_through_the_input_adapter(name: str) -> None:
+    from aqa.encoders import adapt_input, prepare
+
+    enc = build_tiny(name, adapter=None).eval()
+    adapted = adapt_input(enc, 44100)
+    assert adapted.sample_rate == 44100 and adapted.num_layers == enc.num_layers
+    stereo = seeded((2, 2, 22050), seed=3)  # 2 clips x 2 channels x 0.5 s
+    lengths = torch.tensor([22050, 15000])
+    with torch.no_grad():
+        out = adapted(stereo, lengths)
+        wav, n = prepare(stereo, 44100, enc.sample_rate, lengths)
+        direct = enc(wav, n)
+    assert wav.shape == (2, -(-22050 * enc.sample_rate // 44100)) and n.tolist()[1] == -(-15000 * enc.sample_rate // 44100)
+    for a, b in zip(out.layers, direct.layers, strict=True):
+        torch.testing.assert_close(a, b)
+    assert all(torch.isfinite(h).all() for h in out.layers)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_0_1_s_input_works_or_names_the_minimum(name: str) -> None:
+    enc = build_tiny(name, adapter=None).eval()
+    wav = seeded((1, int(0.1 * enc.sample_rate)))
+    try:
+        with torch.no_grad():
+            out = enc(wav)
+    except ValueError as err:
+        assert "at least" in str(err), f"unclear message for short input: {err}"
+        return
+    assert int(out.lengths[0]) >= 1 and all(torch.isfinite(h).all() for h in out.layers)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_lora_adapts_and_frozen_trains_nothing(name: str) -> None:
+    yaml_adapter = OmegaConf.load(CONFIGS / f"{name}.yaml").get("adapter")
+    assert yaml_adapter is not None, f"{name}.yaml should declare its LoRA adapter (target_modules per family)"
+    enc = build_tiny(name)
+    trainable = [n for n, p in enc.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "layer_weights" in n for n in trainable), trainable
+    sr = int(enc.sample_rate)
+    wav = seeded((2, sr // 2), seed=4)
+    base = build_tiny(name, adapter=None).eval()
+    with torch.no_grad():
+        reference = base(wav).layers[-1]
+        for p in (p for n, p in enc.named_parameters() if "lora_B" in n):
+            p.normal_()  # B starts at zero; a non-zero update must reach the output (adapters really run)
+        adapted = enc.eval()(wav).layers[-1]
+    assert (adapted - reference).abs().max() > 1e-4, "LoRA weights do not change the output"
+    out = enc.train()(wav, torch.tensor([sr // 2, sr // 3]))
+    sum(h.pow(2).mean() for h in out.layers).backward()
+    assert all(p.grad is not None for n, p in enc.named_parameters() if "lora_" in n)
+
+    frozen = build_tiny(name, freeze=True, adapter=None)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert len(frozen(wav).layers) == frozen.num_layers
+
+
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("mode", ["lora", "frozen"])
+def test_deepaq_tiny_trains_one_step_with_each_encoder(name: str, mode: str) -> None:
+    from aqa.config import compose
+    from aqa.tasks import build_module
+
+    overrides = [f"encoder={name}"] + (["encoder.freeze=true", "encoder.adapter=null"] if mode == "frozen" else [])
+    torch.manual_seed(0)
+    module = build_module(compose("deepaq_lora_tiny", overrides)).train()
+    sr = int(module.encoder.sample_rate)
+    wav = seeded((4, sr // 2), seed=5)
+    lengths = torch.tensor([sr // 2, sr // 2, sr // 3, sr // 4])
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    trainable = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+    encoder_trainable = [n for n in trainable if n.startswith("encoder.")]
+    if mode == "frozen":
+        assert not encoder_trainable
+    else:
+        assert encoder_trainable and all("lora_" in n or "layer_weights" in n for n in encoder_trainable)
+    out = module(wav, lengths)["bitrate"]
+    loss = module.losses["bitrate"](out, torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    changed = [n for n, p in module.named_parameters() if n in trainable and not torch.equal(p, trainable[n])]
+    assert any(n.startswith("heads.") for n in changed)
+    if mode == "lora":
+        assert any("lora_" in n for n in changed), "LoRA parameters did not train"
+
+
+# ============================================================================================================
+# Shared helpers: resampling, chunking, masked GroupNorm, LayerWeightedSum
+
+
+@pytest.mark.parametrize(("orig", "new"), [(44100, 16000), (44100, 24000), (16000, 24000), (48000, 16000)])
+def test_resample_reproduces_a_sine(orig: int, new: int) -> None:
+    from aqa.encoders import resample
+
+    f0 = 1000.0
+    x = torch.sin(2 * torch.pi * f0 * torch.arange(orig, dtype=torch.float64) / orig).float()
+    y = resample(x[None], orig, new)[0]
+    assert y.shape == (new,) and y.dtype == torch.float32
+    want = torch.sin(2 * torch.pi * f0 * torch.arange(new, dtype=torch.float64) / new).float()
+    middle = slice(new // 10, -new // 10)  # away from the zero-padded edges
+    assert (y[middle] - want[middle]).abs().max() < 1e-4
+
+
+def test_resample_removes_content_above_the_new_nyquist() -> None:
+    from aqa.encoders import resample
+
+    x = torch.sin(2 * torch.pi * 11000.0 * torch.arange(44100, dtype=torch.float64) / 44100)  # above 8 kHz
+    y = resample(x, 44100, 16000)
+    assert y.dtype == torch.float64 and y[1600:-1600].abs().max() < 1e-6
+
+
+def test_resample_matches_scipy_polyphase_in_band() -> None:
+    from scipy.signal import resample_poly
+
+    from aqa.encoders import resample
+
+    gen = torch.Generator().manual_seed(6)
+    # band-limited noise (below 6 kHz) so both filters pass it
+    spectrum = torch.fft.rfft(torch.randn(44100, generator=gen, dtype=torch.float64))
+    spectrum[int(6000 * 44100 / 44100) :] = 0
+    x = torch.fft.irfft(spectrum, n=44100)
+    ours = resample(x, 44100, 16000)
+    theirs = torch.from_numpy(resample_poly(x.numpy(), 160, 441))
+    middle = slice(2000, -2000)
+    assert (ours[middle] - theirs[middle]).abs().max() < 1e-3 * x.abs().max()
+
+
+def test_prepare_downmixes_zeroes_padding_and_scales_lengths() -> None:
+    from aqa.encoders import prepare, to_mono
+
+    stereo = torch.stack([torch.ones(2, 100), -torch.ones(2, 100) * 3], dim=1)  # (B=2, C=2, T)
+    mono = to_mono(stereo)
+    assert mono.shape == (2, 100) and torch.allclose(mono, -torch.ones(2, 100))
+    wav, lengths = prepare(stereo, 24000, 24000, torch.tensor([100, 40]))
+    assert lengths.tolist() == [100, 40] and wav[1, 40:].abs().sum() == 0
+    wav, lengths = prepare(stereo, 48000, 16000, torch.tensor([100, 40]))
+    assert wav.shape == (2, 34) and lengths.tolist() == [34, 14]
+    assert to_mono(torch.zeros(5)).shape == (1, 5)
+
+
+def test_masked_group_norm_equals_group_norm_on_the_valid_part() -> None:
+    from aqa.encoders.hf import MaskedGroupNorm
+
+    norm = MaskedGroupNorm(4, 4)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.normal_()
+    x = torch.randn(2, 4, 30)
+    norm.valid = torch.tensor([30, 12])
+    out = norm(x)
+    norm.valid = None
+    torch.testing.assert_close(out[0], norm(x[:1])[0])
+    torch.testing.assert_close(out[1, :, :12], norm(x[1:, :, :12])[0])
+
+
+def test_padding_changes_group_norm_models_without_the_masked_norm() -> None:
+    # the fix is needed: plain GroupNorm over padded time changes the clip's features
+    enc = build_tiny("wav2vec2_base_tiny", adapter=None).eval()
+    sr = enc.sample_rate
+    clip, batch = seeded((1, sr // 2), 7), torch.zeros(2, sr)
+    batch[0, : sr // 2] = clip[0]
+    with torch.no_grad():
+        fixed = enc(batch, torch.tensor([sr // 2, sr])).layers[-1][0, :10]
+        enc._masked_norm.forward = lambda x: torch.nn.GroupNorm.forward(enc._masked_norm, x)  # plain GroupNorm
+        broken = enc(batch, torch.tensor([sr // 2, sr])).layers[-1][0, :10]
+        alone = enc(clip).layers[-1][0, :10]
+    torch.testing.assert_close(fixed, alone, atol=1e-4, rtol=0)
+    assert (broken - alone).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["wavlm_base_plus_tiny", "mert_v1_95m_tiny"])
+def test_chunked_inference_keeps_the_frame_grid(name: str) -> None:
+    from aqa.encoders.base import chunked_forward
+
+    enc = build_tiny(name, adapter=None).eval()
+    sr, hop = enc.sample_rate, enc.downsample_rate
+    wav = seeded((2, 3 * sr), 8)
+    lengths = torch.tensor([3 * sr, 2 * sr + 777])
+    with torch.no_grad():
+        whole = enc(wav, lengths)
+        enc.max_chunk_s = 1.0
+        assert enc.max_chunk_samples == (sr // hop) * hop
+        chunked = enc(wav, lengths)
+        # the definition: chunk k reads [k * chunk, (k + 1) * chunk + overlap) and keeps all its frames
+        chunk, overlap = enc.max_chunk_samples, enc.receptive_field - hop
+        piece = wav[:1, chunk : 2 * chunk + overlap]
+        second = enc._encode(piece, None)
+    assert chunked.lengths.tolist() == whole.lengths.tolist()  # same frame count as one pass
+    first_frames = int(frame_lengths(torch.tensor([chunk + overlap]), enc.conv_kernel, enc.conv_stride))
+    assert first_frames == chunk // hop
+    torch.testing.assert_close(chunked.layers[-1][0, first_frames : 2 * first_frames], second.layers[-1][0])
+    # alone vs padded batch also holds with chunking
+    with torch.no_grad():
+        alone = enc(wav[1:, : 2 * sr + 777])
+    for a, b in zip(pooled(alone, 0), pooled(chunked, 1), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        enc.max_chunk_s = 10.0  # longer than the input: a single pass
+        same = enc(wav, lengths)
+    torch.testing.assert_close(same.layers[-1], whole.layers[-1])
+    with pytest.raises(ValueError, match="at least 400 samples"):
+        enc(wav[:, :100])
+    # a chunk tail shorter than the receptive field gives no frame, as in one pass
+    tail = chunked_forward(enc._encode, wav[:1, : chunk + overlap + 100], None, chunk, overlap, enc.min_samples)
+    assert tail.lengths.tolist() == frame_lengths(torch.tensor([chunk + overlap + 100]), enc.conv_kernel, enc.conv_stride).tolist()
+
+
+def test_layer_weighted_sum() -> None:
+    from aqa.encoders import LayerWeightedSum
+
+    layers = [torch.randn(2, 5, 4) * (i + 1) for i in range(3)]
+    plain = LayerWeightedSum(3, 4)
+    torch.testing.assert_close(plain(layers), torch.stack(layers).mean(0))  # equal weights at start
+    with torch.no_grad():
+        plain.weights.copy_(torch.tensor([0.0, 0.0, 50.0]))
+    torch.testing.assert_close(plain(layers), layers[2], atol=1e-5, rtol=0)
+    normed = LayerWeightedSum(3, 4, layer_norm=True)
+    out = normed(layers)
+    want = torch.stack([torch.nn.functional.layer_norm(h, (4,)) for h in layers]).mean(0)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+    out.sum().backward()
+    assert normed.weights.grad is not None and normed.norms[0].weight.grad is not None
+    with pytest.raises(ValueError, match="expects 3 layers"):
+        plain(layers[:2])
+
+
+def test_weighted_sum_pool_head() -> None:
+    from aqa.heads import build_head
+
+    head = build_head({"name": "weighted_sum_pool", "layer_norm": True}, num_layers=3, input_dim=4)
+    out = head([torch.randn(2, 6, 4) for _ in range(3)], torch.tensor([6, 3]))
+    assert out.shape == (2,)
+
+
+# ============================================================================================================
+# Transformers-specific behaviour
+
+
+def test_wavlm_attention_through_modules_matches_transformers() -> None:
+    from aqa.encoders.hf import WAVLM_BASE_PLUS, HFEncoder
+
+    arch = {**TINY_ARCH, "hidden_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0}
+    torch.manual_seed(0)
+    enc = HFEncoder(WAVLM_BASE_PLUS.model_cls, WAVLM_BASE_PLUS.config(**arch), 16000, False).eval()
+    torch.manual_seed(0)
+    original = WAVLM_BASE_PLUS.model_cls(WAVLM_BASE_PLUS.config(**arch)).eval()
+    original.load_state_dict(enc.model.state_dict())
+    wav = seeded((2, 16000), 9)
+    mask = (torch.arange(16000)[None] < torch.tensor([[16000], [9000]])).long()
+    with torch.no_grad():
+        ours = enc.model(wav * mask, attention_mask=mask).last_hidden_state
+        theirs = original(wav * mask, attention_mask=mask).last_hidden_state
+    valid = frame_lengths(torch.tensor(9000), enc.conv_kernel, enc.conv_stride)
+    torch.testing.assert_close(ours[0], theirs[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours[1, :valid], theirs[1, :valid], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mert_v1_330m_tiny", "wavlm_large_tiny"])
+def test_pre_norm_models_return_the_final_layer_norm_output_last(name: str) -> None:
+    enc = build_tiny(name, adapter=None).eval()
+    assert enc.stable_layer_norm
+    wav = seeded((1, enc.sample_rate // 2), 10)
+    with torch.no_grad():
+        out = enc(wav)
+        raw = enc.model(normalize_waveform(wav, torch.tensor([wav.shape[1]]), None) if enc.normalize else wav,
+                        output_hidden_states=True)
+    torch.testing.assert_close(out.layers[-1], raw.last_hidden_state)
+    torch.testing.assert_close(out.layers[-1], enc.model.encoder.layer_norm(raw.hidden_states[-1]))
+    assert len(out.layers) == enc.num_layers == 3
+
+
+# ============================================================================================================
+# Published checkpoint layouts of each transformers family (random weights, saved as published, loaded strictly)
+
+
+HF_FAMILIES = {
+    # name: (builder of the tiny twin, prefix on backbone keys, extra pre-training head keys, normalize)
+    "mert_v1_330m": ("mert_v1_330m_tiny", "", {"masked_spec_embed": (32,)}, True),
+    "wavlm_base_plus": ("wavlm_base_plus_tiny", "", {"masked_spec_embed": (32,)}, False),
+    "wavlm_large": ("wavlm_large_tiny", "", {"masked_spec_embed": (32,)}, True),
+    "wav2vec2_base": (
+        "wav2vec2_base_tiny",
+        "wav2vec2.",
+        {
+            "wav2vec2.masked_spec_embed": (32,),
+            "quantizer.codevectors": (1, 640, 128),
+            "quantizer.weight_proj.weight": (640, 32),
+            "quantizer.weight_proj.bias": (640,),
+            "project_hid.weight": (256, 32),
+            "project_hid.bias": (256,),
+            "project_q.weight": (256, 128),
+            "project_q.bias": (256,),
+        },
+        True,
+    ),
+}
+
+
+def write_hf_checkpoint(directory: Path, enc: nn.Module, family: str, fmt: str) -> dict[str, torch.Tensor]:
+    _, prefix, heads, normalize = HF_FAMILIES[family]
+    config = enc.model.config.to_dict()
+    # as published: training-time stochastic depth / SpecAugment on (the loader must turn them off)
+    config.update({"layerdrop": 0.05, "mask_time_prob": 0.05, "architectures": [type(enc.model).__name__]})
+    if family.startswith("mert"):
+        config.update({"model_type": "mert_model", "deepnorm": False, "attention_relax": 32.0, "feature_extractor_cqt": False})
+    state = {}
+    for key, value in enc.model.state_dict().items():
+        key = key.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+        state[prefix + key] = value.clone().contiguous()
+    for key, shape in heads.items():
+        state[key] = torch.randn(shape)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "preprocessor_config.json").write_text(
+        json.dumps({"do_normalize": normalize, "feature_size": 1, "return_attention_mask": True,
+                    "sampling_rate": enc.sample_rate, "padding_value": 0.0})
+    )
+    if fmt == "safetensors":
+        save_file(state, str(directory / "model.safetensors"))
+    else:
+        torch.save(state, directory / "pytorch_model.bin")
+    return state
+
+
+@pytest.mark.parametrize("fmt", ["bin", "safetensors"])
+@pytest.mark.parametrize("family", sorted(HF_FAMILIES))
+def test_hf_family_checkpoint_round_trip(tmp_path: Path, family: str, fmt: str) -> None:
+    original = build_tiny(HF_FAMILIES[family][0], adapter=None).eval()
+    with torch.no_grad():
+        for p in original.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    write_hf_checkpoint(tmp_path / "ckpt", original, family, fmt)
+    loaded = build_encoder({"name": family, "checkpoint": str(tmp_path / "ckpt"), "freeze": True, "adapter": None})
+    assert loaded.model.config.layerdrop == 0 and loaded.model.config.mask_time_prob == 0
+    assert (loaded.sample_rate, loaded.normalize, loaded.num_layers) == (
+        original.sample_rate, HF_FAMILIES[family][3], original.num_layers
+    )
+    wav, lengths = seeded((2, original.sample_rate), 11), torch.tensor([original.sample_rate, 9000])
+    with torch.no_grad():
+        original.normalize = loaded.normalize
+        for a, b in zip(original(wav, lengths).layers, loaded.eval()(wav, lengths).layers, strict=True):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", sorted(HF_FAMILIES))
+def test_hf_family_strict_keys_name_the_bad_key(tmp_path: Path, family: str) -> None:
+    from safetensors.torch import load_file
+
+    original = build_tiny(HF_FAMILIES[family][0], adapter=None)
+    write_hf_checkpoint(tmp_path / "ckpt", original, family, "safetensors")
+    state = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    prefix = HF_FAMILIES[family][1]
+    bad = prefix + "encoder.layers.0.attention.extra_proj.weight"
+    state[bad] = torch.zeros(2)
+    save_file(state, str(tmp_path / "ckpt" / "model.safetensors"))
+    with pytest.raises(ValueError, match="unexpected keys .*extra_proj"):
+        build_encoder({"name": family, "checkpoint": str(tmp_path / "ckpt")})
+    del state[bad]
+    del state[prefix + "encoder.layers.1.feed_forward.output_dense.bias"]
+    save_file(state, str(tmp_path / "ckpt" / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"missing keys \[encoder\.layers\.1\.feed_forward\.output_dense\.bias\]"):
+        build_encoder({"name": family, "checkpoint": str(tmp_path / "ckpt")})
+
+
+@pytest.mark.parametrize("family", sorted(HF_FAMILIES))
+def test_hf_family_missing_weights_say_what_and_how(tmp_path: Path, family: str) -> None:
+    from aqa.encoders.hf import HFVariant  # noqa: F401  (the variant's hub id appears in the message)
+
+    where = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError) as err:
+        build_encoder({"name": family, "checkpoint": str(where)})
+    message = str(err.value)
+    assert str(where) in message and "encoder.checkpoint=" in message and "pytorch_model.bin" in message
+    assert family in message and "hf download" in message
+
+
+def test_wrong_model_type_is_refused(tmp_path: Path) -> None:
+    original = build_tiny("wavlm_base_plus_tiny", adapter=None)
+    write_hf_checkpoint(tmp_path / "ckpt", original, "wavlm_base_plus", "bin")
+    with pytest.raises(ValueError, match="model_type 'wavlm' is not a wav2vec2_base model"):
+        build_encoder({"name": "wav2vec2_base", "checkpoint": str(tmp_path / "ckpt")})
+
+
+# ============================================================================================================
+# Full size: published parameter counts (built on the meta device: shapes only, well under a second each)
+
+# Published sizes: the weights files' tensors (MERT-v1-95M 378 MB and MERT-v1-330M 1.26 GB of float32, i.e.
+# 94.5M and 315M parameters: "330M" is the model's name, not its size), the WavLM paper / HF model counts,
+# and wav2vec 2.0 Base's 95.0M, which includes the pre-training quantizer heads the encoder drops.
+PUBLISHED_PARAMS = {
+    "mert_v1_95m": 94.4e6,
+    "mert_v1_330m": 315.4e6,
+    "wavlm_base_plus": 94.4e6,
+    "wavlm_large": 315.5e6,
+    "wav2vec2_base": 95.0e6,
+}
+PUBLISHED_SHAPES = {  # num_layers, output_dim, sample_rate, frame_rate
+    "mert_v1_95m": (13, 768, 24000, 75.0),
+    "mert_v1_330m": (25, 1024, 24000, 75.0),
+    "wavlm_base_plus": (13, 768, 16000, 50.0),
+    "wavlm_large": (25, 1024, 16000, 50.0),
+    "wav2vec2_base": (13, 768, 16000, 50.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_full_size_encoders_have_the_published_size(name: str) -> None:
+    with torch.device("meta"):
+        enc = build_encoder({"name": name, "checkpoint": None, "adapter": None})
+    count = sum(p.numel() for p in enc.parameters())
+    assert abs(count / PUBLISHED_PARAMS[name] - 1) < 0.01, f"{name}: {count / 1e6:.2f}M"
+    assert (enc.num_layers, enc.output_dim, enc.sample_rate, enc.frame_rate) == PUBLISHED_SHAPES[name]
+
+
+def test_every_full_size_yaml_names_its_hub_checkpoint() -> None:
+    from aqa.encoders.hf import WAV2VEC2_BASE, WAVLM_BASE_PLUS, WAVLM_LARGE
+    from aqa.encoders.mert import MERT_V1_95M, MERT_V1_330M
+
+    for variant in (MERT_V1_95M, MERT_V1_330M, WAVLM_BASE_PLUS, WAVLM_LARGE, WAV2VEC2_BASE):
+        cfg = OmegaConf.load(CONFIGS / f"{variant.name}.yaml")
+        assert cfg.checkpoint == variant.hub_id and cfg.adapter.target_modules == ["q_proj", "v_proj"]
+
+
+# ============================================================================================================
+# Fusion
+
+
+def test_fusion_concatenates_unit_vectors_of_any_subset() -> None:
+    fusion = build_tiny("fusion_tiny", adapter=None).eval()
+    assert fusion.sample_rate == 24000 and fusion.num_layers == 1 and fusion.output_dim == 64
+    wav, lengths = seeded((2, 24000), 12), torch.tensor([24000, 12000])
+    with torch.no_grad():
+        out = fusion(wav, lengths)
+    assert out.layers[0].shape == (2, 1, 64) and out.lengths.tolist() == [1, 1]
+    vec = out.layers[0][:, 0]
+    torch.testing.assert_close(vec[:, :32].norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(vec[:, 32:].norm(dim=-1), torch.ones(2))
+    # the MERT slice equals MERT run alone (same seed-built weights are inside the fusion)
+    mert = fusion.members[0]
+    with torch.no_grad():
+        alone = fusion.layer_weights[0]([h.mean(1, keepdim=True) for h in mert(wav[:1]).layers])[:, 0]
+    torch.testing.assert_close(vec[0, :32], torch.nn.functional.normalize(alone[0], dim=-1), atol=1e-5, rtol=0)
+    for subset in (["wavlm_base_plus_tiny"], ["mert_v1_330m_tiny", "wav2vec2_base_tiny", "wavlm_large_tiny"]):
+        one = build_tiny("fusion_tiny", encoders=subset, layers="mean", sample_rate=44100)
+        stereo = seeded((1, 2, 22050), 13)
+        assert one(stereo).layers[0].shape == (1, 1, 32 * len(subset))
+
+
+def test_fusion_freeze_and_adapter_apply_to_every_member() -> None:
+    frozen = build_tiny("fusion_tiny", freeze=True, adapter=None)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    lora = build_tiny("fusion_tiny", adapter={"r": 2, "alpha": 4})
+    names = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert any(n.startswith("members.0.") and "lora_A" in n for n in names)
+    assert any(n.startswith("members.1.") and "lora_A" in n for n in names)
+    assert lora.members[1].model.encoder.layers[0].attention.q_proj.r["default"] == 2
+    with pytest.raises(ValueError, match="layers="):
+        build_tiny("fusion_tiny", layers="max")
+    with pytest.raises(ValueError, match="list of encoder"):
+        build_tiny("fusion_tiny", encoders="mert_v1_95m_tiny")

@@ -2,7 +2,8 @@
 
 Every encoder is built as ``ENCODERS[name](**cfg_without_name)`` and follows the contract in
 :mod:`aqa.encoders.base`: ``forward(wav (B, T), lengths (B,) | None) -> EncoderOutput(layers, lengths)``
-with attributes ``sample_rate``, ``output_dim``, ``num_layers`` and ``frame_rate``.
+with attributes ``sample_rate``, ``output_dim``, ``num_layers`` and ``frame_rate``. Every full-size entry
+has a ``NAME_tiny`` twin with random weights for tests.
 """
 
 from __future__ import annotations
@@ -12,12 +13,32 @@ from typing import Any
 
 from torch import nn
 
-from aqa.encoders.base import EncoderOutput, apply_adapter, apply_lora, frame_lengths, freeze
-from aqa.encoders.mert import MERTEncoder, build_mert_v1_95m, build_mert_v1_95m_tiny, load_mert
+from aqa.encoders.base import (
+    AdaptedEncoder,
+    EncoderOutput,
+    LayerWeightedSum,
+    adapt_input,
+    apply_adapter,
+    apply_lora,
+    chunked_forward,
+    frame_lengths,
+    freeze,
+    prepare,
+    resample,
+    to_mono,
+)
+from aqa.encoders.fusion import FusionEncoder, build_fusion
+from aqa.encoders.hf import WAV2VEC2_BASE, WAVLM_BASE_PLUS, WAVLM_LARGE, HFEncoder, load_hf_encoder, register
+from aqa.encoders.mert import MERT_V1_95M, MERT_V1_330M, MERTEncoder, load_mert
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
-    "mert_v1_95m": build_mert_v1_95m,
-    "mert_v1_95m_tiny": build_mert_v1_95m_tiny,
+    **register(MERT_V1_95M),
+    **register(MERT_V1_330M),
+    **register(WAVLM_BASE_PLUS),
+    **register(WAVLM_LARGE),
+    **register(WAV2VEC2_BASE),
+    "fusion": build_fusion,
+    "fusion_tiny": build_fusion,
 }
 
 
@@ -30,13 +51,23 @@ def build_encoder(cfg: Mapping[str, Any]) -> nn.Module:
 
 
 __all__ = [
+    "AdaptedEncoder",
     "ENCODERS",
     "EncoderOutput",
+    "FusionEncoder",
+    "HFEncoder",
+    "LayerWeightedSum",
     "MERTEncoder",
+    "adapt_input",
     "apply_adapter",
     "apply_lora",
     "build_encoder",
+    "chunked_forward",
     "frame_lengths",
     "freeze",
+    "load_hf_encoder",
     "load_mert",
+    "prepare",
+    "resample",
+    "to_mono",
 ]

@@ -12,11 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from aqa.heads.pooling import MeanPoolHead, RnCEmbeddingHead, masked_time_mean
+from aqa.heads.pooling import MeanPoolHead, RnCEmbeddingHead, WeightedSumPoolHead, masked_time_mean
 
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "rnc_embedding": RnCEmbeddingHead,
     "mean_pool": MeanPoolHead,
+    "weighted_sum_pool": WeightedSumPoolHead,
 }
 
 
@@ -29,4 +30,4 @@ def build_head(cfg: Mapping[str, Any], num_layers: int, input_dim: int) -> nn.Mo
     return HEADS[name](num_layers=num_layers, input_dim=input_dim, **kwargs)
 
 
-__all__ = ["HEADS", "MeanPoolHead", "RnCEmbeddingHead", "build_head", "masked_time_mean"]
+__all__ = ["HEADS", "MeanPoolHead", "RnCEmbeddingHead", "WeightedSumPoolHead", "build_head", "masked_time_mean"]

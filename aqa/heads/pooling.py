@@ -62,3 +62,29 @@ class MeanPoolHead(nn.Module):
         """Args: layers: L tensors of (B, F, D); lengths: (B,). Returns (B,) if out_dim == 1 else (B, out_dim)."""
         out = self.proj(masked_time_mean(layers[-1], lengths))
         return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+class WeightedSumPoolHead(nn.Module):
+    """Regression head over all layers: learned softmax layer weights (optional per-layer LayerNorm, as in
+    HAAQI-Net), time-mean over valid frames, then a linear layer to ``out_dim`` scores (the SUPERB recipe).
+
+    Args:
+        num_layers: number of encoder hidden states L.
+        input_dim: encoder feature size D.
+        out_dim: number of scores.
+        layer_norm: LayerNorm each layer before weighting.
+    """
+
+    is_embedding = False
+
+    def __init__(self, num_layers: int, input_dim: int, out_dim: int = 1, layer_norm: bool = False) -> None:
+        super().__init__()
+        from aqa.encoders.base import LayerWeightedSum
+
+        self.layer_sum = LayerWeightedSum(num_layers, input_dim, layer_norm=layer_norm)
+        self.proj = nn.Linear(input_dim, out_dim)
+
+    def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:
+        """Args: layers: L tensors of (B, F, D); lengths: (B,). Returns (B,) if out_dim == 1 else (B, out_dim)."""
+        out = self.proj(masked_time_mean(self.layer_sum(layers), lengths))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out

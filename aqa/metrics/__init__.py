@@ -1,0 +1,345 @@
+"""Reference quality metrics behind one interface: ``METRICS[name](ref, deg, sr, **opts) -> dict``.
+
+Each entry is a plain function on arrays: ``ref`` and ``deg`` are float audio shaped ``(C, T)`` or ``(T,)``
+at the same rate ``sr`` (Hz, full scale +/-1), and the result maps the metric's usual value names to
+numbers (``moslqo``/``nsim`` for ViSQOL, ``pesq``, ``stoi``, ``estoi``, ``haaqi``, ``dnsmos_*``, ``cdpam``,
+``di``/``odg`` for PEAQ, ``mos`` for the 2f-model). A result may also hold ``notes``: a list of one-line
+remarks on what was done to the input (trimmed, resampled, down-mixed). :func:`compute` loads two files,
+validates and reconciles them, and calls the entry; :mod:`aqa.metrics.runner` does it for many pairs in
+parallel worker processes.
+
+Input policy (the same for every metric, applied by :func:`prepare_pair`):
+
+- NaN/inf samples, empty or undecodable files: :class:`MetricError`.
+- Silent reference (peak below -120 dBFS) for a full-reference metric: :class:`MetricError` (every
+  full-reference score is undefined or meaningless against silence); silent degraded likewise, because
+  the level-normalising metrics (ViSQOL, PESQ, STOI) divide by its level.
+- Different sample rates: the lower-rate file is resampled up to the higher rate (an 8 kHz degraded file
+  against a 48 kHz reference keeps its missing bandwidth, which the metric should see), with a note.
+  Each metric then resamples the pair to its own rate.
+- Different channel counts: when one side is mono the other is down-mixed to mono, with a note; two
+  different multi-channel layouts are an error.
+- Different lengths: metrics that align the signals themselves (ViSQOL, PESQ) get them as they are (ViSQOL's
+  conformance set scores a 5 s patch against the full 12 s file); the others trim both to the shorter one
+  and say so in a note (:func:`match_lengths`). For those, a difference of more than half the longer
+  signal is an error: that is no longer a degraded copy of the same excerpt.
+
+Heavy metric packages live in the ``metrics`` extra; a missing one raises :class:`MissingDependency`
+naming it. ``peaq`` and ``2f_model`` come from :mod:`aqa.metrics.peaq` (written separately); until that
+module exists those entries raise :class:`MetricError` saying so.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aqa.data.audio import check_audio, load_audio, resample, to_mono
+
+__all__ = [
+    "METRICS",
+    "NO_REFERENCE",
+    "MetricError",
+    "MissingDependency",
+    "compute",
+    "compute_arrays",
+    "prepare_pair",
+    "match_lengths",
+    "parse_names",
+    "accepted_options",
+    "read",
+]
+
+EXTRA_HINT = "pip install -e '.[metrics]'"
+SILENCE_PEAK = 1e-6  # -120 dBFS
+MAX_LENGTH_MISMATCH = 0.5  # fraction of the longer signal
+
+
+class MetricError(ValueError):
+    """The input cannot be scored by the metric; the message is one line and says why."""
+
+
+class MissingDependency(MetricError, ImportError):
+    """An optional metric package is not installed; the message names the extra to install."""
+
+
+def require(module: str, package: str, metric: str) -> Any:
+    """Import ``module`` or raise :class:`MissingDependency` naming ``package`` and the ``metrics`` extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependency(
+            f"{metric} needs the optional package {package!r} ({err.__class__.__name__}: {err}); "
+            f"install the metrics extra: {EXTRA_HINT}"
+        ) from err
+
+
+class _Lazy:
+    # A registry entry that imports its implementation on first call, so `aqa metric` and
+    # `import aqa.metrics` stay light and a missing optional module fails only the metric that needs it.
+    # `trim` cuts both signals to the shorter one first, for metrics that need equal lengths.
+    def __init__(
+        self, module: str, func: str, fixed: dict[str, Any] | None = None, trim: bool = False
+    ) -> None:
+        self.module, self.func, self.fixed, self.trim = module, func, fixed or {}, trim
+
+    def resolve(self) -> Callable[..., dict[str, Any]]:
+        try:
+            mod = importlib.import_module(self.module)
+        except ModuleNotFoundError as err:
+            if err.name == self.module:
+                raise MetricError(
+                    f"{self.module} is not in this checkout yet, so {self.func} is unavailable"
+                ) from err
+            raise
+        fn = getattr(mod, self.func, None)
+        if fn is None:
+            raise MetricError(f"{self.module} has no function {self.func!r} yet")
+        return fn
+
+    def __call__(self, ref: np.ndarray | None, deg: np.ndarray, sr: int, **opts: Any) -> dict[str, Any]:
+        fn = self.resolve()
+        notes: list[str] = []
+        if self.trim and ref is not None:
+            ref, deg, notes = match_lengths(ref, deg, sr)
+        out = dict(fn(ref, deg, sr, **{**self.fixed, **opts}))
+        if notes:
+            out["notes"] = [*notes, *out.get("notes", [])]
+        return out
+
+    def __repr__(self) -> str:
+        return f"<metric {self.module}.{self.func}{' ' + str(self.fixed) if self.fixed else ''}>"
+
+
+# name -> callable(ref (C, T) | (T,), deg, sr, **opts) -> {value name: number, "notes": [...]}
+METRICS: dict[str, Callable[..., dict[str, Any]]] = {
+    "visqol": _Lazy("aqa.metrics.visqol", "visqol"),
+    "visqol_speech": _Lazy("aqa.metrics.visqol", "visqol", {"mode": "speech"}),
+    "pesq": _Lazy("aqa.metrics.wrappers", "pesq"),
+    "stoi": _Lazy("aqa.metrics.wrappers", "stoi"),
+    "estoi": _Lazy("aqa.metrics.wrappers", "estoi"),
+    "haaqi": _Lazy("aqa.metrics.wrappers", "haaqi"),
+    "dnsmos": _Lazy("aqa.metrics.wrappers", "dnsmos"),
+    "cdpam": _Lazy("aqa.metrics.wrappers", "cdpam"),
+    "peaq": _Lazy("aqa.metrics.peaq", "peaq", trim=True),
+    "2f_model": _Lazy("aqa.metrics.peaq", "two_f_model", trim=True),
+}
+
+# Metrics that score the degraded signal alone (``ref`` may be None).
+NO_REFERENCE: frozenset[str] = frozenset({"dnsmos"})
+
+
+def parse_names(names: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Split a comma list of metric names and check each is registered.
+
+    Raises:
+        KeyError: for an unknown name, listing the known ones.
+    """
+    items = names.split(",") if isinstance(names, str) else list(names)
+    out = [n.strip() for n in items if n.strip()]
+    if not out:
+        raise KeyError(f"no metric named; choose from {sorted(METRICS)}")
+    for n in out:
+        if n not in METRICS:
+            raise KeyError(f"unknown metric {n!r}; choose from {sorted(METRICS)}")
+    return list(dict.fromkeys(out))
+
+
+def accepted_options(name: str) -> set[str] | None:
+    """The keyword options metric ``name`` accepts; None when it takes any (``**opts``) or is unavailable."""
+    entry = METRICS[name]
+    try:
+        fn = entry.resolve() if isinstance(entry, _Lazy) else entry
+    except (MetricError, ImportError):
+        return None
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    fixed = entry.fixed if isinstance(entry, _Lazy) else {}
+    named = {p.name for p in params[3:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return named - set(fixed)
+
+
+def _peak(x: np.ndarray) -> float:
+    return float(np.max(np.abs(x))) if x.size else 0.0
+
+
+def _as_2d(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise MetricError(f"{name} must be shaped (C, T) or (T,), got {tuple(x.shape)}")
+    if x.shape[0] > x.shape[1]:
+        raise MetricError(f"{name} has more channels than samples {tuple(x.shape)}: pass (C, T), not (T, C)")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise MetricError(f"{name} must be float audio (full scale +/-1), got dtype {x.dtype}")
+    try:
+        check_audio(x, name)
+    except ValueError as err:
+        raise MetricError(str(err)) from err
+    return x
+
+
+def prepare_pair(
+    ref: np.ndarray | None,
+    sr_ref: int,
+    deg: np.ndarray,
+    sr_deg: int,
+    *,
+    need_reference: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, int, list[str]]:
+    """Validate a pair and bring it to one rate and one channel layout (see the module's input policy).
+
+    Args:
+        ref: reference audio ``(C, T)`` or ``(T,)``, float, full scale +/-1 (None for no-reference metrics).
+        sr_ref: its rate in Hz.
+        deg: degraded audio ``(C', T')`` or ``(T',)``.
+        sr_deg: its rate in Hz.
+        need_reference: False for no-reference metrics (the reference is then not required nor checked).
+
+    Returns:
+        ``(ref (C, T) | None, deg (C, T'), sr, notes)``.
+
+    Raises:
+        MetricError: the pair cannot be scored; the message says why.
+    """
+    notes: list[str] = []
+    deg = _as_2d(deg, "degraded")
+    if not need_reference:
+        return None, deg, int(sr_deg), notes
+    if ref is None:
+        raise MetricError("this metric needs a reference signal")
+    ref = _as_2d(ref, "reference")
+    if _peak(ref) < SILENCE_PEAK:
+        raise MetricError("reference is silent (peak below -120 dBFS): a full-reference score is undefined")
+    if _peak(deg) < SILENCE_PEAK:
+        raise MetricError("degraded is silent (peak below -120 dBFS): the metric cannot normalise its level")
+    sr_ref, sr_deg = int(sr_ref), int(sr_deg)
+    if sr_ref != sr_deg:
+        if sr_deg < sr_ref:
+            deg = resample(deg, sr_deg, sr_ref)
+            notes.append(f"degraded resampled {sr_deg} -> {sr_ref} Hz to match the reference")
+        else:
+            ref = resample(ref, sr_ref, sr_deg)
+            notes.append(f"reference resampled {sr_ref} -> {sr_deg} Hz to match the degraded")
+    sr = max(sr_ref, sr_deg)
+    if ref.shape[0] != deg.shape[0]:
+        if min(ref.shape[0], deg.shape[0]) != 1:
+            raise MetricError(
+                f"channel layouts differ: reference has {ref.shape[0]}, degraded {deg.shape[0]} channels"
+            )
+        notes.append(
+            f"reference has {ref.shape[0]} channel(s), degraded {deg.shape[0]}: both down-mixed to mono"
+        )
+        ref, deg = to_mono(ref, keepdims=True), to_mono(deg, keepdims=True)
+    return ref, deg, sr, notes
+
+
+def match_lengths(ref: np.ndarray, deg: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Trim both signals (last axis) to the shorter one; the note says by how much (empty when equal).
+
+    Raises:
+        MetricError: when they differ by more than half the longer one (not two versions of one excerpt).
+    """
+    n_ref, n_deg = ref.shape[-1], deg.shape[-1]
+    if n_ref == n_deg:
+        return ref, deg, []
+    if abs(n_ref - n_deg) > MAX_LENGTH_MISMATCH * max(n_ref, n_deg):
+        raise MetricError(
+            f"lengths differ too much to trim: reference {n_ref / sr:.3f} s, degraded {n_deg / sr:.3f} s"
+        )
+    n = min(n_ref, n_deg)
+    which = "reference" if n_ref > n_deg else "degraded"
+    note = f"{which} trimmed by {abs(n_ref - n_deg) / sr:.3f} s to the shorter signal ({n / sr:.3f} s)"
+    return ref[..., :n], deg[..., :n], [note]
+
+
+def _clean(values: dict[str, Any], name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "notes":
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MetricError(f"{name} returned a non-finite {key} ({value})")
+        out[key] = value
+    notes = list(values.get("notes", []))
+    if notes:
+        out["notes"] = notes
+    return out
+
+
+def compute_arrays(
+    name: str,
+    ref: np.ndarray | None,
+    sr_ref: int,
+    deg: np.ndarray,
+    sr_deg: int,
+    **opts: Any,
+) -> dict[str, Any]:
+    """Validate, reconcile and score one pair of arrays with metric ``name`` (see :func:`prepare_pair`).
+
+    Returns:
+        The metric's values, plus ``notes`` when the input was changed.
+
+    Raises:
+        KeyError: unknown metric.
+        MetricError: the pair cannot be scored (message says why); MissingDependency for a missing extra.
+    """
+    if name not in METRICS:
+        raise KeyError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
+    ref2, deg2, sr, notes = prepare_pair(ref, sr_ref, deg, sr_deg, need_reference=name not in NO_REFERENCE)
+    values = dict(METRICS[name](ref2, deg2, sr, **opts))
+    values["notes"] = [*notes, *values.get("notes", [])]
+    return _clean(values, name)
+
+
+def read(path: str | Path, what: str = "audio") -> tuple[np.ndarray, int]:
+    """Load an audio file as ``(float32 (C, T), rate)``; any failure is a one-line :class:`MetricError`.
+
+    Args:
+        path: the file.
+        what: "reference" or "degraded", used in the message.
+    """
+    if not Path(path).is_file():
+        raise MetricError(f"{what} file not found: {path}")
+    try:
+        return load_audio(path)
+    except (RuntimeError, ValueError, OSError) as err:  # soundfile/ffmpeg failures, NaN samples, no ffmpeg
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise MetricError(f"cannot read {what} {path}: {first[:300]}") from err
+
+
+def compute(name: str, ref_path: str | Path | None, deg_path: str | Path, **opts: Any) -> dict[str, Any]:
+    """Load two audio files and score them with metric ``name``.
+
+    Args:
+        name: a key of :data:`METRICS`.
+        ref_path: reference file (may be None for no-reference metrics such as ``dnsmos``).
+        deg_path: degraded file.
+        **opts: metric options, e.g. ``mode="speech"`` for ViSQOL or ``audiogram=[...]`` for HAAQI.
+
+    Returns:
+        The metric's values (e.g. ``{"moslqo": 4.3, "nsim": 0.91}``) plus ``notes`` when the input was
+        changed (trimmed, resampled, down-mixed).
+
+    Raises:
+        KeyError: unknown metric.
+        MetricError: the files cannot be read or scored; the message is one line and says why.
+    """
+    if name not in METRICS:
+        raise KeyError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
+    deg, sr_deg = read(deg_path, "degraded")
+    if name in NO_REFERENCE or ref_path is None:
+        ref, sr_ref = None, sr_deg
+    else:
+        ref, sr_ref = read(ref_path, "reference")
+    return compute_arrays(name, ref, sr_ref, deg, sr_deg, **opts)

@@ -1,0 +1,348 @@
+"""Batch runner behind ``aqa metric``: many (reference, degraded) pairs, several metrics, worker processes.
+
+Every pair gives one record, ``{"reference", "degraded", <values...>, "notes"?, "error"?}``, in input order.
+Nothing a pair does stops the others: every exception becomes that pair's one-line ``error``, and a worker
+process that dies (a crash inside a compiled library) is replaced and the pairs it held are retried one
+by one in fresh processes, so only the pair that crashes it is reported as failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from aqa.metrics import NO_REFERENCE, MetricError, accepted_options, compute_arrays, parse_names, read
+
+__all__ = ["score_pair", "iter_results", "run", "read_pairs", "parse_options", "main"]
+
+Pair = tuple[str | None, str]
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    if isinstance(err, MetricError) and text:
+        return text[:400]
+    return f"{err.__class__.__name__}: {text}"[:400] if text else err.__class__.__name__
+
+
+def score_pair(
+    names: Sequence[str], ref: str | None, deg: str, opts: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Score one pair of files with each metric in ``names``; never raises.
+
+    The files are read once. Values of a later metric whose name collides with an earlier one's get the
+    metric's name as prefix (``visqol_speech_moslqo``). Failing metrics are listed in ``error``
+    (``"pesq: reason; stoi: reason"``); the others' values are still returned.
+
+    Args:
+        names: registered metric names.
+        ref: reference path (None or "" for no-reference metrics only).
+        deg: degraded path.
+        opts: per-metric keyword options, ``{name: {key: value}}``.
+
+    Returns:
+        ``{"reference", "degraded", values..., "notes": [...] (if any), "error": str (if any)}``.
+    """
+    opts = opts or {}
+    record: dict[str, Any] = {"reference": ref or None, "degraded": deg}
+    notes: list[str] = []
+    errors: list[str] = []
+    try:
+        deg_audio, sr_deg = read(deg, "degraded")
+        needs_ref = any(n not in NO_REFERENCE for n in names)
+        if needs_ref and not ref:
+            raise MetricError(f"no reference given ({', '.join(n for n in names if n not in NO_REFERENCE)})")
+        ref_audio, sr_ref = read(ref, "reference") if needs_ref and ref else (None, sr_deg)
+    except Exception as err:  # noqa: BLE001 - any failure becomes this pair's error
+        record["error"] = _one_line(err)
+        return record
+    for name in names:
+        try:
+            values = compute_arrays(name, ref_audio, sr_ref, deg_audio, sr_deg, **opts.get(name, {}))
+        except Exception as err:  # noqa: BLE001
+            errors.append(f"{name}: {_one_line(err)}" if len(names) > 1 else _one_line(err))
+            continue
+        for note in values.pop("notes", []):
+            if note not in notes:
+                notes.append(note)
+        for key, value in values.items():
+            record[f"{name}_{key}" if key in record else key] = value
+    if notes:
+        record["notes"] = notes
+    if errors:
+        record["error"] = "; ".join(errors)
+    return record
+
+
+def _worker(
+    index: int, names: Sequence[str], pair: Pair, opts: dict[str, dict[str, Any]]
+) -> tuple[int, dict]:
+    return index, score_pair(names, pair[0], pair[1], opts)
+
+
+@contextmanager
+def _threads_per_worker(jobs: int) -> Iterator[None]:
+    # Workers inherit the environment: give each an equal share of the cores so `--jobs N` does not
+    # oversubscribe them (torch, onnxruntime, numba and BLAS all default to every core).
+    share = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    for k in _THREAD_VARS:
+        os.environ.setdefault(k, share)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: the parent may hold threads (tqdm, torch) that a forked child would inherit broken.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+
+def _parallel(
+    names: Sequence[str], pairs: Sequence[Pair], opts: dict[str, dict[str, Any]], jobs: int
+) -> Iterator[tuple[int, dict]]:
+    pending: set[int] = set(range(len(pairs)))
+    with _threads_per_worker(jobs):
+        try:
+            with _pool(jobs) as pool:
+                futures: set[Future] = {
+                    pool.submit(_worker, i, names, pairs[i], opts) for i in sorted(pending)
+                }
+                while futures:
+                    done, futures = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        index, record = fut.result()  # BrokenProcessPool surfaces here
+                        pending.discard(index)
+                        yield index, record
+        except BrokenProcessPool:
+            pass
+        # A worker died: retry what it (or its pool) still held, each pair alone, to find the culprit.
+        for i in sorted(pending):
+            try:
+                with _pool(1) as pool:
+                    yield pool.submit(_worker, i, names, pairs[i], opts).result()
+            except BrokenProcessPool:
+                ref, deg = pairs[i]
+                yield (
+                    i,
+                    {
+                        "reference": ref or None,
+                        "degraded": deg,
+                        "error": "the metric crashed its worker process",
+                    },
+                )
+
+
+def iter_results(
+    names: str | Sequence[str],
+    pairs: Sequence[Pair],
+    *,
+    opts: dict[str, dict[str, Any]] | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Yield one record per pair, in input order, as soon as it and all pairs before it are done.
+
+    Args:
+        names: metric name(s), a comma list or a sequence.
+        pairs: ``(reference path or None, degraded path)`` tuples.
+        opts: per-metric options ``{name: {key: value}}`` (see :func:`parse_options`).
+        jobs: worker processes; 1 computes in this process.
+        progress: show a tqdm progress bar on stderr.
+    """
+    names = parse_names(names)
+    opts = opts or {}
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(pairs), unit="pair", file=sys.stderr, disable=not progress, desc=",".join(names))
+    stream: Iterable[tuple[int, dict]]
+    if jobs == 1 or len(pairs) <= 1:
+        stream = ((i, score_pair(names, ref, deg, opts)) for i, (ref, deg) in enumerate(pairs))
+    else:
+        stream = _parallel(names, pairs, opts, min(jobs, len(pairs)))
+    ready: dict[int, dict] = {}
+    next_index = 0
+    try:
+        for index, record in stream:
+            bar.update(1)
+            ready[index] = record
+            while next_index in ready:
+                yield ready.pop(next_index)
+                next_index += 1
+    finally:
+        bar.close()
+
+
+def run(
+    names: str | Sequence[str],
+    pairs: Sequence[Pair],
+    *,
+    opts: dict[str, dict[str, Any]] | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """All records of :func:`iter_results` as a list (input order)."""
+    return list(iter_results(names, pairs, opts=opts, jobs=jobs, progress=progress))
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Read a pairs CSV with columns ``reference,degraded``; relative paths are taken from the CSV's folder.
+
+    ``reference`` may be empty for no-reference metrics. Raises ValueError for a missing column.
+    """
+    path = Path(path)
+    base = path.resolve().parent
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = [c.strip() for c in reader.fieldnames or []]
+        if "degraded" not in fields or "reference" not in fields:
+            raise ValueError(f"{path}: needs columns 'reference,degraded', found {fields}")
+        pairs: list[Pair] = []
+        for row in reader:
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if not row.get("degraded") and not row.get("reference"):
+                continue
+
+            def resolve(p: str) -> str:
+                return p if not p or Path(p).is_absolute() else str(base / p)
+
+            pairs.append((resolve(row["reference"]) or None, resolve(row["degraded"])))
+    return pairs
+
+
+def _value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_options(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Turn ``--opt`` items into per-metric options.
+
+    ``key=value`` goes to every metric in ``names`` that accepts ``key``; ``metric.key=value`` to that one.
+    Values are JSON where they parse (numbers, lists), ``true``/``false``/``none``, else strings.
+
+    Raises:
+        ValueError: malformed item, a metric not in ``names``, or a key that no named metric accepts.
+    """
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--opt {item!r}: expected key=value or metric.key=value")
+        key = key.strip()
+        scope, dot, bare = key.rpartition(".")
+        targets = [scope] if dot else list(names)
+        key = bare if dot else key
+        if dot and scope not in out:
+            raise ValueError(
+                f"--opt {item!r}: {scope!r} is not one of the metrics asked for ({', '.join(names)})"
+            )
+        takers = [n for n in targets if (acc := accepted_options(n)) is None or key in acc]
+        if not takers:
+            known = {n: sorted(accepted_options(n) or []) for n in targets}
+            raise ValueError(f"--opt {item!r}: no metric takes {key!r}; options: {known}")
+        for n in takers:
+            out[n][key] = _value(text)
+    return out
+
+
+def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
+    """``aqa metric NAME --ref REF --deg DEG | --pairs CSV [--opt k=v] [--jobs N] [--out FILE]``.
+
+    Prints one JSON object per pair (or writes them to ``--out``); returns 0 when every pair was scored,
+    1 when some gave an ``error``, 2 for a usage error.
+    """
+    parser = parser or build_parser(argparse.ArgumentParser(prog="aqa metric"))
+    args = parser.parse_args(argv)
+    return run_cli(args)
+
+
+def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``aqa metric`` arguments to ``p`` (used by :mod:`aqa.cli`)."""
+    from aqa.metrics import METRICS
+
+    p.add_argument("name", help=f"metric, or a comma list of them: {', '.join(sorted(METRICS))}")
+    p.add_argument("--ref", help="reference audio file")
+    p.add_argument("--deg", help="degraded audio file")
+    p.add_argument("--pairs", help="CSV with columns reference,degraded (paths relative to the CSV)")
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metric option, e.g. mode=speech, pesq.mode=nb, audiogram=0,0,10,20,30,40,50,60",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--out", help="write JSON lines here instead of stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run the parsed ``aqa metric`` arguments; see :func:`main`."""
+
+    def usage(msg: str) -> int:
+        print(f"aqa metric: error: {msg}", file=sys.stderr)
+        return 2
+
+    try:
+        names = parse_names(args.name)
+        opts = parse_options(args.opt, names)
+        if args.pairs:
+            if args.ref or args.deg:
+                return usage("give either --pairs or --ref/--deg, not both")
+            pairs = read_pairs(args.pairs)
+        else:
+            if not args.deg:
+                return usage("--deg (or --pairs) is required")
+            if not args.ref and any(n not in NO_REFERENCE for n in names):
+                return usage(f"--ref is required for {', '.join(n for n in names if n not in NO_REFERENCE)}")
+            pairs = [(args.ref, args.deg)]
+        if args.jobs < 1:
+            return usage("--jobs must be >= 1")
+    except (KeyError, ValueError, OSError) as err:
+        return usage(str(err).strip("'\""))
+    out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115 - closed below
+    n_err = 0
+    try:
+        for record in iter_results(names, pairs, opts=opts, jobs=args.jobs, progress=not args.no_progress):
+            n_err += "error" in record
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.out:
+        print(f"aqa metric: {len(pairs)} pair(s), {n_err} error(s) -> {args.out}", file=sys.stderr)
+    return 1 if n_err else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

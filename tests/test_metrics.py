@@ -139,11 +139,25 @@ def test_parse_options_scopes_and_values() -> None:
         parse_options(["pesq.mode=nb"], ["visqol"])
 
 
-def test_match_lengths() -> None:
-    a, b, notes = match_lengths(np.ones((2, 100)), np.ones((2, 80)), 100)
-    assert a.shape == b.shape == (2, 80) and "reference trimmed by 0.200 s" in notes[0]
+def test_match_lengths_aligns_and_trims() -> None:
+    x = _music(1.0)
+    a, b, notes = match_lengths(x, x[:, :40000], SR)
+    assert a.shape == b.shape == (2, 40000) and notes == [
+        "reference trimmed by 0.167 s to the shorter signal (0.833 s)"
+    ]
+    delayed = np.concatenate([np.zeros((2, 960), np.float32), x], axis=1)  # a codec's 20 ms delay
+    a, b, notes = match_lengths(x, delayed, SR)
+    np.testing.assert_array_equal(a, b)
+    assert notes == ["degraded delayed by 20.0 ms: aligned"]
     with pytest.raises(MetricError, match="differ too much"):
         match_lengths(np.ones(100), np.ones(10), 100)
+
+
+def test_stoi_removes_codec_delay() -> None:
+    pytest.importorskip("pystoi")
+    x = _music(2.0, channels=1)
+    delayed = np.concatenate([np.zeros((1, 2048), np.float32), x], axis=1)
+    assert compute_arrays("stoi", x, SR, delayed, SR)["stoi"] == pytest.approx(1.0, abs=1e-6)
 
 
 # ---------------------------------------------------------------- ViSQOL conformance

@@ -27,8 +27,10 @@ from aqa.encoders.base import (
     resample,
     to_mono,
 )
+from aqa.encoders.beats import build_beats_iter3_plus_as2m, build_beats_iter3_plus_as2m_tiny
 from aqa.encoders.fusion import FusionEncoder, build_fusion
 from aqa.encoders.hf import WAV2VEC2_BASE, WAVLM_BASE_PLUS, WAVLM_LARGE, HFEncoder, load_hf_encoder, register
+from aqa.encoders.m2d import build_m2d_vit_base, build_m2d_vit_base_tiny
 from aqa.encoders.mert import MERT_V1_95M, MERT_V1_330M, MERTEncoder, load_mert
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
@@ -37,6 +39,10 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     **register(WAVLM_BASE_PLUS),
     **register(WAVLM_LARGE),
     **register(WAV2VEC2_BASE),
+    "beats_iter3_plus_as2m": build_beats_iter3_plus_as2m,
+    "beats_iter3_plus_as2m_tiny": build_beats_iter3_plus_as2m_tiny,
+    "m2d_vit_base": build_m2d_vit_base,
+    "m2d_vit_base_tiny": build_m2d_vit_base_tiny,
     "fusion": build_fusion,
     "fusion_tiny": build_fusion,
 }

@@ -21,8 +21,9 @@ Input policy (the same for every metric, applied by :func:`prepare_pair`):
   different multi-channel layouts are an error.
 - Different lengths: metrics that align the signals themselves (ViSQOL, PESQ) get them as they are (ViSQOL's
   conformance set scores a 5 s patch against the full 12 s file); the others trim both to the shorter one
-  and say so in a note (:func:`match_lengths`). For those, a difference of more than half the longer
-  signal is an error: that is no longer a degraded copy of the same excerpt.
+  and say so in a note (:func:`match_lengths`), after removing a constant delay found by cross-correlation
+  (codec delay would otherwise ruin frame-by-frame metrics). For those, a difference of more than half
+  the longer signal is an error: that is no longer a degraded copy of the same excerpt.
 
 Heavy metric packages live in the ``metrics`` extra; a missing one raises :class:`MissingDependency`
 naming it. ``peaq`` and ``2f_model`` come from :mod:`aqa.metrics.peaq` (written separately); until that
@@ -242,23 +243,63 @@ def prepare_pair(
     return ref, deg, sr, notes
 
 
-def match_lengths(ref: np.ndarray, deg: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Trim both signals (last axis) to the shorter one; the note says by how much (empty when equal).
+def _lag(ref: np.ndarray, deg: np.ndarray, max_lag: int) -> int:
+    # Delay of `deg` against `ref` in samples (positive: deg lags), from the peak of their FFT
+    # cross-correlation within +/- max_lag. Channels are averaged first.
+    from scipy.signal import correlate, correlation_lags
+
+    r = ref.mean(axis=0) if ref.ndim == 2 else ref
+    d = deg.mean(axis=0) if deg.ndim == 2 else deg
+    corr = correlate(d.astype(np.float64), r.astype(np.float64), mode="full", method="fft")
+    lags = correlation_lags(d.shape[-1], r.shape[-1], mode="full")
+    keep = np.abs(lags) <= max_lag
+    return int(lags[keep][np.argmax(corr[keep])])
+
+
+def match_lengths(
+    ref: np.ndarray, deg: np.ndarray, sr: int, *, align: bool = True, max_lag_s: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Time-align the pair (global cross-correlation) and trim both to the shorter one (last axis).
+
+    Codecs delay their output (AAC by ~2048 samples, MP3 by ~1100) and pad its end; metrics that compare
+    the signals frame by frame (STOI, CDPAM, PEAQ) need that delay removed, or a transparent codec
+    scores as badly distorted. The lag is searched within +/- ``max_lag_s`` and only applied when the
+    lengths differ or ``align`` finds a non-zero lag; each change is reported in the notes.
+
+    Args:
+        ref: reference ``(C, T)`` or ``(T,)``. deg: degraded ``(C, T')`` or ``(T',)``. sr: rate in Hz.
+        align: estimate and remove the delay first.
+        max_lag_s: largest delay searched, in seconds.
+
+    Returns:
+        ``(ref, deg, notes)`` with equal lengths.
 
     Raises:
         MetricError: when they differ by more than half the longer one (not two versions of one excerpt).
     """
     n_ref, n_deg = ref.shape[-1], deg.shape[-1]
-    if n_ref == n_deg:
-        return ref, deg, []
     if abs(n_ref - n_deg) > MAX_LENGTH_MISMATCH * max(n_ref, n_deg):
         raise MetricError(
             f"lengths differ too much to trim: reference {n_ref / sr:.3f} s, degraded {n_deg / sr:.3f} s"
         )
+    notes: list[str] = []
+    if align and min(n_ref, n_deg) > 1:
+        lag = _lag(ref, deg, max(1, int(max_lag_s * sr)))
+        if lag > 0:
+            deg = deg[..., lag:]
+        elif lag < 0:
+            ref = ref[..., -lag:]
+        if lag:
+            notes.append(
+                f"degraded {'delayed' if lag > 0 else 'advanced'} by {abs(lag) / sr * 1000:.1f} ms: aligned"
+            )
+    n_ref, n_deg = ref.shape[-1], deg.shape[-1]
+    if n_ref == n_deg:
+        return ref, deg, notes
     n = min(n_ref, n_deg)
     which = "reference" if n_ref > n_deg else "degraded"
-    note = f"{which} trimmed by {abs(n_ref - n_deg) / sr:.3f} s to the shorter signal ({n / sr:.3f} s)"
-    return ref[..., :n], deg[..., :n], [note]
+    notes.append(f"{which} trimmed by {abs(n_ref - n_deg) / sr:.3f} s to the shorter signal ({n / sr:.3f} s)")
+    return ref[..., :n], deg[..., :n], notes
 
 
 def _clean(values: dict[str, Any], name: str) -> dict[str, Any]:

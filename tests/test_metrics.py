@@ -270,7 +270,6 @@ def test_dnsmos_no_reference(wavs: dict[str, str]) -> None:
     assert all(1.0 <= out[k] <= 5.0 for k in out if k.startswith("dnsmos_"))
 
 
-@pytest.mark.slow  # loading the 106 MB network dominates (~25 s on the shared CI machine)
 def test_cdpam() -> None:
     pytest.importorskip("cdpam")
     x = _music(0.5, channels=1)  # the encoder runs at full 22.05 kHz rate: ~4 s per second on this CPU

@@ -393,3 +393,50 @@ __all__ = [
     "resampled_lengths",
     "to_mono",
 ]
+
+
+# Shared by the checkpoint loaders and builders of every family.
+
+def preview(keys: Sequence[str], limit: int = 20) -> str:
+    """``[a, b, ... (n more)]`` for error messages."""
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{f', ... ({len(keys) - limit} more)' if len(keys) > limit else ''}]" if keys else "[]"
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers -> dict / list, so strict config classes and peft accept them."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [plain(v) for v in value]
+    return value
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, Tensor], source: object, arch: object) -> None:
+    """``load_state_dict(strict=True)`` with a message listing missing, unexpected and mis-shaped keys.
+
+    ``source`` names the weights file and ``arch`` what defines the architecture (for the message)."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"weights in {source} do not match the architecture of {arch}: "
+            f"missing keys {preview(missing)}; unexpected keys {preview(unexpected)}"
+        )
+    wrong = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if v.shape != expected[k].shape
+    ]
+    if wrong:
+        raise ValueError(f"weights in {source} have the wrong shapes for {arch}: {preview(wrong)}")
+    model.load_state_dict(state, strict=True)
+
+
+def finish(encoder: nn.Module, freeze_backbone: bool, adapter: Mapping[str, Any] | None) -> nn.Module:
+    """Freeze first, then add adapters: freeze + LoRA trains only LoRA; freeze alone trains nothing."""
+    if freeze_backbone:
+        freeze(encoder)
+    apply_adapter(encoder.model, None if adapter is None else plain(adapter))
+    return encoder

@@ -19,7 +19,7 @@ the same frames alone or inside a zero-padded batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aqa.encoders.base import EncoderOutput, apply_adapter, freeze
+from aqa.encoders.base import EncoderOutput, finish, load_state_strict, plain
 
 CHECKPOINT_NAME = "BEATs_iter3_plus_AS2M.pt"
 FBANK_MEAN = 15.41663
@@ -361,7 +361,7 @@ class BEATsModel(nn.Module):
 
 def beats_config(**overrides: Any) -> dict[str, Any]:
     """The published iter3+ AS2M ``cfg`` with ``overrides``; refuses options this module does not implement."""
-    cfg = {**BEATS_ITER3_PLUS_AS2M_CFG, **_plain(overrides)}
+    cfg = {**BEATS_ITER3_PLUS_AS2M_CFG, **plain(overrides)}
     if cfg["activation_fn"] != "gelu":
         raise ValueError(f"BEATs activation_fn {cfg['activation_fn']!r} is not supported (only 'gelu')")
     if cfg["deep_norm"] and cfg["layer_norm_first"]:
@@ -502,53 +502,12 @@ def load_beats(checkpoint: str | Path) -> BEATsEncoder:
     arch = {k: v for k, v in cfg.items() if k not in _IGNORED_CFG and k in BEATS_ITER3_PLUS_AS2M_CFG}
     encoder = BEATsEncoder(arch)
     state = {k: v for k, v in state.items() if not k.startswith("predictor.")}
-    _load_strict(encoder.model, state, str(checkpoint))
+    load_state_strict(encoder.model, state, checkpoint, "its cfg")
     return encoder
-
-
-def _load_strict(model: nn.Module, state: Mapping[str, Tensor], where: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"weights in {where} do not match the architecture of its cfg: missing keys {_preview(missing)}; "
-            f"unexpected keys {_preview(unexpected)}"
-        )
-    wrong = [
-        f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if v.shape != expected[k].shape
-    ]
-    if wrong:
-        raise ValueError(f"weights in {where} have the wrong shapes (checkpoint vs model): {_preview(wrong)}")
-    model.load_state_dict(state, strict=True)
-
-
-def _preview(keys: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{f', ... ({len(keys) - limit} more)' if len(keys) > limit else ''}]" if keys else "[]"
-
-
-def _plain(value: Any) -> Any:
-    # OmegaConf containers -> dict / list
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [_plain(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Builders (to register in aqa.encoders.ENCODERS)
-
-
-def _finish(encoder: nn.Module, freeze_backbone: bool, adapter: Mapping[str, Any] | None) -> nn.Module:
-    # Freeze first, then add adapters: freeze + LoRA trains only LoRA.
-    if freeze_backbone:
-        freeze(encoder)
-    apply_adapter(encoder.model, None if adapter is None else _plain(adapter))
-    return encoder
 
 
 def build_beats_iter3_plus_as2m(
@@ -562,7 +521,7 @@ def build_beats_iter3_plus_as2m(
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (e.g. ``[q_proj, v_proj]``) or None.
     """
     encoder = BEATsEncoder(BEATS_ITER3_PLUS_AS2M_CFG) if checkpoint is None else load_beats(checkpoint)
-    return _finish(encoder, freeze, adapter)
+    return finish(encoder, freeze, adapter)
 
 
 def build_beats_iter3_plus_as2m_tiny(
@@ -583,7 +542,7 @@ def build_beats_iter3_plus_as2m_tiny(
         raise ValueError(
             "beats_iter3_plus_as2m_tiny has random weights; load checkpoints with beats_iter3_plus_as2m"
         )
-    return _finish(BEATsEncoder(_plain(arch)), freeze, adapter)
+    return finish(BEATsEncoder(plain(arch)), freeze, adapter)
 
 
 __all__ = [

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aqa.encoders.base import EncoderOutput, apply_adapter, freeze
+from aqa.encoders.base import EncoderOutput, finish, load_state_strict, plain
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -273,7 +273,7 @@ class M2DEncoder(nn.Module):
 
     def __init__(self, arch: Mapping[str, Any]) -> None:
         super().__init__()
-        arch = {**M2D_VIT_BASE_ARCH, **_plain(arch)}
+        arch = {**M2D_VIT_BASE_ARCH, **plain(arch)}
         if int(arch["input_size"][0]) != N_MELS:
             raise ValueError(f"M2D input_size must have {N_MELS} mel bins, got {arch['input_size']}")
         self.model = M2DViT(arch)
@@ -432,7 +432,7 @@ def load_m2d(
         state["norm_stats"] = torch.tensor(DEFAULT_NORM_STATS)
     arch = {
         **M2D_VIT_BASE_ARCH,
-        **_plain(arch or {}),
+        **plain(arch or {}),
         "input_size": sizes["input_size"],
         "patch_size": sizes["patch_size"],
     }
@@ -442,49 +442,12 @@ def load_m2d(
     if depth:
         arch["depth"] = max(depth) + 1
     encoder = M2DEncoder(arch)
-    expected = encoder.model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"weights in {path} do not match the M2D ViT ({sizes}): missing keys {_preview(missing)}; "
-            f"unexpected keys {_preview(unexpected)}"
-        )
-    wrong = [
-        f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if v.shape != expected[k].shape
-    ]
-    if wrong:
-        raise ValueError(
-            f"weights in {path} have the wrong shapes for {sizes} (checkpoint vs model): {_preview(wrong)}"
-        )
-    encoder.model.load_state_dict(state, strict=True)
+    load_state_strict(encoder.model, state, path, f"the M2D ViT ({sizes})")
     return encoder
-
-
-def _preview(keys: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{f', ... ({len(keys) - limit} more)' if len(keys) > limit else ''}]" if keys else "[]"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [_plain(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Builders (to register in aqa.encoders.ENCODERS)
-
-
-def _finish(encoder: M2DEncoder, freeze_backbone: bool, adapter: Mapping[str, Any] | None) -> M2DEncoder:
-    if freeze_backbone:
-        freeze(encoder)
-    apply_adapter(encoder.model, None if adapter is None else _plain(adapter))
-    return encoder
 
 
 def build_m2d_vit_base(
@@ -508,7 +471,7 @@ def build_m2d_vit_base(
         encoder = M2DEncoder({"input_size": sizes["input_size"], "patch_size": sizes["patch_size"]})
     else:
         encoder = load_m2d(checkpoint, variant)
-    return _finish(encoder, freeze, adapter)
+    return finish(encoder, freeze, adapter)
 
 
 def build_m2d_vit_base_tiny(
@@ -527,7 +490,7 @@ def build_m2d_vit_base_tiny(
     """
     if checkpoint is not None:
         raise ValueError("m2d_vit_base_tiny has random weights; load checkpoints with m2d_vit_base")
-    return _finish(M2DEncoder(arch), freeze, adapter)
+    return finish(M2DEncoder(arch), freeze, adapter)
 
 
 __all__ = [

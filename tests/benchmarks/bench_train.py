@@ -59,7 +59,7 @@ def main() -> None:
         )
     for n in (32, 64, 128):
         z, y = torch.randn(n, 256, requires_grad=True), torch.randint(0, 8, (n,)).float()
-        t = timed(lambda: rank_n_contrast(z, y).backward())
+        t = timed(lambda z=z, y=y: rank_n_contrast(z, y).backward())
         print(f"RnC loss forward+backward, N={n}: {1e3 * t:.1f} ms")
 
 

@@ -915,19 +915,21 @@ def test_every_full_size_yaml_names_its_hub_checkpoint() -> None:
 
 def test_fusion_concatenates_unit_vectors_of_any_subset() -> None:
     fusion = build_tiny("fusion_tiny", adapter=None).eval()
-    assert fusion.sample_rate == 24000 and fusion.num_layers == 1 and fusion.output_dim == 64
+    assert fusion.names == ["wavlm_base_plus_tiny", "muq_large_msd_tiny", "m2d_vit_base_tiny"]  # MMMOS' members
+    assert fusion.dims == [32, 32, 160]  # M2D: 32 dims x 5 frequency patches per frame
+    assert fusion.sample_rate == 24000 and fusion.num_layers == 1 and fusion.output_dim == 224
     wav, lengths = seeded((2, 24000), 12), torch.tensor([24000, 12000])
     with torch.no_grad():
         out = fusion(wav, lengths)
-    assert out.layers[0].shape == (2, 1, 64) and out.lengths.tolist() == [1, 1]
+    assert out.layers[0].shape == (2, 1, 224) and out.lengths.tolist() == [1, 1]
     vec = out.layers[0][:, 0]
-    torch.testing.assert_close(vec[:, :32].norm(dim=-1), torch.ones(2))
-    torch.testing.assert_close(vec[:, 32:].norm(dim=-1), torch.ones(2))
-    # the MERT slice equals MERT run alone (same seed-built weights are inside the fusion)
-    mert = fusion.members[0]
+    for start, stop in ((0, 32), (32, 64), (64, 224)):
+        torch.testing.assert_close(vec[:, start:stop].norm(dim=-1), torch.ones(2))
+    # the MuQ slice equals MuQ run alone (24 kHz like the fusion input: no resampling in between)
+    muq = fusion.members[1]
     with torch.no_grad():
-        alone = fusion.layer_weights[0]([h.mean(1, keepdim=True) for h in mert(wav[:1]).layers])[:, 0]
-    torch.testing.assert_close(vec[0, :32], torch.nn.functional.normalize(alone[0], dim=-1), atol=1e-5, rtol=0)
+        alone = fusion.layer_weights[1]([h.mean(1, keepdim=True) for h in muq(wav[:1]).layers])[:, 0]
+    torch.testing.assert_close(vec[0, 32:64], torch.nn.functional.normalize(alone[0], dim=-1), atol=1e-5, rtol=0)
     for subset in (["wavlm_base_plus_tiny"], ["mert_v1_330m_tiny", "wav2vec2_base_tiny", "wavlm_large_tiny"]):
         one = build_tiny("fusion_tiny", encoders=subset, layers="mean", sample_rate=44100)
         stereo = seeded((1, 2, 22050), 13)
@@ -941,7 +943,8 @@ def test_fusion_freeze_and_adapter_apply_to_every_member() -> None:
     names = [n for n, p in lora.named_parameters() if p.requires_grad]
     assert any(n.startswith("members.0.") and "lora_A" in n for n in names)
     assert any(n.startswith("members.1.") and "lora_A" in n for n in names)
-    assert lora.members[1].model.encoder.layers[0].attention.q_proj.r["default"] == 2
+    assert lora.members[0].model.encoder.layers[0].attention.q_proj.r["default"] == 2
+    assert lora.members[1].model.conformer.layers[0].self_attn.linear_q.r["default"] == 2
     with pytest.raises(ValueError, match="layers="):
         build_tiny("fusion_tiny", layers="max")
     with pytest.raises(ValueError, match="list of encoder"):

@@ -32,6 +32,7 @@ from aqa.encoders.fusion import FusionEncoder, build_fusion
 from aqa.encoders.hf import WAV2VEC2_BASE, WAVLM_BASE_PLUS, WAVLM_LARGE, HFEncoder, load_hf_encoder, register
 from aqa.encoders.m2d import build_m2d_vit_base, build_m2d_vit_base_tiny
 from aqa.encoders.mert import MERT_V1_95M, MERT_V1_330M, MERTEncoder, load_mert
+from aqa.encoders.muq import build_muq_large_msd, build_muq_large_msd_tiny
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     **register(MERT_V1_95M),
@@ -43,6 +44,8 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "beats_iter3_plus_as2m_tiny": build_beats_iter3_plus_as2m_tiny,
     "m2d_vit_base": build_m2d_vit_base,
     "m2d_vit_base_tiny": build_m2d_vit_base_tiny,
+    "muq_large_msd": build_muq_large_msd,
+    "muq_large_msd_tiny": build_muq_large_msd_tiny,
     "fusion": build_fusion,
     "fusion_tiny": build_fusion,
 }

@@ -24,6 +24,7 @@ from aqa.encoders.hf import WAV2VEC2_BASE, WAVLM_BASE_PLUS, WAVLM_LARGE  # noqa:
 from aqa.encoders.mert import MERT_V1_95M, MERT_V1_330M  # noqa: E402
 
 VARIANTS = (MERT_V1_95M, MERT_V1_330M, WAVLM_BASE_PLUS, WAVLM_LARGE, WAV2VEC2_BASE)
+OWN_MODULE_ENCODERS = ("beats_iter3_plus_as2m", "m2d_vit_base", "muq_large_msd")
 
 
 def best_of(fns: dict[str, object], repeat: int) -> dict[str, float]:
@@ -64,6 +65,19 @@ def main(argv: list[str] | None = None) -> None:
             f"{times['bare']:>7.2f}s {overhead:>+8.1f}%"
         )
         del enc, bare
+        gc.collect()
+    # Own-module encoders have no upstream class to compare against here (their published code needs
+    # packages this project does not install), so only their forward time and real-time factor are printed.
+    for name in OWN_MODULE_ENCODERS:
+        if args.only and name not in args.only:
+            continue
+        enc = build_encoder({"name": name, "checkpoint": None, "freeze": True, "adapter": None}).eval()
+        x = 0.1 * torch.randn(1, int(args.seconds * enc.sample_rate))
+        with torch.inference_mode():
+            t = best_of({"aqa": lambda e=enc, x=x: e(x)}, args.repeat)["aqa"]
+        params = sum(p.numel() for p in enc.parameters()) / 1e6
+        print(f"{name:<17} {params:>7.1f}M {t:>7.2f}s {t / args.seconds:>6.3f} {'n/a':>8} {'n/a':>9}")
+        del enc
         gc.collect()
 
 

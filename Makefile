@@ -10,7 +10,7 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install system-deps test test-full train eval demo data-demo bench lint clean
+.PHONY: install system-deps test test-full train eval demo data-demo data data-import bench lint clean
 
 install: $(STAMP) system-deps
 
@@ -24,9 +24,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torchaudio" 2>/dev/null || rm -f $(VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
 	touch $(STAMP)
 
-# Debian packages the pipeline needs (ffmpeg for the codecs).
+# Debian packages the pipeline needs: ffmpeg (codecs), fluidsynth + fluid-soundfont-gm (music rendering),
+# espeak-ng + sox (speech synthesis). Installed only when one of them is missing.
+SYSTEM_PKGS := ffmpeg fluidsynth fluid-soundfont-gm espeak-ng sox
 system-deps:
-	@command -v ffmpeg >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg; }
+	@missing=; for t in ffmpeg fluidsynth espeak-ng sox; do command -v $$t >/dev/null || missing=1; done; \
+	[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing=1; \
+	[ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS); }
 
 test: install
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -43,9 +47,52 @@ eval: install
 # Demo shards: the five music clips of ../shared/data/clean, 5 s excerpts, every codec/bitrate, mono 24 kHz.
 data/codec_demo/manifest.json: | install
 	$(BIN)/aqa prep codec --src data_prep/lists/demo_music.csv --root $(SHARED)/clean --out data/codec_demo \
-		--excerpt-s 5 --max-excerpts 6 --store-rate 24000 --mono --jobs 2
+		--excerpt-s 5 --max-excerpts 6 --store-rate 24000 --mono --jobs 2 --no-visqol
 
 data-demo: data/codec_demo/manifest.json
+
+# `make data`: small demo sets for all four systems from the shared real clips plus rendered material.
+# Rendered sources (reproducible: fixed seed, capped lengths): Bach chorales (fluidsynth) and espeak-ng speech.
+data/render/music/render-music.json: | install
+	$(BIN)/aqa prep render --kind music --out data/render/music --n 4 --seed 0 --max-seconds 12 --jobs 2
+
+data/render/speech/render-speech.json: | install
+	$(BIN)/aqa prep render --kind speech --out data/render/speech --n 8 --seed 0 --max-seconds 6 --jobs 2
+
+DEMO_SPEECH := 198-209-0000 3436-172162-0000 5703-47212-0000
+DEMO_HAAQI_MUSIC := Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra) sorohanro_-_solo-trumpet-06
+
+data/lists/demo_speech.txt: data/render/speech/render-speech.json
+	mkdir -p $(@D)
+	{ $(foreach f,$(DEMO_SPEECH),echo '$(abspath $(SHARED))/clean/$(f).hq.ogg';) \
+	  ls $(abspath data/render/speech)/speech_*.wav; } > $@
+
+# path,split: the trumpet solo is the validation piece (a hash split of 4 pieces could leave val empty)
+data/lists/demo_haaqi_music.csv: data/render/music/render-music.json
+	mkdir -p $(@D)
+	{ echo path,split; $(foreach f,$(DEMO_HAAQI_MUSIC),echo '$(abspath $(SHARED))/clean/$(f).hq.ogg,$(if $(findstring trumpet,$(f)),val,train)';) \
+	  ls $(abspath data/render/music)/music_*.wav | head -n 2 | sed 's/$$/,train/'; } > $@
+
+# JSQA: shared + rendered speech mixed with generated noise on a coarse SNR grid.
+data/jnd_demo/manifest.json: data/lists/demo_speech.txt | install
+	$(BIN)/aqa prep jnd --src $< --out data/jnd_demo --snr-step 2.5 --max-s 6 --jobs 2 --no-progress
+
+# HAAQI-Net: 4 pieces (2 shared, 2 rendered), one 2 s excerpt each x (clean, codec, low-pass, noise), each
+# version with its own sampled listener: 16 HAAQI labels, ~1 min on 2 idle cores (HAAQI ~3.5 CPU-s per label).
+data/haaqi_demo/manifest.json: data/lists/demo_haaqi_music.csv | install
+	$(BIN)/aqa prep haaqi --src $< --out data/haaqi_demo --excerpt-s 2 --max-excerpts 1 \
+		--processings clean,codec,lowpass,noise --audiograms 1 --units-per-shard 2 --jobs 2 --no-progress
+
+# Listening tests: only real ratings are imported (none ship with the repository; MOS labels are never
+# invented). Point RATED at an unpacked corpus: make data RATED=~/NISQA_Corpus [RATED_FORMAT=nisqa].
+RATED ?=
+RATED_FORMAT ?= auto
+data-import: | install
+	@if [ -n "$(RATED)" ]; then \
+		$(BIN)/aqa prep import --src "$(RATED)" --format $(RATED_FORMAT) --out data/import_demo --jobs 2 --no-progress; \
+	else echo "make data: no rated listening-test corpus given (RATED=...): the MOS import demo is skipped"; fi
+
+data: data-demo data/jnd_demo/manifest.json data/haaqi_demo/manifest.json data-import
 
 demo: install data-demo
 	time $(BIN)/aqa train deepaq_lora_tiny overwrite=true logger=csv
@@ -55,9 +102,10 @@ bench: install
 	$(BIN)/python tests/benchmarks/bench_train.py
 	$(BIN)/python tests/benchmarks/bench_metrics.py
 	$(BIN)/python tests/benchmarks/bench_encoders.py
+	$(BIN)/python tests/benchmarks/bench_data.py
 
 lint: install
 	$(BIN)/ruff check aqa data_prep tests
 
 clean:
-	rm -rf runs data/codec_demo
+	rm -rf runs data/codec_demo data/jnd_demo data/haaqi_demo data/import_demo data/render data/lists

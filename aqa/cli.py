@@ -15,6 +15,32 @@ from aqa.config import ConfigError, available, compose, save_config
 
 log = logging.getLogger("aqa")
 
+# `aqa prep NAME ARGS...` -> data_prep module whose `main(argv) -> int` runs the recipe (imported lazily)
+PREP_RECIPES: dict[str, str] = {
+    "codec": "data_prep.codec",
+    "jnd": "data_prep.jnd",
+    "haaqi": "data_prep.haaqi",
+    "import": "data_prep.import_tests",
+    "render": "data_prep.render",
+}
+
+
+def prep(recipe: str, argv: Sequence[str]) -> int:
+    """Run the data-preparation recipe ``recipe`` (a key of ``PREP_RECIPES``) with its own arguments."""
+    import importlib
+
+    if recipe not in PREP_RECIPES:
+        raise KeyError(f"unknown prep recipe {recipe!r}; choose from {sorted(PREP_RECIPES)}")
+    module = PREP_RECIPES[recipe]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name not in (module, module.rsplit(".", 1)[0]):
+            raise
+        print(f"aqa prep {recipe}: error: recipe module {module} is not available ({err})", file=sys.stderr)
+        return 2
+    return int(mod.main(list(argv)))
+
 
 def _datamodule(cfg: DictConfig, sample_rate: int) -> Any:
     from omegaconf import OmegaConf
@@ -58,13 +84,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, run_dir / "config.yaml")
     save_config(cfg, run_dir / "checkpoints" / "config.yaml")
     trainer = build_trainer(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # weights_only: a resumed checkpoint cannot run code either (ours hold only tensors and plain values)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    metrics["best_model_path"] = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics["best_model_path"] = (
+        trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    )
     return metrics
 
 
-def evaluate(run_dir: str | Path, which: str = "best", split: str = "val", plot: bool = True) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path, which: str = "best", split: str = "val", plot: bool = True
+) -> dict[str, Any]:
     """Score a trained run's held-out shards; print and save (``run_dir/eval_{split}.json``) the results.
 
     Returns the summary: task -> subset ("all" and each codec) -> n, SRCC, PCC.
@@ -104,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train an experiment: aqa train EXPERIMENT [key=value ...]")
     p.add_argument("experiment", help=f"one of: {' '.join(available('experiment'))}")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=3 encoder=mert_v1_95m")
+    p.add_argument(
+        "overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=3 encoder=mert_v1_95m"
+    )
     p = sub.add_parser("eval", help="evaluate a trained run on its held-out shards")
     p.add_argument("run_dir", help="a run directory, e.g. runs/deepaq_lora_tiny")
     p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
@@ -113,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("list", help="list experiments and registered components")
     p.add_argument("group", nargs="?", choices=["experiment", "encoder", "head", "loss", "data", "trainer"])
     p = sub.add_parser("prep", help="build WebDataset shards: aqa prep codec --src DIR --out DIR ...")
-    p.add_argument("recipe", choices=["codec"])
+    p.add_argument(
+        "recipe", choices=sorted(PREP_RECIPES), help="data_prep recipe; `aqa prep NAME -h` for its options"
+    )
     p.add_argument("args", nargs=argparse.REMAINDER)
     p = sub.add_parser("metric", help="reference metrics: aqa metric visqol --ref REF.wav --deg DEG.wav")
     from aqa.metrics.runner import build_parser as metric_parser
@@ -131,9 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "list":
             _list(args.group)
         elif args.command == "prep":
-            from data_prep.codec import main as codec_main
-
-            return codec_main(args.args)
+            return prep(args.recipe, args.args)
         elif args.command == "metric":
             from aqa.metrics.runner import run_cli
 
@@ -141,6 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, KeyError) as err:
         print(f"aqa {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as stop:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(stop, SIGTERMException):
+            raise
+        print(f"aqa {args.command}: stopped by SIGTERM; continue with resume=true", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as a shell reports a job the signal ended
     return 0
 
 

@@ -24,6 +24,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 GROUPS = ("encoder", "data", "trainer")
 TASK_GROUPS = ("head", "loss")
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
+NAN_POLICIES = ("skip", "stop")
 
 # `_target_` may only name these (issue: configs downloaded from strangers must not run arbitrary code).
 ALLOWED_TARGET_PREFIXES = ("torch.optim.", "lightning.pytorch.callbacks.", "lightning.pytorch.loggers.")
@@ -151,6 +152,7 @@ def validate(cfg: DictConfig) -> None:
         check("loss", task.loss.name, LOSSES)
     check("logger", cfg.logger, LOGGERS)
     check("monitor mode", cfg.monitor.mode, ("min", "max"))
+    check("nan_policy", cfg.get("nan_policy", "skip"), NAN_POLICIES)
     _check_targets(cfg)
 
 

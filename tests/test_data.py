@@ -194,7 +194,7 @@ def write_pieces(folder: Path) -> list[Path]:
     return [*paths, folder / "corrupt.wav", folder / "quiet.wav", folder / "short.wav"]
 
 
-def build(sources: list[Path], out: Path, jobs: int) -> dict:
+def build(sources: list[Path], out: Path, jobs: int, **kw) -> dict:
     return build_codec_shards(
         sources,
         out,
@@ -204,10 +204,11 @@ def build(sources: list[Path], out: Path, jobs: int) -> dict:
         store_rate=STORE_SR,
         mono=True,
         val_fraction=0.34,
-        groups_per_shard=2,
+        visqol=False,
         jobs=jobs,
         seed=0,
         progress=False,
+        **kw,
     )
 
 
@@ -226,7 +227,7 @@ def test_shards_counts_keys_and_grouping(shards):
     out = root / "out"
     tars = sorted(out.glob("*.tar"))
     assert {p.name for p in tars} == {s for info in manifest["splits"].values() for s in info["shards"]}
-    assert all(re.fullmatch(r"(train|val)-\d{5}\.tar", p.name) for p in tars)
+    assert all(re.fullmatch(r"(train|val)-0000-\d{5}\.tar", p.name) for p in tars)
     assert not list(out.glob("*.tmp"))
     rows = read_shards(tars)
     n_groups = sum(int(s) for s in PIECES.values())  # 1 s excerpts: floor(duration)
@@ -267,20 +268,31 @@ def test_shards_split_by_piece_and_manifest(shards):
         split_of[meta["piece"]].add(shard.split("-")[0])
     assert all(len(s) == 1 for s in split_of.values()), split_of  # no piece in two splits
     assert set(manifest["splits"]) == {"train", "val"}  # both exist even for three pieces
+    pieces = {q["piece"]: q for q in manifest["sources"]}
     for name, info in manifest["splits"].items():
-        assert sorted(info["pieces"]) == sorted(p for p, s in split_of.items() if s == {name})
+        assert sorted(p for p, q in pieces.items() if q["split"] == name) == sorted(
+            p for p, s in split_of.items() if s == {name}
+        )
         assert info["samples"] == info["groups"] * VERSIONS
-        assert info["reference_duration_s"] == pytest.approx(info["groups"] * 1.0)
-    assert {p["piece"]: p["split"] for p in manifest["pieces"]} == {p: s.pop() for p, s in split_of.items()}
+        assert info["duration_s"] == pytest.approx(info["samples"] * 1.0)
+    assert {p: q["split"] for p, q in pieces.items()} == {p: s.pop() for p, s in split_of.items()}
     reasons = {Path(s["source"]).name: s["reason"] for s in manifest["skipped"]}
     assert set(reasons) == {"corrupt.wav", "quiet.wav", "short.wav"}
     assert reasons["corrupt.wav"].startswith("cannot load")
     assert reasons["quiet.wav"].startswith("silent") and reasons["short.wav"].startswith("too short")
+    assert manifest["totals"]["skipped"] == 3
     assert manifest["config"]["codecs"] == list(CODECS) and manifest["config"]["store_rate"] == STORE_SR
     assert manifest["bitrate_rank"] == {"16": 0, "64": 1, "clean": 2}
+    stats = manifest["label_stats"]
+    assert stats["bitrate_rank"]["min"] == 0 and stats["bitrate_rank"]["max"] == 2
+    assert stats["bitrate_kbps"]["count"] == manifest["totals"]["samples"] - manifest["totals"]["groups"]
+    assert stats["bitrate_kbps"]["mean"] == pytest.approx(40.0)
     on_disk = json.loads((root / "out" / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
-    assert [p.name for p in sources[:3]] == [Path(p["source"]).name for p in manifest["pieces"]]
+    assert (root / "out" / "manifest-0000-of-0001.json").is_file()
+    assert sorted(Path(p).name for p in pieces.values() for p in [p["source"]]) == [
+        p.name for p in sources[:3]
+    ]
 
 
 def test_shards_identical_for_any_jobs(shards):
@@ -291,6 +303,108 @@ def test_shards_identical_for_any_jobs(shards):
     assert [(s, k, m) for s, k, _, m in a] == [(s, k, m) for s, k, _, m in b]
     assert all(np.array_equal(x[2], y[2]) for x, y in zip(a, b, strict=True))
     assert manifest2["splits"] == manifest["splits"]
+    again = build(sources, root / "out_jobs2", jobs=2)  # a rerun reuses every finished shard
+    job = json.loads((root / "out_jobs2" / "manifest-0000-of-0001.json").read_text())["job"]
+    assert job["shards_built"] == 0 and job["shards_resumed"] == manifest["totals"]["shards"]
+    assert again["splits"] == manifest["splits"]
+
+
+def shard_rows(folder: Path) -> dict[str, tuple[dict, np.ndarray, str]]:
+    """key -> (json, audio, shard name) over every shard of a folder (keys must be unique)."""
+    rows = read_shards(sorted(folder.glob("*.tar")))
+    out = {k: (m, a, s) for s, k, a, m in rows}
+    assert len(out) == len(rows), "duplicate keys across shards"
+    return out
+
+
+def test_shard_id_jobs_are_disjoint_and_union_is_the_single_build(shards):
+    root, sources, manifest = shards
+    out = root / "out_split"
+    first = build(sources, out, jobs=1, shard_id=0, num_shards=2)
+    assert "jobs" not in first and not (out / "manifest.json").exists()  # waits for job 1
+    merged = build(sources, out, jobs=1, shard_id=1, num_shards=2)
+    assert merged["jobs"] == {**merged["jobs"], "num_shards": 2, "merged": [0, 1], "missing": []}
+    names = sorted(p.name for p in out.glob("*.tar"))
+    per_job = [{n for n in names if re.fullmatch(rf"(train|val)-000{i}-\d{{5}}\.tar", n)} for i in (0, 1)]
+    assert per_job[0] and per_job[1] and per_job[0] | per_job[1] == set(names)
+    keys = [set(k for k, (_, _, s) in shard_rows(out).items() if s in job) for job in per_job]
+    assert not keys[0] & keys[1]
+    split_rows, single = shard_rows(out), shard_rows(root / "out")
+    assert set(split_rows) == set(single)
+    for k, (meta, audio, _) in single.items():
+        assert split_rows[k][0] == meta and np.array_equal(split_rows[k][1], audio)
+    assert merged["totals"] == {**manifest["totals"], "shards": merged["totals"]["shards"]}
+    assert sorted(s["source"] for s in merged["skipped"]) == sorted(s["source"] for s in manifest["skipped"])
+
+
+@needs_ffmpeg
+def test_prep_codec_killed_midway_resumes_to_identical_shards(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        sf.write(src / f"k{i}.wav", broadband(1.0, SRC_SR, channels=1, seed=40 + i).T, SRC_SR)
+    (src / "k9_corrupt.flac").write_bytes(b"fLaC" + b"\x00" * 64)
+
+    def cmd(out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "aqa.cli", "prep", "codec", "--src", str(src), "--out", str(out),
+            "--excerpt-s", "0.5", "--codecs", "mp3", "--bitrates", "32", "--val-fraction", "0",
+            "--no-visqol", "--no-progress",
+        ]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = tmp_path / "full"  # the uninterrupted build, in-process (same function the CLI calls)
+    build_codec_shards(
+        sorted(src.iterdir()), full, excerpt_s=0.5, codecs=["mp3"], bitrates=[32], val_fraction=0.0,
+        visqol=False, progress=False,
+    )  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not list(killed.glob("*.tar")):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(list(killed.glob("*.tar")))
+    assert finished >= 1 and not (killed / "manifest.json").exists()
+    if finished == 5:  # four pieces + the corrupt file (an empty shard marks it done)
+        pytest.skip("the build finished before it could be killed")
+    subprocess.run(cmd(killed), check=True, env=env, capture_output=True, timeout=300)
+    assert not list(killed.glob("*.tmp")) and not list((killed / ".records").glob("*.tmp"))
+    job = json.loads((killed / "manifest-0000-of-0001.json").read_text())["job"]
+    assert job["shards_resumed"] == finished and job["shards_built"] == 5 - finished
+    assert sorted(p.name for p in killed.glob("*.tar")) == sorted(p.name for p in full.glob("*.tar"))
+    a, b = shard_rows(full), shard_rows(killed)
+    assert set(a) == set(b)
+    assert all(a[k][0] == b[k][0] and np.array_equal(a[k][1], b[k][1]) for k in a)
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert [s["unit"] for s in manifest["skipped"]] == ["k9_corrupt"]
+    assert manifest["totals"]["groups"] == 8 and manifest["totals"]["samples"] == 16
+
+
+@needs_ffmpeg
+def test_codec_visqol_labels(tmp_path):
+    pytest.importorskip("visqol")
+    sf.write(tmp_path / "v.wav", broadband(1.0, SRC_SR, channels=1, seed=7).T, SRC_SR)
+    manifest = build_codec_shards(
+        [tmp_path / "v.wav"], tmp_path / "out", excerpt_s=1.0, codecs=["mp3"], bitrates=[8, 64],
+        store_rate=STORE_SR, progress=False,
+    )  # fmt: skip
+    rows = {
+        m["codec"] + str(m["bitrate_kbps"]): m
+        for _, _, _, m in read_shards(sorted((tmp_path / "out").glob("*.tar")))
+    }
+    assert set(rows) == {"cleanNone", "mp38", "mp364"}
+    assert all(1.0 <= m["visqol_moslqo"] <= 5.0 for m in rows.values())
+    assert rows["cleanNone"]["visqol_moslqo"] > rows["mp364"]["visqol_moslqo"] > rows["mp38"]["visqol_moslqo"]
+    assert manifest["label_stats"]["visqol_moslqo"]["count"] == 3
 
 
 def test_split_rules():
@@ -336,10 +450,7 @@ def test_cli_list_with_explicit_splits(tmp_path):
     )
     assert code == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["splits"]["val"]["pieces"] == ["a"] and manifest["splits"]["train"]["pieces"] == [
-        "b",
-        "c",
-    ]
+    assert {q["piece"]: q["split"] for q in manifest["sources"]} == {"a": "val", "b": "train", "c": "train"}
     assert read_sources(src)[0] == [src / "a.flac", src / "b.flac", src / "c.flac"]
     assert codec_main(["--src", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
 
@@ -438,7 +549,7 @@ def test_datamodule_workers_epochs_and_missing_shards(shards, tmp_path):
     last = len(manifest["splits"]["val"]["shards"]) - 1
     dm = AQADataModule(
         train_urls=str(root / "out" / "train-*.tar"),
-        val_urls=[str(root / "out" / f"val-{{00000..{last:05d}}}.tar")],
+        val_urls=[str(root / "out" / f"val-0000-{{00000..{last:05d}}}.tar")],
         sample_rate=STORE_SR,
         label_keys=["bitrate_rank"],
         groups_per_batch=2,

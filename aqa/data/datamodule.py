@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from braceexpand import braceexpand
 from torch.utils.data import DataLoader
 
@@ -65,18 +66,39 @@ def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[s
 class _EpochLoader(DataLoader):
     # Lightning calls set_epoch only on samplers, which iterable datasets lack: pass the epoch to the
     # dataset when an epoch's iterator is created (workers receive the dataset with it set).
+    # state_dict/load_state_dict: Lightning's stateful-dataloader protocol, saved in every checkpoint, so a
+    # run resumed mid-epoch skips the batches it already trained on instead of starting the epoch again.
     def __init__(
-        self, dataset: GroupedBatchDataset, epoch_fn: Callable[[], int | None], **kwargs: Any
+        self,
+        dataset: GroupedBatchDataset,
+        epoch_fn: Callable[[], int | None],
+        position_fn: Callable[[], int] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(dataset, **kwargs)
         self._epoch_fn = epoch_fn
+        self._position_fn = position_fn
         self._calls = 0
+        self._resume: dict[str, int] | None = None
 
     def __iter__(self) -> Iterator[Any]:
         epoch = self._epoch_fn()
-        self.dataset.set_epoch(self._calls if epoch is None else epoch)
+        epoch = self._calls if epoch is None else epoch
+        self.dataset.set_epoch(epoch)
         self._calls += 1
-        return super().__iter__()
+        resume, self._resume = self._resume, None
+        self.dataset.skip_batches = resume["batches"] if resume and resume["epoch"] == epoch else 0
+        try:
+            return super().__iter__()
+        finally:
+            self.dataset.skip_batches = 0
+
+    def state_dict(self) -> dict[str, int]:
+        # batches Lightning has trained on in this epoch (not the ones the loader prefetched)
+        return {"epoch": int(self.dataset.epoch), "batches": int(self._position_fn()) if self._position_fn else 0}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
 
 
 class AQADataModule(L.LightningDataModule):
@@ -150,20 +172,28 @@ class AQADataModule(L.LightningDataModule):
         trainer = self.trainer
         return None if trainer is None else int(trainer.current_epoch)
 
-    def _loader(self, dataset: GroupedBatchDataset) -> DataLoader:
+    def _trained_batches(self) -> int:
+        trainer = self.trainer
+        return 0 if trainer is None else int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+    def _loader(self, dataset: GroupedBatchDataset, position_fn: Callable[[], int] | None = None) -> DataLoader:
         return _EpochLoader(
             dataset,
             self._current_epoch,
+            position_fn,
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=False,
+            # own generator: creating an iterator must not draw from the global torch RNG (a resumed run
+            # creates one more than an uninterrupted one, which would shift every later dropout mask)
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             self.setup("fit")
         assert self.train_set is not None
-        return self._loader(self.train_set)
+        return self._loader(self.train_set, self._trained_batches)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

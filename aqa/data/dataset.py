@@ -10,6 +10,7 @@ excerpt together and time-aligned.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -20,9 +21,11 @@ import webdataset as wds
 from braceexpand import braceexpand
 from torch.utils.data import IterableDataset
 
-from aqa.data.audio import decode_flac, resample, to_mono
+from aqa.data.audio import check_audio, decode_flac, resample, to_mono
 
 __all__ = ["GroupedBatchDataset", "Batch"]
+
+log = logging.getLogger(__name__)
 
 Batch = dict[str, Any]
 """``{"wav": (B, T) float32, "lengths": (B,) int64, "labels": {key: (B,) float32}, "group": (B,) int64,
@@ -42,10 +45,15 @@ def _groups(samples: Iterable[dict[str, Any]]) -> Iterator[_RawGroup]:
     current: _RawGroup = []
     for s in samples:
         if "json" not in s or "flac" not in s:
-            raise KeyError(
-                f"sample {s.get('__key__')!r} in {s.get('__url__')!r} lacks a .json or .flac member"
-            )
-        meta = json.loads(s["json"])
+            log.warning("skipping sample %r in %r: no .json or .flac member", s.get("__key__"), s.get("__url__"))
+            continue
+        try:
+            meta = json.loads(s["json"])
+            if not isinstance(meta, dict):
+                raise ValueError(f"metadata is a {type(meta).__name__}, not an object")
+        except ValueError as err:
+            log.warning("skipping sample %r in %r: bad .json (%s)", s.get("__key__"), s.get("__url__"), err)
+            continue
         meta["key"] = s["__key__"]
         if current and meta.get("group") != current[0][0].get("group"):
             yield current
@@ -98,6 +106,8 @@ class GroupedBatchDataset(IterableDataset):
             subset of the others, fixed per group in evaluation); ``None`` keeps all.
         seed: base seed; the training order depends on ``seed`` and the epoch (:meth:`set_epoch`).
         drop_last: drop a final batch with fewer than ``groups_per_batch`` groups.
+        min_s: groups whose shortest version is shorter than this (seconds) are skipped with a logged
+            reason, like groups with an undecodable or non-finite member (encoders need a minimum length).
     """
 
     def __init__(
@@ -113,6 +123,7 @@ class GroupedBatchDataset(IterableDataset):
         versions_per_group: int | None = None,
         seed: int = 0,
         drop_last: bool = False,
+        min_s: float = 0.1,
     ) -> None:
         super().__init__()
         self.urls = _expand(urls)
@@ -134,13 +145,23 @@ class GroupedBatchDataset(IterableDataset):
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
+        self.skip_batches = 0
+        self.min_s = float(min_s)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that seeds the training order (call before iterating)."""
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[Batch]:
+        # read here, not inside the generator: the DataLoader clears it right after creating the iterator
+        return self._batches(self.skip_batches)
+
+    def _batches(self, skip: int) -> Iterator[Batch]:
+        # ``skip``: batches of this epoch already consumed (mid-epoch resume, counted over all workers of
+        # this rank; the in-order DataLoader takes batch j from worker j % workers). They are rebuilt and
+        # dropped, so the random stream (shuffle, crops) continues exactly where the interrupted run was.
         rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        skip = len(range(worker, skip, workers))
         urls = list(self.urls)
         if self.train:  # same shard order on every rank/worker, then split
             random.Random(f"{self.seed}:{self.epoch}:shards").shuffle(urls)
@@ -156,10 +177,16 @@ class GroupedBatchDataset(IterableDataset):
         for g in groups:
             chunk.append(g)
             if len(chunk) == self.groups_per_batch:
-                yield self._collate(chunk, rng)
+                batch = self._collate(chunk, rng)
                 chunk = []
-        if chunk and not self.drop_last:
-            yield self._collate(chunk, rng)
+                if batch is None:  # every group of the chunk was malformed (each logged)
+                    continue
+                if skip > 0:
+                    skip -= 1
+                    continue
+                yield batch
+        if chunk and not self.drop_last and skip <= 0 and (batch := self._collate(chunk, rng)) is not None:
+            yield batch
 
     def _select(self, group: _RawGroup, rng: random.Random) -> _RawGroup:
         k = self.versions_per_group
@@ -171,16 +198,28 @@ class GroupedBatchDataset(IterableDataset):
         keep = sorted(refs + pick_rng.sample(others, k - len(refs)))
         return [group[i] for i in keep]
 
-    def _collate(self, groups: list[_RawGroup], rng: random.Random) -> Batch:
+    def _collate(self, groups: list[_RawGroup], rng: random.Random) -> Batch | None:
         wavs: list[np.ndarray] = []
         metas: list[dict[str, Any]] = []
         group_idx: list[int] = []
-        for gi, raw in enumerate(groups):
+        gi = -1
+        for raw in groups:
             raw = self._select(raw, rng)
-            decoded = [decode_flac(flac) for _, flac in raw]
-            rates = {sr for _, sr in decoded}
-            if len(rates) != 1:
-                raise ValueError(f"group {raw[0][0].get('group')!r} mixes sample rates {sorted(rates)}")
+            try:  # one bad member drops its group (logged), never the epoch
+                decoded = [_decode(meta, flac) for meta, flac in raw]
+                rates = {sr for _, sr in decoded}
+                if len(rates) != 1:
+                    raise ValueError(f"mixes sample rates {sorted(rates)}")
+                for meta, _ in raw:
+                    for k in self.label_keys:
+                        _label(meta, k)
+                shortest = min(x.shape[-1] for x, _ in decoded) / next(iter(rates))
+                if shortest < self.min_s:
+                    raise ValueError(f"a version lasts {shortest:.4f} s, under min_s={self.min_s} s")
+            except (ValueError, KeyError, RuntimeError) as err:
+                log.warning("skipping group %r: %s", raw[0][0].get("group"), " ".join(str(err).split())[:300])
+                continue
+            gi += 1
             sr = rates.pop()
             total = min(x.shape[-1] for x, _ in decoded)
             n = total if self.crop_s is None else min(total, int(round(self.crop_s * sr)))
@@ -190,6 +229,8 @@ class GroupedBatchDataset(IterableDataset):
                 wavs.append(seg)
                 metas.append({**meta, "crop_start_s": offset / sr})
                 group_idx.append(gi)
+        if not wavs:
+            return None
         lengths = [w.shape[-1] for w in wavs]
         wav = torch.zeros(len(wavs), max(lengths), dtype=torch.float32)
         for i, w in enumerate(wavs):
@@ -207,6 +248,14 @@ class GroupedBatchDataset(IterableDataset):
             ),
             "meta": metas,
         }
+
+
+def _decode(meta: dict[str, Any], data: bytes) -> tuple[np.ndarray, int]:
+    try:
+        x, sr = decode_flac(data)
+    except Exception as err:  # soundfile raises its own error types for truncated/garbage bytes
+        raise ValueError(f"member {meta.get('key')!r} does not decode: {err}") from None
+    return check_audio(x, f"member {meta.get('key')!r}"), sr
 
 
 def _label(meta: dict[str, Any], key: str) -> float:

@@ -145,6 +145,9 @@ def to_mono(wav: Tensor) -> Tensor:
     raise ValueError(f"expected wav of shape (T,), (B, T) or (B, C, T), got {tuple(wav.shape)}")
 
 
+MAX_KERNEL_TAPS = 1 << 22  # 32 MB of float64 per cached kernel; every usual rate pair needs far fewer
+
+
 @functools.lru_cache(maxsize=32)
 def _sinc_kernel(up: int, down: int, zeros: int, rolloff: float, beta: float) -> tuple[Tensor, int]:
     # Polyphase bank of a Kaiser-windowed sinc low-pass, time measured in input samples. Output sample
@@ -191,6 +194,12 @@ def resample(
         return wav
     g = math.gcd(orig_rate, new_rate)
     up, down = new_rate // g, orig_rate // g
+    taps = up * (2 * math.ceil(zeros / (rolloff * min(1.0, up / down))) + down)
+    if taps > MAX_KERNEL_TAPS:  # e.g. 44101 -> 16000 Hz would build a 5.7 GB filter bank
+        raise ValueError(
+            f"cannot resample {orig_rate} Hz -> {new_rate} Hz here: the filter bank would hold {taps} taps "
+            f"(limit {MAX_KERNEL_TAPS}); resample the audio beforehand (aqa.data.audio.resample handles any pair)"
+        )
     kernel, width = _sinc_kernel(up, down, zeros, rolloff, beta)
     shape, samples = wav.shape[:-1], wav.shape[-1]
     out_len = -(-samples * up // down)

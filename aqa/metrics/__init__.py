@@ -60,6 +60,8 @@ __all__ = [
 EXTRA_HINT = "pip install -e '.[metrics]'"
 SILENCE_PEAK = 1e-6  # -120 dBFS
 MAX_LENGTH_MISMATCH = 0.5  # fraction of the longer signal
+# Reference metrics score clips: longer files are refused before decoding (STOI on a 2 h file took 20 GB).
+MAX_DURATION_S = 600.0
 
 
 class MetricError(ValueError):
@@ -353,10 +355,21 @@ def read(path: str | Path, what: str = "audio") -> tuple[np.ndarray, int]:
     if not Path(path).is_file():
         raise MetricError(f"{what} file not found: {path}")
     try:
-        return load_audio(path)
+        import soundfile as sf
+
+        duration = sf.info(str(path)).duration
+    except Exception:  # noqa: BLE001 - not a soundfile format: checked after decoding below
+        duration = 0.0
+    if duration > MAX_DURATION_S:
+        raise MetricError(f"{what} {path} is {duration:.0f} s long; reference metrics take clips up to {MAX_DURATION_S:.0f} s")
+    try:
+        x, sr = load_audio(path)
     except (RuntimeError, ValueError, OSError) as err:  # soundfile/ffmpeg failures, NaN samples, no ffmpeg
         first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise MetricError(f"cannot read {what} {path}: {first[:300]}") from err
+    if x.shape[-1] > MAX_DURATION_S * sr:
+        raise MetricError(f"{what} {path} is {x.shape[-1] / sr:.0f} s long; reference metrics take clips up to {MAX_DURATION_S:.0f} s")
+    return x, sr
 
 
 def compute(name: str, ref_path: str | Path | None, deg_path: str | Path, **opts: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import SpearmanCorrCoef
 
-from aqa.config import instantiate, load_config
+from aqa.config import NAN_POLICIES, instantiate, load_config, validate
 from aqa.encoders import build_encoder
 from aqa.eval.functional import reference_distances
 from aqa.heads import build_head
 from aqa.losses import build_loss
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss was NaN or infinite and ``nan_policy`` is ``stop``."""
 
 
 @dataclass
@@ -58,6 +65,9 @@ class MultiTaskModule(L.LightningModule):
         scheduler: ``optimizer -> LR scheduler`` or None.
         monitor: metric the scheduler steps on (e.g. ``val/loss``).
         config: the resolved experiment config, stored in the checkpoint's hyper-parameters.
+        nan_policy: what a NaN/Inf training loss does: ``skip`` the batch (no backward, no optimizer step,
+            weights unchanged; every rank skips together under DDP) or ``stop`` (raise
+            :class:`NonFiniteLossError`). Both log one line naming the step, the task losses and the samples.
     """
 
     def __init__(
@@ -68,8 +78,11 @@ class MultiTaskModule(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         monitor: str = "val/loss",
         config: Mapping[str, Any] | None = None,
+        nan_policy: str = "skip",
     ) -> None:
         super().__init__()
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
         if config is not None:
             self.save_hyperparameters(dict(config))
         self.encoder = encoder
@@ -81,6 +94,9 @@ class MultiTaskModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
+        self.nan_policy = nan_policy
+        self.skipped_batches = 0
+        self._skip_batch = False
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
         """Args: wav (B, T) at ``encoder.sample_rate``; lengths (B,) samples. Returns task -> head output."""
@@ -90,17 +106,48 @@ class MultiTaskModule(L.LightningModule):
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         outputs = self(batch["wav"], batch["lengths"])
         batch_size = batch["wav"].shape[0]
+        task_losses = {}
         total = batch["wav"].new_zeros(())
         for name, pred in outputs.items():
             target = batch["labels"][self.labels[name]]
-            loss = self.losses[name](pred, target.to(pred.dtype))
+            task_losses[name] = self.losses[name](pred, target.to(pred.dtype))
+            total = total + self.weights[name] * task_losses[name]
+        if stage == "train" and self._non_finite(total, task_losses, batch):
+            return total, outputs  # not logged: one bad batch must not turn the epoch's mean loss into NaN
+        for name, loss in task_losses.items():
             self.log(f"{stage}/{name}/loss", loss, batch_size=batch_size, on_step=stage == "train", on_epoch=True)
-            total = total + self.weights[name] * loss
         self.log(f"{stage}/loss", total, batch_size=batch_size, prog_bar=True, on_step=stage == "train", on_epoch=True)
         return total, outputs
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+    def _non_finite(self, total: Tensor, task_losses: Mapping[str, Tensor], batch: Mapping[str, Any]) -> bool:
+        # Every rank must take the same decision: a rank that skips backward while the others all-reduce
+        # gradients would hang DDP.
+        bad = not bool(torch.isfinite(total.detach()))
+        if self._trainer is not None:
+            bad = bool(self.trainer.strategy.reduce_boolean_decision(bad, all=False))
+        if not bad:
+            return False
+        keys = [m.get("key") for m in batch.get("meta", [])][:8]
+        losses = {name: float(loss.detach()) for name, loss in task_losses.items()}
+        where = f"step {self.global_step}" if self._trainer is not None else "a step"
+        log.error(
+            "non-finite training loss at %s (rank %d): %s; samples %s; nan_policy=%s",
+            where, self.global_rank, losses, keys, self.nan_policy,
+        )
+        if self.nan_policy == "stop":
+            raise NonFiniteLossError(
+                f"non-finite training loss at {where}: {losses} (samples {keys}); stopping because "
+                "nan_policy=stop (nan_policy=skip skips such batches)"
+            )
+        self.skipped_batches += 1
+        self._skip_batch = True
+        return True
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
+        self._skip_batch = False
         loss, _ = self._shared_step(batch, "train")
+        if self._skip_batch:
+            return None  # Lightning's automatic optimization: no backward, no optimizer step for this batch
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
@@ -144,17 +191,26 @@ def build_module(cfg: DictConfig) -> MultiTaskModule:
     }
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     return MultiTaskModule(
-        encoder, tasks, instantiate(cfg.optimizer), scheduler, monitor=cfg.monitor.metric, config=container
+        encoder,
+        tasks,
+        instantiate(cfg.optimizer),
+        scheduler,
+        monitor=cfg.monitor.metric,
+        config=container,
+        nan_policy=cfg.get("nan_policy", "skip"),
     )
 
 
 def load_run(run_dir: str | Path, which: str = "best") -> tuple[MultiTaskModule, DictConfig]:
     """Rebuild a trained module from a run directory (``config.yaml`` + ``checkpoints/{which}.ckpt``).
 
-    The checkpoint is read with ``torch.load(weights_only=True)``: no code in it can run.
+    The config is validated first (a ``_target_`` outside the allow-list is refused with a
+    :class:`~aqa.config.ConfigError` before anything is built) and the checkpoint is read with
+    ``torch.load(weights_only=True)``: no code in either can run.
     """
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
+    validate(cfg)
     ckpt = run_dir / "checkpoints" / f"{which}.ckpt"
     if not ckpt.is_file():
         found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))

@@ -5,14 +5,75 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import random
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+
+class Preemption(Callback):
+    """Survive pre-emption: save ``last.ckpt`` on SIGTERM, and carry the RNG states in every checkpoint.
+
+    Lightning's signal connector turns SIGTERM (what SLURM, Kubernetes and ``kill`` send before the end)
+    into ``trainer.received_sigterm`` and exits after the current training batch; this callback writes
+    ``last.ckpt`` at the end of that batch first, so ``resume=true`` continues from there. (On SLURM with
+    auto-requeue Lightning also saves an ``hpc_ckpt`` on SIGUSR1.) SIGKILL cannot be caught: then the run
+    resumes from the latest periodic ``last.ckpt`` (``checkpoint_every_n_steps``).
+
+    Python's, NumPy's and torch's global RNG states are stored in the checkpoint and restored when training
+    starts again, so dropout masks after a resume are those of an uninterrupted run (the data order is
+    seeded by seed and epoch and restored by the dataloader's own state).
+    """
+
+    def __init__(self, last_path: Path, every_n_steps: int = 0) -> None:
+        self.last_path = Path(last_path)
+        self.every_n_steps = int(every_n_steps)
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.received_sigterm:
+            trainer.save_checkpoint(self.last_path)
+            log.warning(
+                "SIGTERM received: saved %s at step %d; continue with resume=true", self.last_path, trainer.global_step
+            )
+        elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.last_path)  # the mid-epoch resume point
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.last_path)  # after the epoch's validation
+
+    def state_dict(self) -> dict[str, Any]:
+        # plain containers and tensors only: the checkpoint must load with torch.load(weights_only=True)
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {
+            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(np.asarray(keys).copy()), int(pos), int(has_gauss), float(gauss)],
+            "torch": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._rng_to_restore = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # restored here, not at load time: building the model and dataloaders in between draws random numbers
+        state, self._rng_to_restore = self._rng_to_restore, None
+        if not state:
+            return
+        random.setstate(_tuples(state["python"]))
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
+        torch.set_rng_state(state["torch"])
+
+
+def _tuples(x: Any) -> Any:
+    return tuple(_tuples(v) for v in x) if isinstance(x, list | tuple) else x
 
 
 def wandb_has_credentials() -> bool:
@@ -55,7 +116,9 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callback]:
-    """Best and last checkpoints under ``run_dir/checkpoints``, rich progress bar, LR monitor."""
+    """Best and last checkpoints under ``run_dir/checkpoints`` (``last.ckpt`` also every
+    ``checkpoint_every_n_steps`` training steps and on SIGTERM), rich progress bar, LR monitor."""
+    every = cfg.get("checkpoint_every_n_steps") or 0
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -63,10 +126,13 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callbac
             monitor=cfg.monitor.metric,
             mode=cfg.monitor.mode,
             save_top_k=1,
-            save_last=True,
+            save_last=False,
             enable_version_counter=False,
         ),
         RichProgressBar(),
+        # owns last.ckpt: every N steps, at each epoch end and on SIGTERM (ModelCheckpoint's save_last only
+        # writes it when a new best is saved)
+        Preemption(run_dir / "checkpoints" / "last.ckpt", every),
     ]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))

@@ -26,8 +26,7 @@ Input policy (the same for every metric, applied by :func:`prepare_pair`):
   the longer signal is an error: that is no longer a degraded copy of the same excerpt.
 
 Heavy metric packages live in the ``metrics`` extra; a missing one raises :class:`MissingDependency`
-naming it. ``peaq`` and ``2f_model`` come from :mod:`aqa.metrics.peaq` (written separately); until that
-module exists those entries raise :class:`MetricError` saying so.
+naming it. ``peaq`` and ``2f_model`` come from :mod:`aqa.metrics.peaq`, written here.
 """
 
 from __future__ import annotations
@@ -93,18 +92,7 @@ class _Lazy:
         self.module, self.func, self.fixed, self.trim = module, func, fixed or {}, trim
 
     def resolve(self) -> Callable[..., dict[str, Any]]:
-        try:
-            mod = importlib.import_module(self.module)
-        except ModuleNotFoundError as err:
-            if err.name == self.module:
-                raise MetricError(
-                    f"{self.module} is not in this checkout yet, so {self.func} is unavailable"
-                ) from err
-            raise
-        fn = getattr(mod, self.func, None)
-        if fn is None:
-            raise MetricError(f"{self.module} has no function {self.func!r} yet")
-        return fn
+        return getattr(importlib.import_module(self.module), self.func)
 
     def __call__(self, ref: np.ndarray | None, deg: np.ndarray, sr: int, **opts: Any) -> dict[str, Any]:
         fn = self.resolve()

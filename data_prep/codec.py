@@ -24,12 +24,7 @@ from pathlib import Path
 
 from aqa.data.codec_shards import build_codec_shards
 from aqa.data.codecs import CODECS
-from aqa.data.shards import AUDIO_SUFFIXES, add_common_args, list_sources
-
-
-def read_sources(src: Path, root: Path | None = None) -> tuple[list[Path], dict[str, str]]:
-    """Resolve ``--src`` into audio paths and explicit splits (see :func:`aqa.data.shards.list_sources`)."""
-    return list_sources(src, root)
+from aqa.data.shards import add_common_args, list_sources
 
 
 def _csv_list(text: str, cast: type) -> list:
@@ -65,9 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the builder; returns 0 on success, 1 when no excerpt was written, 2 on bad input."""
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
-        sources, splits = read_sources(args.src, args.root)
-        if not sources:
-            raise ValueError(f"no audio files ({' '.join(AUDIO_SUFFIXES)}) under {args.src}")
+        sources, splits = list_sources(args.src, args.root)
         start = time.perf_counter()
         manifest = build_codec_shards(
             sources,

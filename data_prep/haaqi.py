@@ -71,8 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
         )
         sources, splits = list_sources(args.src, args.root)
-        if not sources:
-            raise ValueError(f"no audio files under {args.src}")
         keyed = {safe_id(p.stem.split(".")[0], 40): str(p) for p in sources}
         if len(keyed) != len(sources):
             raise ValueError("two sources share a file stem; rename one (the stem is the piece id)")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aqa.data.jnd_shards import NOISE_TYPES, build_jnd_shards, snr_grid
-from aqa.data.shards import AUDIO_SUFFIXES, add_common_args, list_sources
+from aqa.data.shards import add_common_args, list_sources
 from data_prep.codec import report
 
 
@@ -56,8 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
         sources, splits = list_sources(args.src, args.root)
-        if not sources:
-            raise ValueError(f"no audio files ({' '.join(AUDIO_SUFFIXES)}) under {args.src}")
         start = time.perf_counter()
         manifest = build_jnd_shards(
             sources,

@@ -21,8 +21,8 @@ from aqa.data.codec_shards import assign_split, build_codec_shards, piece_id_for
 from aqa.data.codecs import codec_sample_rate, encode_decode, estimate_lag
 from aqa.data.datamodule import AQADataModule, expand_shard_urls
 from aqa.data.dataset import GroupedBatchDataset
+from aqa.data.shards import list_sources
 from data_prep.codec import main as codec_main
-from data_prep.codec import read_sources
 
 REPO = Path(__file__).resolve().parent.parent
 needs_ffmpeg = pytest.mark.skipif(
@@ -426,7 +426,7 @@ def test_cli_list_with_explicit_splits(tmp_path):
     for name in ("a", "b", "c"):
         sf.write(src / f"{name}.flac", broadband(1.0, 8000, channels=1, seed=ord(name)).T, 8000)
     (tmp_path / "list.csv").write_text("path,split\na.flac,val\nb.flac,train\nc.flac\n")
-    paths, splits = read_sources(tmp_path / "list.csv", root=src)
+    paths, splits = list_sources(tmp_path / "list.csv", root=src)
     assert [p.name for p in paths] == ["a.flac", "b.flac", "c.flac"]
     assert splits == {str(src / "a.flac"): "val", str(src / "b.flac"): "train"}
     code = codec_main(
@@ -451,12 +451,12 @@ def test_cli_list_with_explicit_splits(tmp_path):
     assert code == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert {q["piece"]: q["split"] for q in manifest["sources"]} == {"a": "val", "b": "train", "c": "train"}
-    assert read_sources(src)[0] == [src / "a.flac", src / "b.flac", src / "c.flac"]
+    assert list_sources(src)[0] == [src / "a.flac", src / "b.flac", src / "c.flac"]
     assert codec_main(["--src", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
 
 
 def test_demo_list_resolves(shared_data):
-    paths, splits = read_sources(REPO / "data_prep" / "lists" / "demo_music.csv", root=shared_data / "clean")
+    paths, splits = list_sources(REPO / "data_prep" / "lists" / "demo_music.csv", root=shared_data / "clean")
     assert len(paths) == 5 and all(p.is_file() for p in paths)
     assert sorted(splits.values()) == ["train"] * 4 + ["val"]
     assert [Path(p).name for p, s in splits.items() if s == "val"] == ["Kevin_MacLeod_-_Vibe_Ace.hq.ogg"]
@@ -582,3 +582,14 @@ def test_codec_demo_config_builds_a_datamodule():
     assert cfg.pop("name") == "codec_demo"
     dm = AQADataModule(**cfg, sample_rate=24000)
     assert dm.crop_s == 3.0 and dm.val_crop_s == 5.0 and dm.label_keys == ["bitrate_rank"]
+
+
+def test_list_sources_refuses_an_empty_folder_or_list(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not audio")
+    with pytest.raises(ValueError, match="no audio files"):
+        list_sources(tmp_path / "empty")
+    (tmp_path / "list.csv").write_text("path,split\n")
+    with pytest.raises(ValueError, match="no audio files listed"):
+        list_sources(tmp_path / "list.csv")
+    assert codec_main(["--src", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2

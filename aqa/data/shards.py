@@ -221,11 +221,13 @@ def list_sources(
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
-        ValueError: ``src`` is a file of another type, or a list row is malformed.
+        ValueError: ``src`` is a file of another type, a list row is malformed, or no audio file is found.
     """
     src = Path(src)
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        if not files:
+            raise ValueError(f"no audio files ({' '.join(suffixes)}) under {src}")
         return [p.resolve() for p in files], {}
     if not src.is_file():
         raise FileNotFoundError(f"--src {src} does not exist")
@@ -257,6 +259,8 @@ def list_sources(
         paths.append(p)
         if split:
             splits[str(p)] = split
+    if not paths:
+        raise ValueError(f"no audio files listed in {src}")
     return paths, splits
 
 

@@ -10,7 +10,7 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install system-deps test test-full train eval demo data-demo data data-import bench lint clean
+.PHONY: install system-deps test test-full train eval demo demos data-demo data data-import bench lint clean
 
 install: $(STAMP) system-deps
 
@@ -78,10 +78,16 @@ data/jnd_demo/manifest.json: data/lists/demo_speech.txt | install
 	$(BIN)/aqa prep jnd --src $< --out data/jnd_demo --snr-step 2.5 --max-s 6 --jobs 2 --no-progress
 
 # HAAQI-Net: 4 pieces (2 shared, 2 rendered), one 2 s excerpt each x (clean, codec, low-pass, noise), each
-# version with its own sampled listener: 16 HAAQI labels, ~1 min on 2 idle cores (HAAQI ~3.5 CPU-s per label).
+# version heard by 2 sampled listeners: 32 HAAQI labels, ~2 min on 2 idle cores (HAAQI ~3.5 CPU-s per label).
 data/haaqi_demo/manifest.json: data/lists/demo_haaqi_music.csv | install
 	$(BIN)/aqa prep haaqi --src $< --out data/haaqi_demo --excerpt-s 2 --max-excerpts 1 \
-		--processings clean,codec,lowpass,noise --audiograms 1 --units-per-shard 2 --jobs 2 --no-progress
+		--processings clean,codec,lowpass,noise --audiograms 2 --units-per-shard 2 --jobs 2 --no-progress
+
+# MOS-style demo (MMMOS): one 4 s excerpt per shared music clip, 3 bit rates per codec, ViSQOL v3 MOS-LQO
+# labels (a pseudo-MOS standing in for a listening test; ~1 min on 2 cores).
+data/mos_demo/manifest.json: | install
+	$(BIN)/aqa prep codec --src data_prep/lists/demo_music.csv --root $(SHARED)/clean --out data/mos_demo \
+		--excerpt-s 4 --max-excerpts 1 --bitrates 16,48,128 --store-rate 24000 --mono --jobs 2 --no-progress
 
 # Listening tests: only real ratings are imported (none ship with the repository; MOS labels are never
 # invented). Point RATED at an unpacked corpus: make data RATED=~/NISQA_Corpus [RATED_FORMAT=nisqa].
@@ -92,11 +98,17 @@ data-import: | install
 		$(BIN)/aqa prep import --src "$(RATED)" --format $(RATED_FORMAT) --out data/import_demo --jobs 2 --no-progress; \
 	else echo "make data: no rated listening-test corpus given (RATED=...): the MOS import demo is skipped"; fi
 
-data: data-demo data/jnd_demo/manifest.json data/haaqi_demo/manifest.json data-import
+data: data-demo data/jnd_demo/manifest.json data/haaqi_demo/manifest.json data/mos_demo/manifest.json data-import
 
 demo: install data-demo
 	time $(BIN)/aqa train deepaq_lora_tiny overwrite=true logger=csv
 	$(BIN)/aqa eval runs/deepaq_lora_tiny
+
+# The four systems' tiny demo experiments on the `make data` sets, each trained then evaluated (CPU).
+DEMO_EXPS := deepaq_lora_tiny jsqa_jnd_tiny haaqi_net_tiny mmmos_tiny
+demos: install data
+	@for e in $(DEMO_EXPS); do \
+		$(BIN)/aqa train $$e overwrite=true logger=csv && $(BIN)/aqa eval runs/$$e || exit 1; done
 
 bench: install
 	$(BIN)/python tests/benchmarks/bench_train.py
@@ -108,4 +120,4 @@ lint: install
 	$(BIN)/ruff check aqa data_prep tests
 
 clean:
-	rm -rf runs data/codec_demo data/jnd_demo data/haaqi_demo data/import_demo data/render data/lists
+	rm -rf runs data/codec_demo data/jnd_demo data/haaqi_demo data/mos_demo data/import_demo data/render data/lists

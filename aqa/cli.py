@@ -1,4 +1,4 @@
-"""Command line: ``aqa train | eval | list | prep | metric``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
+"""Command line: ``aqa train | eval | score | list | prep | metric``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     import lightning as L
 
-    from aqa.tasks import build_module, build_trainer
+    from aqa.tasks import build_module, build_trainer, init_from_checkpoint
 
     run_dir = Path(cfg.run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -80,6 +80,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
+    if cfg.get("init_from") and ckpt_path is None:  # a resumed run already holds its own weights
+        init_from_checkpoint(module, cfg.init_from)
     datamodule = _datamodule(cfg, module.encoder.sample_rate)
     save_config(cfg, run_dir / "config.yaml")
     save_config(cfg, run_dir / "checkpoints" / "config.yaml")
@@ -98,7 +100,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a trained run's held-out shards; print and save (``run_dir/eval_{split}.json``) the results.
 
-    Returns the summary: task -> subset ("all" and each codec) -> n, SRCC, PCC.
+    Returns the summary: task -> subset ("all" and each value of the config's ``report.by``, e.g. each
+    codec) -> n, SRCC, PCC.
     """
     from aqa.eval.report import collect_scores, plot_scores, print_summary, save_results, summarise
     from aqa.tasks.multitask import load_run
@@ -109,12 +112,65 @@ def evaluate(
     datamodule.setup("validate")
     loader = datamodule.val_dataloader() if split == "val" else datamodule.train_dataloader()
     records = collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()})
-    summary = summarise(records)
+    report = cfg.get("report") or {"by": "codec", "x": "bitrate_kbps"}
+    summary = summarise(records, by=report["by"])
     print_summary(summary, title=f"{cfg.experiment}: {split} ({which} checkpoint)")
     save_results(run_dir / f"eval_{split}.json", summary, records)
-    if plot and (png := plot_scores(records, run_dir / f"eval_{split}.png")):
+    if plot and (png := plot_scores(records, run_dir / f"eval_{split}.png", x=report["x"], by=report["by"])):
         print(f"plot: {png}")
     return summary
+
+
+def score(
+    run_dir: str | Path,
+    files: Sequence[str],
+    reference: str | None = None,
+    conditions: dict[str, list[float]] | None = None,
+    which: str = "best",
+    out: str | None = None,
+    progress: bool = True,
+) -> int:
+    """Score audio files (or folders of them) with a trained run; print one JSON object per file.
+
+    Returns 0 when every file was scored, 1 when some gave an error (each in its record).
+    """
+    import json
+
+    from tqdm import tqdm
+
+    from aqa.data.shards import AUDIO_SUFFIXES
+    from aqa.eval.score import score_files
+    from aqa.tasks.multitask import load_run
+
+    paths: list[Path] = []
+    for item in files:
+        p = Path(item)
+        paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES) if p.is_dir() else [p]
+    if not paths:
+        raise FileNotFoundError(f"no audio files in {list(files)}")
+    module, _ = load_run(run_dir, which)
+    sink = open(out, "w") if out else None  # noqa: SIM115 - closed below; records are flushed one by one
+    failed = 0
+    try:
+        records = score_files(module, paths, reference, conditions)
+        for record in tqdm(records, total=len(paths), disable=not progress or len(paths) < 2, file=sys.stderr):
+            failed += "error" in record
+            line = json.dumps(record)
+            print(line, flush=True)
+            if sink:
+                sink.write(line + "\n")
+                sink.flush()
+    finally:
+        if sink:
+            sink.close()
+    return 1 if failed else 0
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(" ", ",").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _list(group: str | None) -> None:
@@ -143,6 +199,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
     p.add_argument("--split", default="val", choices=["val", "train"])
     p.add_argument("--no-plot", action="store_true")
+    p = sub.add_parser("score", help="score your own files: aqa score RUN_DIR FILE_OR_DIR... [--reference REF]")
+    p.add_argument("run_dir", help="a trained run directory, e.g. runs/mmmos_tiny")
+    p.add_argument("files", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("--reference", help="reference recording for distance-based (embedding) tasks")
+    p.add_argument("--audiogram", type=_floats, help="hearing thresholds, dB HL at 250,500,1k,2k,3k,4k,6k,8k Hz")
+    p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
+    p.add_argument("--out", help="also write the JSON lines to this file")
+    p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("list", help="list experiments and registered components")
     p.add_argument("group", nargs="?", choices=["experiment", "encoder", "head", "loss", "data", "trainer"])
     p = sub.add_parser("prep", help="build WebDataset shards: aqa prep codec --src DIR --out DIR ...")
@@ -163,6 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print({k: v for k, v in metrics.items()})
         elif args.command == "eval":
             evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot)
+        elif args.command == "score":
+            conditions = {"audiogram": args.audiogram} if args.audiogram else None
+            try:
+                return score(args.run_dir, args.files, args.reference, conditions, args.which, args.out,
+                             progress=not args.no_progress)
+            except ValueError as err:  # the run needs a reference or an audiogram the call did not give
+                print(f"aqa score: error: {err}", file=sys.stderr)
+                return 2
         elif args.command == "list":
             _list(args.group)
         elif args.command == "prep":

@@ -1,27 +1,63 @@
 import pytest
 import torch
 
-from aqa.heads import HEADS, build_head, masked_time_mean
+from aqa.heads import HEADS, build_head, head_score, masked_time_mean
+
+
+def conditions(head, batch: int, rng) -> dict:
+    """Random inputs for the batch conditions a head reads (e.g. HAAQI-Net's audiogram, dB HL)."""
+    return {k: torch.rand(batch, n, generator=rng) * 80 for k, n in getattr(head, "condition_dims", {}).items()}
+
+
+def _build(name: str, num_layers: int, input_dim: int):
+    cfg = {"name": name, **({"hidden": 8, "attention_heads": 2} if name == "haaqi_net" else {})}
+    return build_head(cfg, num_layers=num_layers, input_dim=input_dim)
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_every_head_shapes_and_gradient(name, rng):
     layers = [torch.randn(3, 7, 8, generator=rng, requires_grad=True) for _ in range(4)]
-    head = build_head({"name": name}, num_layers=4, input_dim=8)
-    out = head(layers, torch.tensor([7, 5, 2]))
-    assert out.shape[0] == 3 and torch.isfinite(out).all()
-    out.sum().backward()
+    head = _build(name, 4, 8)
+    out = head(layers, torch.tensor([7, 5, 2]), **conditions(head, 3, rng))
+    score = head_score(out)
+    assert score.shape[0] == 3 and torch.isfinite(score).all()
+    if getattr(head, "frame_scores", False):
+        assert out["frames"].shape == (3, 7) and out["frame_mask"].sum().item() == 14
+    score.sum().backward()
     assert any(h.grad is not None and h.grad.abs().sum() > 0 for h in layers)
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_padding_never_changes_a_clip(name, rng):
-    head = build_head({"name": name}, num_layers=2, input_dim=4).eval()
+    head = _build(name, 2, 4).eval()
+    cond = conditions(head, 1, rng)
     clip = [torch.randn(1, 5, 4, generator=rng) for _ in range(2)]
     padded = [torch.cat([c, torch.randn(1, 3, 4, generator=rng) * 100], dim=1) for c in clip]
-    alone = head(clip, torch.tensor([5]))
-    in_padding = head(padded, torch.tensor([5]))
+    alone = head_score(head(clip, torch.tensor([5]), **cond))
+    in_padding = head_score(head(padded, torch.tensor([5]), **cond))
     torch.testing.assert_close(alone, in_padding)
+
+
+def test_haaqi_net_listens_to_the_audiogram_and_stays_in_range(rng):
+    head = _build("haaqi_net", 3, 6).eval()
+    layers = [torch.randn(2, 9, 6, generator=rng) for _ in range(3)]
+    normal = head(layers, torch.tensor([9, 4]), audiogram=torch.zeros(2, 8))
+    impaired = head(layers, torch.tensor([9, 4]), audiogram=torch.full((2, 8), 70.0))
+    assert not torch.allclose(normal["score"], impaired["score"])
+    assert ((normal["frames"] >= 0) & (normal["frames"] <= 1)).all()
+    # clip score = mean of the valid frames only
+    torch.testing.assert_close(normal["score"][1], normal["frames"][1, :4].mean())
+    with pytest.raises(ValueError, match="audiogram"):
+        head(layers, torch.tensor([9, 4]))
+    with pytest.raises(ValueError, match=r"\(B, 8\)"):
+        head(layers, torch.tensor([9, 4]), audiogram=torch.zeros(2, 6))
+
+
+def test_mlp_head_starts_at_its_bias(rng):
+    head = build_head({"name": "mlp", "bias_init": 5.5, "dropout": 0.0}, num_layers=1, input_dim=4).eval()
+    torch.nn.init.zeros_(head.mlp[-1].weight)
+    out = head([torch.randn(3, 5, 4, generator=rng)], torch.tensor([5, 3, 1]))
+    torch.testing.assert_close(out, torch.full((3,), 5.5))
 
 
 def test_rnc_embedding_is_deepaq_size():

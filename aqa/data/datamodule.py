@@ -109,6 +109,8 @@ class AQADataModule(L.LightningDataModule):
         val_urls: validation shards, same forms; ``None`` disables validation.
         sample_rate: audio rate in Hz delivered to the model (the encoder's rate).
         label_keys: numeric JSON fields returned as ``batch["labels"][key]``, e.g. ``["bitrate_rank"]``.
+        condition_keys: numeric-list JSON fields returned as ``batch["conditions"][key]`` (B, K), e.g.
+            ``["audiogram"]`` for HAAQI-Net.
         groups_per_batch: whole groups (excerpt x all versions) per batch.
         crop_s: training crop in seconds (random offset shared by a group); ``None`` = whole clips.
         val_crop_s: validation crop in seconds from the clip start; ``None`` = whole clips.
@@ -125,6 +127,7 @@ class AQADataModule(L.LightningDataModule):
         *,
         sample_rate: int,
         label_keys: Sequence[str] = ("bitrate_rank",),
+        condition_keys: Sequence[str] = (),
         groups_per_batch: int = 4,
         crop_s: float | None = 10.0,
         val_crop_s: float | None = None,
@@ -138,6 +141,7 @@ class AQADataModule(L.LightningDataModule):
         self.val_urls = val_urls
         self.sample_rate = int(sample_rate)
         self.label_keys = list(label_keys)
+        self.condition_keys = list(condition_keys)
         self.groups_per_batch = groups_per_batch
         self.crop_s = crop_s
         self.val_crop_s = val_crop_s
@@ -153,6 +157,7 @@ class AQADataModule(L.LightningDataModule):
             expand_shard_urls(urls, what),
             sample_rate=self.sample_rate,
             label_keys=self.label_keys,
+            condition_keys=self.condition_keys,
             groups_per_batch=self.groups_per_batch,
             crop_s=self.crop_s if train else self.val_crop_s,
             train=train,

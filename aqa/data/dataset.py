@@ -28,8 +28,8 @@ __all__ = ["GroupedBatchDataset", "Batch"]
 log = logging.getLogger(__name__)
 
 Batch = dict[str, Any]
-"""``{"wav": (B, T) float32, "lengths": (B,) int64, "labels": {key: (B,) float32}, "group": (B,) int64,
-"is_reference": (B,) bool, "meta": list[dict]}``."""
+"""``{"wav": (B, T) float32, "lengths": (B,) int64, "labels": {key: (B,) float32},
+"conditions": {key: (B, K) float32}, "group": (B,) int64, "is_reference": (B,) bool, "meta": list[dict]}``."""
 
 # a raw group: list of (json metadata, flac bytes) in shard order
 _RawGroup = list[tuple[dict[str, Any], bytes]]
@@ -89,6 +89,8 @@ class GroupedBatchDataset(IterableDataset):
     - ``wav``: FloatTensor ``(B, T)``, mono at ``sample_rate`` Hz, zero-padded.
     - ``lengths``: LongTensor ``(B,)``, valid samples per row.
     - ``labels``: ``{key: FloatTensor (B,)}`` for each of ``label_keys`` (JSON null -> NaN).
+    - ``conditions``: ``{key: FloatTensor (B, K)}`` for each of ``condition_keys``: numeric JSON lists of one
+      length K per key, the inputs a head is conditioned on (e.g. HAAQI-Net's 8-value ``audiogram``).
     - ``group``: LongTensor ``(B,)``, group index ``0..G-1`` inside the batch.
     - ``is_reference``: BoolTensor ``(B,)``.
     - ``meta``: list of ``B`` JSON dicts plus ``key`` and ``crop_start_s`` (crop offset in seconds).
@@ -97,6 +99,7 @@ class GroupedBatchDataset(IterableDataset):
         urls: shard URLs (local paths or ``pipe:`` commands); brace patterns are expanded.
         sample_rate: output rate in Hz (the encoder's rate).
         label_keys: numeric JSON fields returned under ``labels``.
+        condition_keys: numeric-list JSON fields returned under ``conditions``.
         groups_per_batch: groups per batch.
         crop_s: crop length in seconds; ``None`` keeps whole clips. Training crops start at a
             random offset shared by all versions of a group; evaluation crops start at 0.
@@ -116,6 +119,7 @@ class GroupedBatchDataset(IterableDataset):
         *,
         sample_rate: int,
         label_keys: Sequence[str] = ("bitrate_rank",),
+        condition_keys: Sequence[str] = (),
         groups_per_batch: int = 4,
         crop_s: float | None = 10.0,
         train: bool = True,
@@ -137,6 +141,7 @@ class GroupedBatchDataset(IterableDataset):
             raise ValueError(f"versions_per_group must be >= 1 or None, got {versions_per_group}")
         self.sample_rate = int(sample_rate)
         self.label_keys = list(label_keys)
+        self.condition_keys = list(condition_keys)
         self.groups_per_batch = groups_per_batch
         self.crop_s = crop_s
         self.train = train
@@ -213,6 +218,8 @@ class GroupedBatchDataset(IterableDataset):
                 for meta, _ in raw:
                     for k in self.label_keys:
                         _label(meta, k)
+                    for k in self.condition_keys:
+                        _condition(meta, k)
                 shortest = min(x.shape[-1] for x, _ in decoded) / next(iter(rates))
                 if shortest < self.min_s:
                     raise ValueError(f"a version lasts {shortest:.4f} s, under min_s={self.min_s} s")
@@ -238,10 +245,17 @@ class GroupedBatchDataset(IterableDataset):
         labels = {
             k: torch.tensor([_label(m, k) for m in metas], dtype=torch.float32) for k in self.label_keys
         }
+        conditions = {}
+        for k in self.condition_keys:
+            rows = [_condition(m, k) for m in metas]
+            if len({len(r) for r in rows}) != 1:
+                raise ValueError(f"condition {k!r} has different lengths in one batch: {sorted({len(r) for r in rows})}")
+            conditions[k] = torch.tensor(rows, dtype=torch.float32)
         return {
             "wav": wav,
             "lengths": torch.tensor(lengths, dtype=torch.long),
             "labels": labels,
+            "conditions": conditions,
             "group": torch.tensor(group_idx, dtype=torch.long),
             "is_reference": torch.tensor(
                 [bool(m.get("is_reference", False)) for m in metas], dtype=torch.bool
@@ -267,3 +281,17 @@ def _label(meta: dict[str, Any], key: str) -> float:
     if isinstance(v, bool | int | float):
         return float(v)
     raise ValueError(f"label {key!r} of sample {meta.get('key')!r} is not numeric: {v!r}")
+
+
+def _condition(meta: dict[str, Any], key: str) -> list[float]:
+    if key not in meta:
+        raise KeyError(f"condition key {key!r} not in sample {meta.get('key')!r}; available: {sorted(meta)}")
+    v = meta[key]
+    if isinstance(v, bool | int | float):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(x, bool | int | float) for x in v):
+        raise ValueError(f"condition {key!r} of sample {meta.get('key')!r} is not a list of numbers: {v!r}")
+    out = [float(x) for x in v]
+    if not all(np.isfinite(out)):
+        raise ValueError(f"condition {key!r} of sample {meta.get('key')!r} is not finite: {v!r}")
+    return out

@@ -32,11 +32,11 @@ def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], label
     model.eval()
     records: dict[str, list[dict]] = defaultdict(list)
     for batch in batches:
-        outputs = model(batch["wav"], batch["lengths"])
+        outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
         for name, pred in outputs.items():
             scores, mask = quality_scores(pred, getattr(model.heads[name], "is_embedding", False), batch)
             target = batch["labels"][labels[name]]
-            for i in torch.nonzero(mask).flatten().tolist():
+            for i in torch.nonzero(mask & torch.isfinite(target)).flatten().tolist():
                 meta = batch["meta"][i] if "meta" in batch else {}
                 records[name].append({**meta, "score": float(scores[i]), "label": float(target[i])})
     return dict(records)
@@ -76,7 +76,11 @@ def print_summary(summary: Mapping[str, Any], title: str = "evaluation") -> None
 
 
 def plot_scores(records: Mapping[str, list[dict]], path: Path, x: str = "bitrate_kbps", by: str = "codec") -> Path | None:
-    """Scatter/line plot of mean score against ``x`` per ``by`` value for each task; None if matplotlib is absent."""
+    """Plot each task's scores, one colour per value of ``by``; None if matplotlib is absent.
+
+    ``x`` names a metadata field: the mean score at each of its values is drawn as a line (score against
+    bit rate, SNR, ...); ``x="label"`` draws a scatter of score against the task's label instead.
+    """
     try:
         import matplotlib
 
@@ -92,9 +96,13 @@ def plot_scores(records: Mapping[str, list[dict]], path: Path, x: str = "bitrate
                 curves[str(r.get(by, "all"))][float(r[x])].append(r["score"])
         for name, pts in sorted(curves.items()):
             xs = sorted(pts)
-            ax.plot(xs, [sum(pts[v]) / len(pts[v]) for v in xs], marker="o", label=name)
+            if x == "label":
+                ax.scatter([v for v in xs for _ in pts[v]], [s for v in xs for s in pts[v]], s=12, label=name)
+            else:
+                ax.plot(xs, [sum(pts[v]) / len(pts[v]) for v in xs], marker="o", label=name)
         ax.set(title=task, xlabel=x, ylabel="score (higher = better)")
-        ax.legend()
+        if curves:
+            ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

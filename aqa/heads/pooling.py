@@ -6,6 +6,13 @@ import torch
 from torch import Tensor, nn
 
 
+def frame_mask(lengths: Tensor | None, frames: int, batch: int, device: torch.device | None = None) -> Tensor:
+    """(B, F) bool mask of valid frames (all valid when ``lengths`` is None)."""
+    if lengths is None:
+        return torch.ones(batch, frames, dtype=torch.bool, device=device)
+    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
 def masked_time_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Mean over valid frames.
 
@@ -18,8 +25,7 @@ def masked_time_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
     """
     if lengths is None:
         return x.mean(dim=1)
-    frames = torch.arange(x.shape[1], device=x.device)
-    mask = (frames[None, :] < lengths[:, None]).to(x.dtype)  # (B, F)
+    mask = frame_mask(lengths, x.shape[1], x.shape[0]).to(x.dtype)  # (B, F)
     return (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
@@ -87,4 +93,45 @@ class WeightedSumPoolHead(nn.Module):
     def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:
         """Args: layers: L tensors of (B, F, D); lengths: (B,). Returns (B,) if out_dim == 1 else (B, out_dim)."""
         out = self.proj(masked_time_mean(self.layer_sum(layers), lengths))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+class MLPHead(nn.Module):
+    """MMMOS's MLP aggregation: layer-weighted features, time-mean over valid frames, then a two-layer MLP.
+
+    With the ``fusion`` encoder the single "layer" is already the time-pooled concatenation of its members.
+
+    Args:
+        num_layers: encoder hidden states L (combined by learned softmax weights).
+        input_dim: encoder feature size D.
+        hidden: MLP hidden size.
+        out_dim: number of scores.
+        dropout: dropout before each linear layer.
+        bias_init: initial output bias: the middle of the rating scale (3 for MOS 1..5, 5.5 for 1..10), so
+            training starts at plausible scores instead of spending its first steps finding the offset.
+    """
+
+    is_embedding = False
+
+    def __init__(
+        self,
+        num_layers: int,
+        input_dim: int,
+        hidden: int = 256,
+        out_dim: int = 1,
+        dropout: float = 0.1,
+        bias_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        from aqa.encoders.base import LayerWeightedSum
+
+        self.layer_sum = LayerWeightedSum(num_layers, input_dim)
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(input_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+        )
+        nn.init.constant_(self.mlp[-1].bias, bias_init)
+
+    def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:
+        """Args: layers: L tensors of (B, F, D); lengths: (B,). Returns (B,) if out_dim == 1 else (B, out_dim)."""
+        out = self.mlp(masked_time_mean(self.layer_sum(layers), lengths))
         return out.squeeze(-1) if out.shape[-1] == 1 else out

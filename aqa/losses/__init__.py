@@ -1,4 +1,10 @@
-"""Loss registry: plain dict keyed by the name of each loss's YAML file under ``configs/loss/``."""
+"""Loss registry: plain dict keyed by the name of each loss's YAML file under ``configs/loss/``.
+
+A loss is called as ``loss(head_output, target)``; losses with ``uses_group = True`` also get
+``group=batch["group"]`` (which clips belong together, e.g. the mixtures of one utterance). Each declares
+``input_kind``: ``embedding`` (B, D), ``score`` (B,) or ``frames`` (a frame-level head's dict), checked
+against the head when a module is built.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,26 @@ from typing import Any
 
 from torch import nn
 
+from aqa.losses.contrastive import JNDContrastiveLoss, jnd_contrastive
 from aqa.losses.ranking import RnCLoss, rank_n_contrast
+from aqa.losses.regression import (
+    CCCLoss,
+    FrameUtteranceLoss,
+    MaskedL1Loss,
+    MaskedMSELoss,
+    ccc_loss,
+    frame_utterance_mse,
+    masked_l1,
+    masked_mse,
+)
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {
     "rnc": RnCLoss,
-    "l1": nn.L1Loss,
-    "mse": nn.MSELoss,
+    "l1": MaskedL1Loss,
+    "mse": MaskedMSELoss,
+    "ccc": CCCLoss,
+    "frame_utterance": FrameUtteranceLoss,
+    "jnd_contrastive": JNDContrastiveLoss,
 }
 
 
@@ -24,4 +44,19 @@ def build_loss(cfg: Mapping[str, Any]) -> nn.Module:
     return LOSSES[name](**{k: v for k, v in cfg.items() if k != "name"})
 
 
-__all__ = ["LOSSES", "RnCLoss", "build_loss", "rank_n_contrast"]
+__all__ = [
+    "LOSSES",
+    "CCCLoss",
+    "FrameUtteranceLoss",
+    "JNDContrastiveLoss",
+    "MaskedL1Loss",
+    "MaskedMSELoss",
+    "RnCLoss",
+    "build_loss",
+    "ccc_loss",
+    "frame_utterance_mse",
+    "jnd_contrastive",
+    "masked_l1",
+    "masked_mse",
+    "rank_n_contrast",
+]

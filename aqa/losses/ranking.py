@@ -50,6 +50,8 @@ def rank_n_contrast(features: Tensor, labels: Tensor, temperature: float = 2.0) 
 class RnCLoss(nn.Module):
     """Module form of :func:`rank_n_contrast`. Call with ``(features (N, D), labels (N,) or (N, K))``."""
 
+    input_kind = "embedding"
+
     def __init__(self, temperature: float = 2.0) -> None:
         super().__init__()
         self.temperature = temperature

@@ -12,10 +12,20 @@ TSP Lab Technical Report, McGill University, 2002/2003 (the reading behind his P
   Hann window between bins included);
 - the band edges come from the Bark formula; they agree with the standard's Table 6 within 0.003 Hz;
 - data boundaries come from the reference (first/last 5-sample window whose absolute sum exceeds 200
-  on the 16-bit scale); frames before the first boundary warm the filters up but are not averaged;
+  on the 16-bit scale); frames lying fully outside them are not averaged (BS.1387-1 5.2.4.4; earlier
+  frames still warm the filters up);
 - the modulation and noise-loudness averages skip the first 0.5 s (counted from the file start), the
-  noise loudness also until 50 ms after both signals exceed 0.1 sone;
-- the error-harmonic-structure peak search keeps the first correlation-spectrum value as the valley.
+  noise loudness also until 50 ms after both signals exceed 0.1 sone.
+
+Where GstPEAQ (M. Holters and U. Zoelzer, "GstPEAQ -- an open source implementation of the PEAQ
+algorithm", DAFx-15; the closest open implementation to the conformance values) reads the text differently
+from Kabal, its reading is taken, which reproduces its published conformance table within 0.002 DI:
+
+- error harmonic structure: the DC bin of the log spectral ratio is 0 (the ear weighting is 0 there), the
+  peak "after the first valley" is the largest bin that exceeds the bin before it, and a frame is skipped
+  only when every channel of both signals is below the energy threshold (corrections list, 5.2.4.3);
+- bandwidth: frames with BwRef > 346 are averaged and BwTest counts as 0 in them when no test line
+  qualifies (the 4.4.1 pseudocode).
 
 Every per-frame recursion (time spreading, adaptation, envelopes) runs as a first-order IIR filter along
 the frame axis (``scipy.signal.lfilter``); everything else is array arithmetic over all frames at once.
@@ -332,13 +342,19 @@ def _data_bounds(ref: np.ndarray) -> tuple[int, int]:
 
 
 def _ehs(x_frames: np.ndarray, x2: np.ndarray) -> np.ndarray:
-    """Error harmonic structure per frame; -1 where both signals are quiet. x_frames (2, ..., NF), x2 (2, ..., K)."""
+    """Error harmonic structure per frame; -1 where the frame is quiet. x_frames (2, C, F, NF), x2 (2, C, F, K)."""
     t = _tables()
     nl = 256
-    energy = np.sum(x_frames[..., HOP:] ** 2, axis=-1) * INT16_FULL_SCALE**2
-    quiet = (energy[0] < 8000.0) & (energy[1] < 8000.0)
+    # energy threshold (BS.1387-1 5.2.4.3 as clarified in the OPTICOM corrections list): a frame is ignored
+    # only when the new half of the frame is below 8000 in every channel of both reference and test
+    energy = np.sum(x_frames[..., HOP:] ** 2, axis=-1) * INT16_FULL_SCALE**2  # (2, C, F)
+    quiet = np.all(energy < 8000.0, axis=(0, 1))  # (F,)
+    quiet = np.broadcast_to(quiet, energy.shape[1:])
     tiny = 1e-30
     d = np.log(np.maximum(x2[1, ..., : 2 * nl - 1], tiny) / np.maximum(x2[0, ..., : 2 * nl - 1], tiny))
+    # the error is the log ratio of the outer/middle-ear weighted spectra (corrections list, 4.8); the weight
+    # is zero at DC, so that bin carries no error (GstPEAQ sets it to 0 as well)
+    d[..., 0] = 0.0
     nfft = 4 * nl
     d0 = np.fft.rfft(d[..., :nl], nfft)
     d1 = np.fft.rfft(d, nfft)
@@ -352,24 +368,33 @@ def _ehs(x_frames: np.ndarray, x2: np.ndarray) -> np.ndarray:
     cn[..., 0] = 1.0
     cw = t.ehs_window * (cn - cn.mean(axis=-1, keepdims=True))
     c2 = np.abs(np.fft.rfft(cw, nl)) ** 2
-    rising = c2[..., 1:] > c2[..., :1]
+    # "the maximum peak in the spectrum after the first valley": the largest bin that rises above the bin
+    # before it (GstPEAQ's reading; Kabal's PQ_FindPeak compares every bin with bin 0 instead)
+    rising = c2[..., 1:] > c2[..., :-1]
     ehs = np.max(np.where(rising, c2[..., 1:], 0.0), axis=-1)
     return np.where(quiet, -1.0, ehs)
 
 
 def _bandwidth(x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame bandwidths (DFT bin numbers, -1 when undefined) of reference and test, x2 (2, ..., K)."""
+    """Per-frame bandwidths (DFT bin numbers) of reference and test, x2 (2, ..., K); -1 marks frames not averaged.
+
+    BS.1387-1 4.4.1 pseudocode with the corrections list: ZeroThreshold is the largest test level in bins
+    921..1023; BwRef = k + 1 for the highest k <= 920 with the reference 10 dB above it, BwTest = k + 1 for the
+    highest k < BwRef with the test 5 dB above it, else 0. Only frames with BwRef > 346 are averaged (4.4.2), and
+    in those BwTest counts even when it stays 0 (as in GstPEAQ).
+    """
     kx = round(21586 / FS * NF)  # 921
     kl = round(8109 / FS * NF)  # 346
     thr = x2[1, ..., kx : NF // 2].max(axis=-1, keepdims=True)
-    ks = np.arange(kl + 1, kx)  # searched downwards from kx-1 to kl+1
-    above = x2[0, ..., kl + 1 : kx] >= 10.0 * thr
+    ks = np.arange(kl, kx)  # k = 920 ... 346 can give BwRef > 346
+    above = x2[0, ..., kl:kx] >= 10.0 * thr
     bw_ref = np.where(above.any(-1), ks[::-1][np.argmax(above[..., ::-1], axis=-1)] + 1, -1)
     kt = np.arange(kx)
-    # search k = bw_ref-1 ... 0 (nothing when bw_ref is -1)
+    # search k = bw_ref-1 ... 0
     above_t = (x2[1, ..., :kx] >= 10.0**0.5 * thr) & (kt < bw_ref[..., None])
     idx_last = kx - 1 - np.argmax(above_t[..., ::-1], axis=-1)
-    bw_test = np.where(above_t.any(-1), idx_last + 1, -1)
+    bw_test = np.where(above_t.any(-1), idx_last + 1, 0)
+    bw_test = np.where(bw_ref > 0, bw_test, -1)
     return bw_ref.astype(np.float64), bw_test.astype(np.float64)
 
 
@@ -608,8 +633,10 @@ def peaq(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = FS) -> 
         raise ValueError(
             "reference is silent: no 5-sample window above the PEAQ level threshold (-44 dBFS sum)"
         )
-    f_start = start // HOP
-    f_end = (end + 1 - HOP) // HOP
+    # BS.1387-1 5.2.4.4: frames lying fully outside [start, end] are ignored; frame j spans samples
+    # j*HOP .. j*HOP+NF-1 (GstPEAQ keeps the same frames: those holding a 5-sample window above threshold)
+    f_start = max(0, -(-(start - NF + 1) // HOP))
+    f_end = end // HOP
     n_avg = f_end - f_start + 1
     n_del = max(0, int(np.ceil(0.5 * FSS)) - f_start)
     if n_avg - n_del < int(np.floor(0.1 * FSS)):

@@ -17,7 +17,7 @@ from torchmetrics import SpearmanCorrCoef
 from aqa.config import NAN_POLICIES, instantiate, load_config, validate
 from aqa.encoders import build_encoder
 from aqa.eval.functional import reference_distances
-from aqa.heads import build_head
+from aqa.heads import build_head, head_score
 from aqa.losses import build_loss
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,23 @@ class Task:
     weight: float = 1.0
 
 
-def quality_scores(head_output: Tensor, is_embedding: bool, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+def quality_scores(
+    head_output: Tensor | Mapping[str, Tensor], is_embedding: bool, batch: Mapping[str, Any]
+) -> tuple[Tensor, Tensor]:
     """Per-clip quality scores (higher = better) and a mask of the clips they are defined for.
 
     Embedding heads score a clip by minus its embedding's L2 distance to its group's reference (DeePAQ's
     full-reference mode); references themselves are excluded. Score heads are used as they are.
 
     Args:
-        head_output: (B, D) embeddings or (B,) scores.
+        head_output: (B, D) embeddings, (B,) scores or a dict with ``"score"`` (B,).
         batch: needs ``group`` (B,) and ``is_reference`` (B,) for embedding heads.
     Returns:
         scores (B,), mask (B,) bool.
     """
     if not is_embedding:
-        return head_output, torch.ones_like(head_output, dtype=torch.bool)
+        scores = head_score(head_output)
+        return scores, torch.ones_like(scores, dtype=torch.bool)
     distance = reference_distances(head_output.detach(), batch["group"], batch["is_reference"])
     return -distance, torch.isfinite(distance) & ~batch["is_reference"]
 
@@ -98,19 +101,36 @@ class MultiTaskModule(L.LightningModule):
         self.skipped_batches = 0
         self._skip_batch = False
 
-    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
-        """Args: wav (B, T) at ``encoder.sample_rate``; lengths (B,) samples. Returns task -> head output."""
+    def forward(
+        self, wav: Tensor, lengths: Tensor | None = None, conditions: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Any]:
+        """Args: wav (B, T) at ``encoder.sample_rate``; lengths (B,) samples; conditions: key -> (B, K)
+        inputs for heads that name them in ``condition_keys`` (e.g. an audiogram). Returns task -> head output.
+        """
         out = self.encoder(wav, lengths)
-        return {name: head(out.layers, out.lengths) for name, head in self.heads.items()}
+        conditions = conditions or {}
+        outputs = {}
+        for name, head in self.heads.items():
+            keys = list(getattr(head, "condition_dims", {}))
+            missing = [k for k in keys if k not in conditions]
+            if missing:
+                raise ValueError(
+                    f"head of task {name!r} needs conditions {missing}; add them to data.condition_keys"
+                )
+            outputs[name] = head(out.layers, out.lengths, **{k: conditions[k] for k in keys})
+        return outputs
 
-    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
-        outputs = self(batch["wav"], batch["lengths"])
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Any]]:
+        outputs = self(batch["wav"], batch["lengths"], batch.get("conditions"))
         batch_size = batch["wav"].shape[0]
         task_losses = {}
         total = batch["wav"].new_zeros(())
         for name, pred in outputs.items():
-            target = batch["labels"][self.labels[name]]
-            task_losses[name] = self.losses[name](pred, target.to(pred.dtype))
+            target = batch["labels"][self.labels[name]].to(batch["wav"].dtype)
+            loss_fn = self.losses[name]
+            extra = {"group": batch["group"]} if getattr(loss_fn, "uses_group", False) else {}
+            inp = head_score(pred) if loss_fn.input_kind == "score" else pred
+            task_losses[name] = loss_fn(inp, target, **extra)
             total = total + self.weights[name] * task_losses[name]
         if stage == "train" and self._non_finite(total, task_losses, batch):
             return total, outputs  # not logged: one bad batch must not turn the epoch's mean loss into NaN
@@ -154,8 +174,9 @@ class MultiTaskModule(L.LightningModule):
         _, outputs = self._shared_step(batch, "val")
         for name, pred in outputs.items():
             scores, mask = quality_scores(pred, getattr(self.heads[name], "is_embedding", False), batch)
+            target = batch["labels"][self.labels[name]].to(scores.dtype)
+            mask = mask & torch.isfinite(target)  # unrated clips (NaN label) are not scored
             if mask.any():
-                target = batch["labels"][self.labels[name]].to(scores.dtype)
                 self.val_srcc[name].update(scores[mask].float(), target[mask].float())
 
     def on_validation_epoch_end(self) -> None:
@@ -175,20 +196,36 @@ class MultiTaskModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"}}
 
 
+def check_head_loss(head: nn.Module, loss: nn.Module, task: str = "task") -> None:
+    """Refuse a head/loss pair that cannot work together (``ConfigError`` naming both and the fix).
+
+    Losses declare ``input_kind``: ``embedding`` (needs an embedding head), ``score`` (a score head; heads
+    returning frame scores give their clip score) or ``frames`` (a head with ``frame_scores``).
+    """
+    from aqa.config import ConfigError
+
+    kind = loss.input_kind
+    emb = getattr(head, "is_embedding", False)
+    ok = {"embedding": emb, "score": not emb, "frames": getattr(head, "frame_scores", False)}[kind]
+    if not ok:
+        raise ConfigError(
+            f"task {task!r}: loss {type(loss).__name__} needs a head giving {kind}"
+            f"{'s' if kind != 'frames' else ' scores'}, but {type(head).__name__} "
+            f"gives {'embeddings' if emb else 'scores'}; pick a matching head or loss (`aqa list`)"
+        )
+
+
 def build_module(cfg: DictConfig) -> MultiTaskModule:
     """Build the encoder, heads, losses, optimizer and scheduler an experiment config describes."""
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     encoder = build_encoder(container["encoder"])
-    tasks = {
-        name: Task(
-            head=build_head(t["head"], num_layers=encoder.num_layers, input_dim=encoder.output_dim),
-            loss=build_loss(t["loss"]),
-            label=t["label"],
-            weight=t.get("weight", 1.0),
-        )
-        for name, t in container["tasks"].items()
-    }
+    tasks = {}
+    for name, t in container["tasks"].items():
+        head = build_head(t["head"], num_layers=encoder.num_layers, input_dim=encoder.output_dim)
+        loss = build_loss(t["loss"])
+        check_head_loss(head, loss, name)
+        tasks[name] = Task(head=head, loss=loss, label=t["label"], weight=t.get("weight", 1.0))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     return MultiTaskModule(
         encoder,
@@ -219,3 +256,50 @@ def load_run(run_dir: str | Path, which: str = "best") -> tuple[MultiTaskModule,
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     return module.eval(), cfg
+
+
+def init_from_checkpoint(module: MultiTaskModule, path: str | Path) -> dict[str, list[str]]:
+    """Start ``module`` from another run's weights (e.g. JSQA: MOS fine-tuning of a JND-pretrained encoder).
+
+    The encoder's weights must all be present with matching shapes (a different encoder architecture is an
+    error, not a silent partial load); a head is copied when the checkpoint has a task of the same name and
+    the same parameter shapes, and is kept as initialised otherwise. Read with ``weights_only=True``.
+
+    Args:
+        path: a ``.ckpt`` file, or a run directory (its ``checkpoints/best.ckpt``).
+    Returns:
+        ``{"loaded": [...], "kept": [...]}`` parameter-name prefixes, also logged.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: no checkpoint at {path} (train the first stage, or fix init_from=...)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    own = module.state_dict()
+    enc = {k: v for k, v in state.items() if k.startswith("encoder.")}
+    want = [k for k in own if k.startswith("encoder.")]
+    missing = [k for k in want if k not in enc]
+    extra = [k for k in enc if k not in own]
+    bad = [k for k in want if k in enc and enc[k].shape != own[k].shape]
+    if missing or extra or bad:
+        raise ValueError(
+            f"init_from {path}: the encoder does not match this experiment's ({len(missing)} missing, "
+            f"{len(extra)} unexpected, {len(bad)} of another shape, e.g. {(missing + extra + bad)[:3]}); "
+            "was it trained with the same encoder config?"
+        )
+    load = dict(enc)
+    loaded, kept = ["encoder"], []
+    for name in module.heads:
+        prefix = f"heads.{name}."
+        theirs = {k: v for k, v in state.items() if k.startswith(prefix)}
+        mine = {k: v for k, v in own.items() if k.startswith(prefix)}
+        if theirs.keys() == mine.keys() and all(theirs[k].shape == mine[k].shape for k in mine):
+            load.update(theirs)
+            loaded.append(f"heads.{name}")
+        else:
+            kept.append(f"heads.{name}")
+    module.load_state_dict(load, strict=False)
+    log.info("init_from %s: loaded %s; initialised afresh: %s", path, loaded, kept or "nothing")
+    return {"loaded": loaded, "kept": kept}

@@ -1,0 +1,100 @@
+"""Score your own audio files with a trained run: ``aqa score RUN_DIR FILE... [--reference REF]``.
+
+Score heads (``mlp``, ``haaqi_net``, ...) predict each file's quality directly. Embedding heads (DeePAQ,
+JSQA) score a file by minus its embedding distance to a reference: the clean original (full-reference) or any
+other recording used as an anchor (DeePAQ's mismatched-reference mode). Files are decoded, down-mixed and
+resampled to the encoder's rate; one record per file, never a traceback for one bad file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from aqa.data.audio import load_audio, resample, to_mono
+from aqa.heads import head_score
+
+
+def load_for(path: str | Path, sample_rate: int) -> Tensor:
+    """Decode ``path`` to a mono float32 tensor (T,) at ``sample_rate`` Hz (any input rate/channels)."""
+    x, sr = load_audio(path)
+    return torch.from_numpy(resample(to_mono(x), sr, sample_rate).copy()).float()
+
+
+@torch.no_grad()
+def score_clips(
+    module: nn.Module,
+    clips: Sequence[Tensor],
+    reference: Tensor | None = None,
+    conditions: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, Tensor]:
+    """Scores of ``clips`` for every task of ``module``.
+
+    Args:
+        module: a trained ``MultiTaskModule`` (``module(wav, lengths, conditions) -> {task: output}``).
+        clips: mono waveforms (T_i,) at ``module.encoder.sample_rate``; scored one at a time, so any length
+            works and padding never enters.
+        reference: mono waveform (T,) for embedding tasks (distance-based scores); None skips those tasks.
+        conditions: values the heads are conditioned on, e.g. ``{"audiogram": [8 values, dB HL]}``.
+
+    Returns:
+        task -> (N,) scores (higher = better); embedding tasks: minus the L2 distance to the reference's embedding.
+    """
+    module.eval()
+    cond = {k: torch.tensor([list(map(float, v))]) for k, v in (conditions or {}).items()}
+
+    def run(wav: Tensor) -> dict[str, Any]:
+        return module(wav[None, :], torch.tensor([wav.shape[-1]]), cond)
+
+    ref_out = run(reference) if reference is not None else None
+    scores: dict[str, list[Tensor]] = {}
+    for clip in clips:
+        for task, out in run(clip).items():
+            if getattr(module.heads[task], "is_embedding", False):
+                if ref_out is None:
+                    continue
+                value = -torch.linalg.vector_norm(out - ref_out[task], dim=-1)
+            else:
+                value = head_score(out)
+            scores.setdefault(task, []).append(value.reshape(-1)[:1])
+    return {task: torch.cat(v) for task, v in scores.items()}
+
+
+def score_files(
+    module: nn.Module,
+    paths: Iterable[str | Path],
+    reference: str | Path | None = None,
+    conditions: Mapping[str, Sequence[float]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One record per file: ``{"file", task: score, ...}`` or ``{"file", "error": one line}``.
+
+    Raises (before any file is scored) ``ValueError`` when the run needs something the call lacks: a
+    reference for a run whose every task is an embedding task, or a condition (audiogram) a head reads.
+    """
+    heads = module.heads
+    needed = sorted({k for h in heads.values() for k in getattr(h, "condition_dims", {})} - set(conditions or {}))
+    if needed:
+        flags = " ".join(f"--{k} V1,V2,..." for k in needed)
+        raise ValueError(f"this model is conditioned on {needed}: pass {flags}")
+    for key, dim in {k: n for h in heads.values() for k, n in getattr(h, "condition_dims", {}).items()}.items():
+        if len((conditions or {})[key]) != dim:
+            raise ValueError(f"--{key} needs {dim} values, got {len((conditions or {})[key])}")
+    if reference is None and all(getattr(h, "is_embedding", False) for h in heads.values()):
+        raise ValueError(
+            "this model scores by embedding distance to a reference: pass --reference CLEAN.wav "
+            "(the clean original, or any recording as a mismatched reference)"
+        )
+    sr = module.encoder.sample_rate
+    ref = load_for(reference, sr) if reference is not None else None
+    for path in paths:
+        record: dict[str, Any] = {"file": str(path)}
+        try:
+            clip = load_for(path, sr)
+            record.update({task: float(v[0]) for task, v in score_clips(module, [clip], ref, conditions).items()})
+        except Exception as err:  # one bad file is reported in its record, never stops the others
+            record["error"] = f"{type(err).__name__}: {' '.join(str(err).split())}"[:400]
+        yield record

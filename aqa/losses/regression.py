@@ -1,0 +1,104 @@
+"""Regression losses on scores that ignore missing labels (NaN: an axis a corpus did not rate, a reference
+without a score), so one partly rated batch never turns the loss into NaN."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+
+def _finite(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    keep = torch.isfinite(target)
+    return pred[keep], target[keep]
+
+
+def masked_l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error over finite targets. pred, target: (B,) or (B, K). 0 when none is finite."""
+    p, t = _finite(pred, target)
+    return (p - t).abs().mean() if p.numel() else pred.sum() * 0.0
+
+
+def masked_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over finite targets. pred, target: (B,) or (B, K). 0 when none is finite."""
+    p, t = _finite(pred, target)
+    return (p - t).pow(2).mean() if p.numel() else pred.sum() * 0.0
+
+
+def ccc_loss(pred: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
+    """``1 - CCC``, Lin's concordance correlation coefficient over the finite targets of a batch.
+
+    ``CCC = 2 cov(p, t) / (var p + var t + (mean p - mean t)^2)`` (population moments): 1 only when the
+    predictions equal the targets, so it rewards correlation, scale and offset at once. pred, target: (B,).
+    Returns 0 for fewer than two finite targets.
+    """
+    p, t = _finite(pred.flatten(), target.flatten())
+    if p.numel() < 2:
+        return pred.sum() * 0.0
+    pm, tm = p.mean(), t.mean()
+    cov = ((p - pm) * (t - tm)).mean()
+    ccc = 2 * cov / (p.var(unbiased=False) + t.var(unbiased=False) + (pm - tm) ** 2 + eps)
+    return 1.0 - ccc
+
+
+def frame_utterance_mse(pred: Mapping[str, Tensor], target: Tensor, frame_weight: float = 1.0) -> Tensor:
+    """HAAQI-Net's objective: MSE of the clip score plus ``frame_weight`` x MSE of every valid frame's score
+    against the clip label (frame targets are the clip's, as in Quality-Net / MOSA-Net).
+
+    Args:
+        pred: ``{"score": (B,), "frames": (B, F), "frame_mask": (B, F) bool}`` from a frame-level head.
+        target: (B,) clip labels; NaN rows are ignored.
+    """
+    keep = torch.isfinite(target)
+    if not keep.any():
+        return pred["score"].sum() * 0.0
+    utt = (pred["score"][keep] - target[keep]).pow(2).mean()
+    mask = pred["frame_mask"][keep].to(pred["frames"].dtype)
+    err = (pred["frames"][keep] - target[keep, None]).pow(2) * mask
+    frames = err.sum() / mask.sum().clamp_min(1.0)
+    return utt + frame_weight * frames
+
+
+class MaskedL1Loss(nn.Module):
+    """:func:`masked_l1` as a module."""
+
+    input_kind = "score"
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return masked_l1(pred, target)
+
+
+class MaskedMSELoss(nn.Module):
+    """:func:`masked_mse` as a module."""
+
+    input_kind = "score"
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return masked_mse(pred, target)
+
+
+class CCCLoss(nn.Module):
+    """:func:`ccc_loss` as a module."""
+
+    input_kind = "score"
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return ccc_loss(pred, target)
+
+
+class FrameUtteranceLoss(nn.Module):
+    """:func:`frame_utterance_mse` as a module (for heads returning frame scores, e.g. ``haaqi_net``)."""
+
+    input_kind = "frames"
+
+    def __init__(self, frame_weight: float = 1.0) -> None:
+        super().__init__()
+        self.frame_weight = float(frame_weight)
+
+    def forward(self, pred: Mapping[str, Tensor], target: Tensor) -> Tensor:
+        if not isinstance(pred, Mapping) or "frames" not in pred:
+            raise TypeError("frame_utterance needs a head that returns frame scores (e.g. head haaqi_net)")
+        return frame_utterance_mse(pred, target, self.frame_weight)

@@ -1,0 +1,94 @@
+"""`aqa score`: a trained run scores the user's own files (score heads, embedding heads, conditioned heads)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aqa.cli import main
+from aqa.config import compose, save_config
+from aqa.eval.score import score_clips, score_files
+from aqa.tasks import build_module
+
+
+def make_run(tmp_path: Path, experiment: str) -> Path:
+    """A run directory as `aqa train` leaves it (config.yaml + checkpoints/best.ckpt), random tiny weights."""
+    run = tmp_path / experiment
+    cfg = compose(experiment, [f"run_dir={run}"])
+    torch.manual_seed(0)
+    module = build_module(cfg)
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": module.state_dict()}, run / "checkpoints" / "best.ckpt")
+    save_config(cfg, run / "config.yaml")
+    return run
+
+
+def tone(path: Path, seconds: float, sr: int = 44100, channels: int = 2, noise: float = 0.0) -> Path:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * 440 * t) + noise * rng.standard_normal(t.size)
+    sf.write(path, np.stack([x] * channels, axis=1).astype(np.float32), sr)
+    return path
+
+
+def records(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_score_head_run_scores_files_and_reports_bad_ones(tmp_path, capsys):
+    run = make_run(tmp_path, "mmmos_tiny")
+    good = tone(tmp_path / "a.wav", 1.0)
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    out = tmp_path / "scores.jsonl"
+    assert main(["score", str(run), str(good), str(tmp_path / "bad.wav"), "--out", str(out), "--no-progress"]) == 1
+    got = records(capsys)
+    assert [r["file"] for r in got] == [str(good), str(tmp_path / "bad.wav")]
+    assert np.isfinite(got[0]["quality"]) and "error" in got[1] and "quality" not in got[1]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == got
+
+
+def test_scores_match_the_model_on_the_same_audio(tmp_path):
+    run = make_run(tmp_path, "mmmos_tiny")
+    from aqa.tasks.multitask import load_run
+
+    module, _ = load_run(run)
+    path = tone(tmp_path / "mono16k.wav", 1.0, sr=module.encoder.sample_rate, channels=1)
+    (rec,) = score_files(module, [path])
+    wav = torch.from_numpy(sf.read(path, dtype="float32")[0])
+    with torch.no_grad():
+        direct = module(wav[None], torch.tensor([wav.numel()]))["quality"]
+    assert rec["quality"] == pytest.approx(float(direct[0]), abs=1e-5)
+
+
+def test_embedding_run_needs_a_reference_and_ranks_by_distance(tmp_path, capsys):
+    run = make_run(tmp_path, "deepaq_lora_tiny")
+    clean = tone(tmp_path / "clean.wav", 1.0)
+    assert main(["score", str(run), str(clean), "--no-progress"]) == 2
+    assert "--reference" in capsys.readouterr().err
+    assert main(["score", str(run), str(clean), "--reference", str(clean), "--no-progress"]) == 0
+    (rec,) = records(capsys)
+    assert rec["bitrate"] == pytest.approx(0.0, abs=1e-4)  # the reference itself: distance 0
+
+
+def test_conditioned_run_needs_the_audiogram(tmp_path, capsys):
+    run = make_run(tmp_path, "haaqi_net_tiny")
+    clip = tone(tmp_path / "m.wav", 1.0)
+    assert main(["score", str(run), str(clip), "--no-progress"]) == 2
+    assert "--audiogram" in capsys.readouterr().err
+    assert main(["score", str(run), str(clip), "--audiogram", "10,10,20,30,40,50,60,60", "--no-progress"]) == 0
+    normal = records(capsys)[0]["haaqi"]
+    assert main(["score", str(run), str(clip), "--audiogram", "0,0,0,0,0,0,0,0", "--no-progress"]) == 0
+    assert 0.0 <= normal <= 1.0 and records(capsys)[0]["haaqi"] != normal
+    assert main(["score", str(run), str(clip), "--audiogram", "10,20", "--no-progress"]) == 2
+
+
+def test_score_clips_handles_any_length(tmp_path):
+    from aqa.tasks.multitask import load_run
+
+    module, _ = load_run(make_run(tmp_path, "mmmos_tiny"))
+    clips = [torch.randn(n) * 0.1 for n in (8000, 24000, 70000)]
+    got = score_clips(module, clips)["quality"]
+    assert got.shape == (3,) and torch.isfinite(got).all()

@@ -1,0 +1,157 @@
+"""The four systems' experiments end to end: tiny random encoders on shards the tests build with the real
+pipeline (JND mixtures, HAAQI versions x listeners, coded music with ViSQOL labels, an imported rated corpus)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import aqa.metrics
+from aqa.cli import evaluate, train
+from aqa.config import ConfigError, available, compose
+from aqa.tasks import build_module, init_from_checkpoint
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (make install)")
+
+SR = 16000
+TINY = sorted(e for e in available("experiment") if e.endswith("_tiny"))
+
+
+def voice(path: Path, seconds: float, f0: float, seed: int) -> Path:
+    """A speech-like test signal: a harmonic source with vibrato under a syllable-rate envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.03 * np.sin(2 * np.pi * 5 * t))) / SR
+    x = sum(np.sin(k * phase) / k for k in range(1, 15)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2)
+    x = 0.2 * x + 0.005 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x.astype(np.float32), SR)
+    return path
+
+
+def _fake_haaqi(name, ref, sr_ref, deg, sr_deg, audiogram, level_db):  # deterministic, fast stand-in label
+    return {"haaqi": float(1.0 / (1.0 + np.mean(audiogram) / 50 + np.mean(np.abs(ref - deg))))}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """Shards for every tiny experiment, made by the project's own recipes."""
+    from aqa.data.codec_shards import build_codec_shards
+    from aqa.data.jnd_shards import build_jnd_shards
+    from data_prep.haaqi import main as haaqi_main
+    from data_prep.import_tests import main as import_main
+
+    root = tmp_path_factory.mktemp("systems")
+    src = [voice(root / "src" / f"utt{i}.wav", 1.3, f0, i) for i, f0 in enumerate((110.0, 150.0, 210.0))]
+    out = {"jnd": root / "jnd", "haaqi": root / "haaqi", "mos": root / "mos", "aes": root / "aes"}
+    build_jnd_shards(src, out["jnd"], snrs=(0, 2, 5, 10, 20), noise_types=("pink",), min_s=0.5,
+                     splits={"utt0": "train", "utt1": "train", "utt2": "val"}, progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(aqa.metrics, "compute_arrays", _fake_haaqi)
+        listing = root / "haaqi_list.csv"
+        listing.write_text("path,split\n" + "".join(f"{p},{'val' if i == 2 else 'train'}\n" for i, p in enumerate(src)))
+        assert haaqi_main(["--src", str(listing), "--out", str(out["haaqi"]), "--excerpt-s", "0.6",
+                           "--max-excerpts", "1", "--processings", "clean,lowpass,noise", "--audiograms", "2",
+                           "--no-progress"]) == 0
+    build_codec_shards(src, out["mos"], excerpt_s=1.0, codecs=("mp3", "opus"), bitrates=(32, 128), mono=True,
+                       splits={"utt0": "train", "utt1": "train", "utt2": "val"}, progress=False)
+    corpus = root / "aes_corpus"
+    rows = []
+    for i in range(8):
+        voice(corpus / "clips" / f"c{i}.wav", 0.8, 100.0 + 25 * i, 10 + i)
+        axes = {"Production_Quality": [2.0 + i % 5, 3.0 + i % 4], "Production_Complexity": [1.0 + i % 3],
+                "Content_Enjoyment": [4.0], "Content_Usefulness": [5.0 + i % 2]}
+        rows.append({"data_path": f"/your_path/clips/c{i}.wav", **axes})
+    for name, part in (("train", rows[:5]), ("dev", rows[5:])):  # the split comes from the file name
+        (corpus / f"AES_natural_{name}.jsonl").write_text("\n".join(json.dumps(r) for r in part) + "\n")
+    assert import_main(["--src", str(corpus), "--out", str(out["aes"]), "--no-progress"]) == 0
+    for d in out.values():
+        assert list(d.glob("train-*.tar")) and list(d.glob("val-*.tar")), f"{d} needs train and val shards"
+    return out
+
+
+DATA_OF = {"jsqa_jnd_tiny": "jnd", "haaqi_net_tiny": "haaqi", "mmmos_tiny": "mos"}
+
+
+def overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [f"data.train_urls={shards}/train-*.tar", f"data.val_urls={shards}/val-*.tar", f"run_dir={run_dir}",
+            "trainer.max_epochs=1", "logger=csv", "data.crop_s=0.5", "data.val_crop_s=0.6", *extra]
+
+
+@pytest.mark.parametrize("experiment", sorted(available("experiment")))
+def test_every_experiment_composes(experiment):
+    cfg = compose(experiment)
+    assert cfg.tasks and all(t.label for t in cfg.tasks.values())
+    if experiment.endswith("_tiny"):
+        build_module(cfg)  # head/loss pairs checked, tiny encoders built
+
+
+def test_every_tiny_experiment_has_a_test():
+    assert set(TINY) == {"deepaq_lora_tiny", *DATA_OF}, "add the new tiny experiment's shards to DATA_OF"
+
+
+@pytest.mark.parametrize("experiment", sorted(DATA_OF))
+def test_tiny_system_trains_and_evaluates(experiment, data, tmp_path):
+    run = tmp_path / experiment
+    metrics = train(compose(experiment, overrides(data[DATA_OF[experiment]], run)))
+    (task,) = compose(experiment).tasks.keys()
+    assert np.isfinite(metrics[f"val/{task}/srcc"]) and np.isfinite(metrics["train/loss"])
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "config.yaml").is_file()
+    summary = evaluate(run)
+    assert summary[task]["all"]["n"] > 0 and np.isfinite(summary[task]["all"]["srcc"])
+    assert (run / "eval_val.png").is_file()
+
+
+def test_mmmos_learns_four_axes_from_an_imported_corpus(data, tmp_path):
+    metrics = train(compose("mmmos", overrides(data["aes"], tmp_path / "r", "encoder=fusion_tiny", "trainer=cpu",
+                                               "data.num_workers=0", "data.groups_per_batch=4")))
+    for axis in ("pq", "pc", "ce", "cu"):
+        assert np.isfinite(metrics[f"val/{axis}/loss"]) and np.isfinite(metrics[f"train/{axis}/loss"])
+
+
+def test_jsqa_stage_two_starts_from_stage_one(data, tmp_path):
+    stage1 = tmp_path / "jnd"
+    train(compose("jsqa_jnd_tiny", overrides(data["jnd"], stage1)))
+    cfg = compose("jsqa_mos", overrides(data["aes"], tmp_path / "mos", "encoder=wavlm_base_plus_tiny", "trainer=cpu",
+                                        f"init_from={stage1}", "data.num_workers=0", "data.groups_per_batch=4",
+                                        "data.label_keys=[pq]", "tasks.mos.label=pq"))  # AES has no overall MOS
+    module = build_module(cfg)
+    got = init_from_checkpoint(module, stage1)
+    assert got == {"loaded": ["encoder"], "kept": ["heads.mos"]}  # the stage-1 embedding head does not carry over
+    pretrained = torch.load(stage1 / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    for k, v in module.state_dict().items():
+        if k.startswith("encoder."):
+            torch.testing.assert_close(v, pretrained[k])
+    assert np.isfinite(train(cfg)["val/mos/loss"])
+
+
+def test_init_from_refuses_another_encoder(tmp_path, data):
+    run = tmp_path / "jnd"
+    train(compose("jsqa_jnd_tiny", overrides(data["jnd"], run, "trainer.limit_train_batches=1")))
+    with pytest.raises(ValueError, match="does not match"):
+        init_from_checkpoint(build_module(compose("deepaq_lora_tiny")), run)
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        init_from_checkpoint(build_module(compose("deepaq_lora_tiny")), tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    "experiment,override,match",
+    [
+        ("deepaq_lora_tiny", "tasks.bitrate.loss=mse", "gives embeddings"),
+        ("haaqi_net_tiny", "tasks.haaqi.head=mean_pool", "frames scores|frame"),
+        ("mmmos_tiny", "tasks.quality.loss=rnc", "needs a head giving embedding"),
+    ],
+)
+def test_mismatched_head_and_loss_are_refused(experiment, override, match):
+    with pytest.raises(ConfigError, match=match):
+        build_module(compose(experiment, [override]))
+
+
+def test_haaqi_net_without_audiogram_says_how_to_fix(data, tmp_path):
+    cfg = compose("haaqi_net_tiny", overrides(data["haaqi"], tmp_path / "r", "data.condition_keys=[]"))
+    with pytest.raises(ValueError, match="data.condition_keys"):
+        train(cfg)

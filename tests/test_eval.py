@@ -25,3 +25,5 @@ def test_summarise_per_codec():
     summary = summarise({"bitrate": rows})
     assert set(summary["bitrate"]) == {"all", "mp3", "opus"}
     assert summary["bitrate"]["mp3"]["srcc"] == pytest.approx(1.0) and summary["bitrate"]["all"]["n"] == 8
+    small = summarise({"t": rows[:4] + [{"codec": "aac", "score": 1.0, "label": 2.0}] * 2})
+    assert small["t"]["aac"] == {"n": 2, "srcc": None, "pcc": None}  # two clips: a correlation says nothing

@@ -142,8 +142,8 @@ def test_init_from_refuses_another_encoder(tmp_path, data):
     "experiment,override,match",
     [
         ("deepaq_lora_tiny", "tasks.bitrate.loss=mse", "gives embeddings"),
-        ("haaqi_net_tiny", "tasks.haaqi.head=mean_pool", "frames scores|frame"),
-        ("mmmos_tiny", "tasks.quality.loss=rnc", "needs a head giving embedding"),
+        ("haaqi_net_tiny", "tasks.haaqi.head=mean_pool", "giving frame scores, but MeanPoolHead"),
+        ("mmmos_tiny", "tasks.quality.loss=rnc", "needs a head giving embeddings"),
     ],
 )
 def test_mismatched_head_and_loss_are_refused(experiment, override, match):

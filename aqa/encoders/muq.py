@@ -28,6 +28,16 @@ LoRA); in train mode with trainable BatchNorm, batch statistics are taken over v
 Checkpoint: the published ``PyTorchModelHubMixin`` layout -- ``config.json`` (the ``MuQConfig`` fields, flat)
 and ``model.safetensors`` or ``pytorch_model.bin`` with every key under ``model.`` (the ``MuQModel``).
 Loaded strictly after dropping the documented keys in :data:`DROPPED_PREFIXES`.
+
+Parameter count (measured: ``muq`` 0.1.0 from PyPI, ``MuQ(config)`` with random weights, transformers 4.57; the
+config: :data:`MUQ_LARGE_MSD_CONFIG` with ``MuQConfig``'s defaults for the pre-training fields and the MuQ
+recipe's full ``w2v2_config``, the hub's own config.json was not at hand): the module holds 328,932,480; this keeps
+316,343,296 of them, key for key and value for value (strict load of the package's ``save_pretrained`` output;
+hidden states equal to the package's within 5e-6). Kept: Conformer 290,109,440 (12 layers of 24,175,616 and the
+final LayerNorm 2,048), ``Conv2dSubsampling`` 26,233,856 (residual blocks 2,373,120 + 7,082,496, Linear
+16384 -> 1024 16,778,240). Dropped (:data:`DROPPED_PREFIXES`): ``conformer.pos_conv_embed`` 8,389,760, the
+token head ``linear`` 1024 -> 4096 4,198,400 (``codebook_size`` 4096), ``cls_token`` 1,024, and with
+``use_rvq_target`` the Mel-RVQ ``rvq`` 270,592. The MuQ README's "~300M" is a rounded figure.
 """
 
 from __future__ import annotations

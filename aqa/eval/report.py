@@ -43,22 +43,30 @@ def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], label
 
 
 def summarise(records: Mapping[str, list[dict]], by: str = "codec") -> dict[str, Any]:
-    """Spearman and Pearson correlation of score vs label per task, overall and per value of ``by``."""
+    """Spearman and Pearson correlation of score vs label per task, overall and per value of ``by``
+    (``None`` for subsets of fewer than :data:`MIN_CLIPS` clips)."""
     summary: dict[str, Any] = {}
     for task, rows in records.items():
         groups: dict[str, list[dict]] = defaultdict(list)
         for row in rows:
             groups[str(row.get(by, "all"))].append(row)
         table = {"all": rows, **dict(sorted(groups.items()))} if len(groups) > 1 else {"all": rows}
-        summary[task] = {
-            key: {
-                "n": len(sub),
-                "srcc": spearman(torch.tensor([r["score"] for r in sub]), torch.tensor([r["label"] for r in sub])),
-                "pcc": pearson(torch.tensor([r["score"] for r in sub]), torch.tensor([r["label"] for r in sub])),
-            }
-            for key, sub in table.items()
-        }
+        summary[task] = {key: _correlations(sub) for key, sub in table.items()}
     return summary
+
+
+MIN_CLIPS = 3  # fewer clips than this give a trivial (+-1) or undefined correlation: reported as None
+
+
+def _correlations(rows: list[dict]) -> dict[str, Any]:
+    if len(rows) < MIN_CLIPS:
+        return {"n": len(rows), "srcc": None, "pcc": None}
+    scores, labels = torch.tensor([r["score"] for r in rows]), torch.tensor([r["label"] for r in rows])
+    return {"n": len(rows), "srcc": spearman(scores, labels), "pcc": pearson(scores, labels)}
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def print_summary(summary: Mapping[str, Any], title: str = "evaluation") -> None:
@@ -71,7 +79,7 @@ def print_summary(summary: Mapping[str, Any], title: str = "evaluation") -> None
         table.add_column(col, justify="right" if col in ("n", "SRCC", "PCC") else "left")
     for task, rows in summary.items():
         for subset, m in rows.items():
-            table.add_row(task, subset, str(m["n"]), f"{m['srcc']:.3f}", f"{m['pcc']:.3f}")
+            table.add_row(task, subset, str(m["n"]), _fmt(m["srcc"]), _fmt(m["pcc"]))
     Console().print(table)
 
 

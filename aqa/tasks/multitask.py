@@ -105,7 +105,7 @@ class MultiTaskModule(L.LightningModule):
         self, wav: Tensor, lengths: Tensor | None = None, conditions: Mapping[str, Tensor] | None = None
     ) -> dict[str, Any]:
         """Args: wav (B, T) at ``encoder.sample_rate``; lengths (B,) samples; conditions: key -> (B, K)
-        inputs for heads that name them in ``condition_keys`` (e.g. an audiogram). Returns task -> head output.
+        inputs for heads that name them in ``condition_dims`` (e.g. an audiogram). Returns task -> head output.
         """
         out = self.encoder(wav, lengths)
         conditions = conditions or {}
@@ -208,10 +208,10 @@ def check_head_loss(head: nn.Module, loss: nn.Module, task: str = "task") -> Non
     emb = getattr(head, "is_embedding", False)
     ok = {"embedding": emb, "score": not emb, "frames": getattr(head, "frame_scores", False)}[kind]
     if not ok:
+        wants = {"embedding": "embeddings", "score": "scores", "frames": "frame scores"}[kind]
         raise ConfigError(
-            f"task {task!r}: loss {type(loss).__name__} needs a head giving {kind}"
-            f"{'s' if kind != 'frames' else ' scores'}, but {type(head).__name__} "
-            f"gives {'embeddings' if emb else 'scores'}; pick a matching head or loss (`aqa list`)"
+            f"task {task!r}: loss {type(loss).__name__} needs a head giving {wants}, but {type(head).__name__} "
+            f"gives {'embeddings' if emb else 'clip scores'}; pick a matching head or loss (`aqa list`)"
         )
 
 

@@ -39,15 +39,15 @@ class Preemption(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if trainer.received_sigterm:
-            trainer.save_checkpoint(self.last_path)
+            trainer.save_checkpoint(self.last_path, weights_only=False)
             log.warning(
                 "SIGTERM received: saved %s at step %d; continue with resume=true", self.last_path, trainer.global_step
             )
         elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.last_path)  # the mid-epoch resume point
+            trainer.save_checkpoint(self.last_path, weights_only=False)  # the mid-epoch resume point
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.last_path)  # after the epoch's validation
+        trainer.save_checkpoint(self.last_path, weights_only=False)  # after the epoch's validation
 
     def state_dict(self) -> dict[str, Any]:
         # plain containers and tensors only: the checkpoint must load with torch.load(weights_only=True)

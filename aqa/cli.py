@@ -1,4 +1,4 @@
-"""Command line: ``aqa train | eval | score | list | prep | metric``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
+"""Command line: ``aqa train | eval | calibrate | score | list | prep | metric``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
 
 from __future__ import annotations
 
@@ -95,23 +95,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def _records(run_dir: str | Path, which: str, split: str) -> tuple[Any, DictConfig, dict[str, list[dict]]]:
+    from aqa.eval.report import collect_scores
+    from aqa.tasks.multitask import load_run
+
+    module, cfg = load_run(run_dir, which)
+    loader = _datamodule(cfg, module.encoder.sample_rate).eval_dataloader(split)
+    return module, cfg, collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()})
+
+
 def evaluate(
     run_dir: str | Path, which: str = "best", split: str = "val", plot: bool = True
 ) -> dict[str, Any]:
     """Score a trained run's held-out shards; print and save (``run_dir/eval_{split}.json``) the results.
 
     Returns the summary: task -> subset ("all" and each value of the config's ``report.by``, e.g. each
-    codec) -> n, SRCC, PCC.
+    codec) -> n, SRCC, PCC; with a ``calibration.json`` (``aqa calibrate``) also the RMSE of the mapped scores.
     """
-    from aqa.eval.report import collect_scores, plot_scores, print_summary, save_results, summarise
-    from aqa.tasks.multitask import load_run
+    from aqa.eval.report import apply_calibration, plot_scores, print_summary, save_results, summarise
 
     run_dir = Path(run_dir)
-    module, cfg = load_run(run_dir, which)
-    datamodule = _datamodule(cfg, module.encoder.sample_rate)
-    datamodule.setup("validate")
-    loader = datamodule.val_dataloader() if split == "val" else datamodule.train_dataloader()
-    records = collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()})
+    _, cfg, records = _records(run_dir, which, split)
+    apply_calibration(records, run_dir / "calibration.json")
     report = cfg.get("report") or {"by": "codec", "x": "bitrate_kbps"}
     summary = summarise(records, by=report["by"])
     print_summary(summary, title=f"{cfg.experiment}: {split} ({which} checkpoint)")
@@ -119,6 +124,32 @@ def evaluate(
     if plot and (png := plot_scores(records, run_dir / f"eval_{split}.png", x=report["x"], by=report["by"])):
         print(f"plot: {png}")
     return summary
+
+
+def calibrate(run_dir: str | Path, kind: str = "cubic", which: str = "best", split: str = "train") -> dict[str, Any]:
+    """Fit a score -> label mapping per task on ``split`` and save it as ``run_dir/calibration.json``.
+
+    Afterwards ``aqa eval`` reports the RMSE of the mapped scores and ``aqa score`` adds ``TASK_calibrated``.
+    Returns task -> the calibration's dict.
+    """
+    import json
+
+    from aqa.eval.calibration import FITS
+
+    if kind not in FITS:
+        raise KeyError(f"unknown calibration {kind!r}; choose from {sorted(FITS)}")
+    run_dir = Path(run_dir)
+    _, _, records = _records(run_dir, which, split)
+    fitted = {}
+    for task, rows in records.items():
+        cal = FITS[kind]([r["score"] for r in rows], [r["label"] for r in rows])
+        cal.extra["split"] = split
+        fitted[task] = cal.to_dict()
+        print(f"{task}: {kind} mapping fitted on {len(rows)} {split} clips")
+    path = run_dir / "calibration.json"
+    path.write_text(json.dumps(fitted, indent=1))
+    print(f"wrote {path}")
+    return fitted
 
 
 def score(
@@ -149,10 +180,16 @@ def score(
     if not paths:
         raise FileNotFoundError(f"no audio files in {list(files)}")
     module, _ = load_run(run_dir, which)
+    cal_path = Path(run_dir) / "calibration.json"
+    calibrations = None
+    if cal_path.is_file():  # written by `aqa calibrate`
+        from aqa.eval.calibration import Calibration
+
+        calibrations = {task: Calibration.from_dict(c) for task, c in json.loads(cal_path.read_text()).items()}
     sink = open(out, "w") if out else None  # noqa: SIM115 - closed below; records are flushed one by one
     failed = 0
     try:
-        records = score_files(module, paths, reference, conditions)
+        records = score_files(module, paths, reference, conditions, calibrations)
         for record in tqdm(records, total=len(paths), disable=not progress or len(paths) < 2, file=sys.stderr):
             failed += "error" in record
             line = json.dumps(record)
@@ -199,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
     p.add_argument("--split", default="val", choices=["val", "train"])
     p.add_argument("--no-plot", action="store_true")
+    p = sub.add_parser("calibrate", help="fit a score -> label mapping (cubic | mlp) for aqa eval and aqa score")
+    p.add_argument("run_dir", help="a trained run directory, e.g. runs/deepaq_lora")
+    p.add_argument("--kind", default="cubic", choices=["cubic", "mlp"])
+    p.add_argument("--split", default="train", choices=["train", "val"], help="split to fit on (default train)")
+    p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
     p = sub.add_parser("score", help="score your own files: aqa score RUN_DIR FILE_OR_DIR... [--reference REF]")
     p.add_argument("run_dir", help="a trained run directory, e.g. runs/mmmos_tiny")
     p.add_argument("files", nargs="+", help="audio files or folders (searched recursively)")
@@ -227,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print({k: v for k, v in metrics.items()})
         elif args.command == "eval":
             evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot)
+        elif args.command == "calibrate":
+            calibrate(args.run_dir, args.kind, args.which, args.split)
         elif args.command == "score":
             conditions = {"audiogram": args.audiogram} if args.audiogram else None
             try:

@@ -92,3 +92,16 @@ def test_score_clips_handles_any_length(tmp_path):
     clips = [torch.randn(n) * 0.1 for n in (8000, 24000, 70000)]
     got = score_clips(module, clips)["quality"]
     assert got.shape == (3,) and torch.isfinite(got).all()
+
+
+def test_score_adds_calibrated_values_after_aqa_calibrate(tmp_path, capsys):
+    from aqa.eval.calibration import fit_cubic
+
+    run = make_run(tmp_path, "mmmos_tiny")
+    x = np.linspace(-1, 1, 20)
+    cal = fit_cubic(x, 3 + 2 * x)
+    (run / "calibration.json").write_text(json.dumps({"quality": cal.to_dict()}))
+    clip = tone(tmp_path / "a.wav", 1.0)
+    assert main(["score", str(run), str(clip), "--no-progress"]) == 0
+    (rec,) = records(capsys)
+    assert rec["quality_calibrated"] == pytest.approx(float(cal([rec["quality"]])[0]))

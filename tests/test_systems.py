@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 import aqa.metrics
-from aqa.cli import evaluate, train
+from aqa.cli import calibrate, evaluate, train
 from aqa.config import ConfigError, available, compose
 from aqa.tasks import build_module, init_from_checkpoint
 
@@ -103,7 +103,10 @@ def test_tiny_system_trains_and_evaluates(experiment, data, tmp_path):
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "config.yaml").is_file()
     summary = evaluate(run)
     assert summary[task]["all"]["n"] > 0 and np.isfinite(summary[task]["all"]["srcc"])
-    assert (run / "eval_val.png").is_file()
+    assert (run / "eval_val.png").is_file() and "rmse" not in summary[task]["all"]
+    calibrate(run, "cubic")  # score -> label scale, fitted on the training split
+    mapped = evaluate(run, plot=False)[task]["all"]
+    assert np.isfinite(mapped["rmse"]) and mapped["srcc"] == summary[task]["all"]["srcc"]
 
 
 def test_mmmos_learns_four_axes_from_an_imported_corpus(data, tmp_path):

@@ -200,6 +200,14 @@ class AQADataModule(L.LightningDataModule):
         assert self.train_set is not None
         return self._loader(self.train_set, self._trained_batches)
 
+    def eval_dataloader(self, split: str = "val") -> DataLoader:
+        """A deterministic pass over ``split`` (``train`` or ``val``): no shuffling, crops from the clip start
+        (``val_crop_s``), for evaluating or calibrating a trained model on either split."""
+        urls = {"train": self.train_urls, "val": self.val_urls}.get(split)
+        if urls is None:
+            raise ValueError(f"no {split!r} shards configured (data.{split}_urls); splits are train and val")
+        return self._loader(self._dataset(urls, False, f"{split} shards"))
+
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             self.setup("validate")

@@ -42,6 +42,22 @@ def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], label
     return dict(records)
 
 
+def apply_calibration(records: Mapping[str, list[dict]], path: Path) -> bool:
+    """Add ``calibrated`` (the score mapped onto the label's scale) to every record of a task that has a
+    mapping in ``path`` (written by ``aqa calibrate``). Returns whether a calibration file was found."""
+    if not path.is_file():
+        return False
+    from aqa.eval.calibration import Calibration
+
+    fitted = json.loads(path.read_text())
+    for task, rows in records.items():
+        if task in fitted and rows:
+            cal = Calibration.from_dict(fitted[task])
+            for row, value in zip(rows, cal([r["score"] for r in rows]), strict=True):
+                row["calibrated"] = float(value)
+    return True
+
+
 def summarise(records: Mapping[str, list[dict]], by: str = "codec") -> dict[str, Any]:
     """Spearman and Pearson correlation of score vs label per task, overall and per value of ``by``
     (``None`` for subsets of fewer than :data:`MIN_CLIPS` clips)."""
@@ -62,7 +78,12 @@ def _correlations(rows: list[dict]) -> dict[str, Any]:
     if len(rows) < MIN_CLIPS:
         return {"n": len(rows), "srcc": None, "pcc": None}
     scores, labels = torch.tensor([r["score"] for r in rows]), torch.tensor([r["label"] for r in rows])
-    return {"n": len(rows), "srcc": spearman(scores, labels), "pcc": pearson(scores, labels)}
+    out = {"n": len(rows), "srcc": spearman(scores, labels), "pcc": pearson(scores, labels)}
+    if all("calibrated" in r for r in rows):  # after `aqa calibrate`: error on the label's own scale
+        mapped = torch.tensor([r["calibrated"] for r in rows], dtype=torch.float64)
+        out["rmse"] = float(torch.sqrt(torch.mean((mapped - labels.double()) ** 2)))
+        out["pcc_calibrated"] = pearson(mapped.float(), labels)
+    return out
 
 
 def _fmt(value: float | None) -> str:
@@ -75,11 +96,16 @@ def print_summary(summary: Mapping[str, Any], title: str = "evaluation") -> None
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("task", "subset", "n", "SRCC", "PCC"):
-        table.add_column(col, justify="right" if col in ("n", "SRCC", "PCC") else "left")
+    calibrated = any("rmse" in m for rows in summary.values() for m in rows.values())
+    cols = ("task", "subset", "n", "SRCC", "PCC") + (("RMSE (mapped)", "PCC (mapped)") if calibrated else ())
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("task", "subset") else "right")
     for task, rows in summary.items():
         for subset, m in rows.items():
-            table.add_row(task, subset, str(m["n"]), _fmt(m["srcc"]), _fmt(m["pcc"]))
+            cells = [task, subset, str(m["n"]), _fmt(m["srcc"]), _fmt(m["pcc"])]
+            if calibrated:
+                cells += [_fmt(m.get("rmse")), _fmt(m.get("pcc_calibrated"))]
+            table.add_row(*cells)
     Console().print(table)
 
 

@@ -8,7 +8,7 @@ resampled to the encoder's rate; one record per file, never a traceback for one 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,11 @@ def score_files(
     paths: Iterable[str | Path],
     reference: str | Path | None = None,
     conditions: Mapping[str, Sequence[float]] | None = None,
+    calibrations: Mapping[str, Callable[[Sequence[float]], Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One record per file: ``{"file", task: score, ...}`` or ``{"file", "error": one line}``.
+    """One record per file: ``{"file", task: score, ...}`` or ``{"file", "error": one line}``; with
+    ``calibrations`` (task -> :class:`~aqa.eval.calibration.Calibration`) also ``TASK_calibrated``, the score
+    on the label's scale.
 
     Raises (before any file is scored) ``ValueError`` when the run needs something the call lacks: a
     reference for a run whose every task is an embedding task, or a condition (audiogram) a head reads.
@@ -94,7 +97,10 @@ def score_files(
         record: dict[str, Any] = {"file": str(path)}
         try:
             clip = load_for(path, sr)
-            record.update({task: float(v[0]) for task, v in score_clips(module, [clip], ref, conditions).items()})
+            for task, v in score_clips(module, [clip], ref, conditions).items():
+                record[task] = float(v[0])
+                if calibrations and task in calibrations:
+                    record[f"{task}_calibrated"] = float(calibrations[task]([record[task]])[0])
         except Exception as err:  # one bad file is reported in its record, never stops the others
             record["error"] = f"{type(err).__name__}: {' '.join(str(err).split())}"[:400]
         yield record

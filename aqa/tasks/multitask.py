@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from aqa.heads import build_head, head_score
 from aqa.losses import build_loss
 
 log = logging.getLogger(__name__)
+# validation SRCC keeps one score and one label per validation clip (a few MB for 10^5 clips): expected here
+warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save all targets and predictions")
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -105,7 +105,7 @@ demo: install data-demo
 	$(BIN)/aqa eval runs/deepaq_lora_tiny
 
 # The four systems' tiny demo experiments on the `make data` sets, each trained then evaluated (CPU).
-DEMO_EXPS := deepaq_lora_tiny jsqa_jnd_tiny haaqi_net_tiny mmmos_tiny
+DEMO_EXPS := deepaq_lora_tiny jsqa_jnd_tiny haaqi_net_tiny haaqi_net_student_tiny mmmos_tiny
 demos: install data
 	@for e in $(DEMO_EXPS); do \
 		$(BIN)/aqa train $$e overwrite=true logger=csv && $(BIN)/aqa eval runs/$$e || exit 1; done

@@ -87,11 +87,11 @@ def test_every_experiment_composes(experiment):
     cfg = compose(experiment)
     assert cfg.tasks and all(t.label for t in cfg.tasks.values())
     if experiment.endswith("_tiny"):
-        build_module(cfg)  # head/loss pairs checked, tiny encoders built
+        build_module(cfg, with_teacher=False)  # head/loss pairs checked, tiny encoders built
 
 
 def test_every_tiny_experiment_has_a_test():
-    assert set(TINY) == {"deepaq_lora_tiny", *DATA_OF}, "add the new tiny experiment's shards to DATA_OF"
+    assert set(TINY) == {"deepaq_lora_tiny", "haaqi_net_student_tiny", *DATA_OF}, "add its shards to DATA_OF"
 
 
 @pytest.mark.parametrize("experiment", sorted(DATA_OF))
@@ -158,3 +158,35 @@ def test_haaqi_net_without_audiogram_says_how_to_fix(data, tmp_path):
     cfg = compose("haaqi_net_tiny", overrides(data["haaqi"], tmp_path / "r", "data.condition_keys=[]"))
     with pytest.raises(ValueError, match="data.condition_keys"):
         train(cfg)
+
+
+def test_haaqi_student_distils_from_its_teacher(data, tmp_path):
+    teacher = tmp_path / "teacher"
+    train(compose("haaqi_net_tiny", overrides(data["haaqi"], teacher)))
+    student = tmp_path / "student"
+    metrics = train(compose("haaqi_net_student_tiny", overrides(data["haaqi"], student, f"distill.teacher={teacher}")))
+    assert np.isfinite(metrics["train/haaqi/distill/loss"]) and np.isfinite(metrics["val/haaqi/distill/loss"])
+    state = torch.load(student / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    assert all(k.startswith(("encoder.", "heads.")) for k in state), "the teacher must not be saved with the student"
+    from aqa.tasks import load_run
+
+    module, _ = load_run(student)  # inference needs no teacher
+    assert not module._teacher and sum(p.numel() for p in module.encoder.parameters()) < sum(
+        p.numel() for p in load_run(teacher)[0].encoder.parameters()
+    )
+
+
+def test_distillation_from_an_identical_teacher_costs_nothing(rng):
+    import copy
+
+    module = build_module(compose("haaqi_net_tiny"), with_teacher=False).eval()
+    module._teacher = [copy.deepcopy(module)]
+    batch = {"wav": torch.randn(2, 16000, generator=rng) * 0.1, "lengths": torch.tensor([16000, 9000]),
+             "conditions": {"audiogram": torch.rand(2, 8, generator=rng) * 60}}
+    with torch.no_grad():
+        outputs = module(batch["wav"], batch["lengths"], batch["conditions"])
+        losses = module._distill(batch, outputs)
+    assert set(losses) == {"haaqi"} and float(losses["haaqi"]) == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():  # a different student pays for every score it does not share
+        module.heads["haaqi"].frame_out.bias.add_(1.0)
+        assert float(module._distill(batch, module(batch["wav"], batch["lengths"], batch["conditions"]))["haaqi"]) > 1e-4

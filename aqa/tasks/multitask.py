@@ -74,6 +74,10 @@ class MultiTaskModule(L.LightningModule):
         nan_policy: what a NaN/Inf training loss does: ``skip`` the batch (no backward, no optimizer step,
             weights unchanged; every rank skips together under DDP) or ``stop`` (raise
             :class:`NonFiniteLossError`). Both log one line naming the step, the task losses and the samples.
+        teacher: a trained, frozen ``MultiTaskModule`` to distil from (HAAQI-Net's student): every task the
+            teacher also has adds ``distill_weight`` x the MSE between the student's and the teacher's clip
+            scores (and frame scores, resampled to the student's frame grid, when both heads give them). The
+            teacher runs on the same audio at its own sample rate and is not saved in the checkpoint.
     """
 
     def __init__(
@@ -85,6 +89,8 @@ class MultiTaskModule(L.LightningModule):
         monitor: str = "val/loss",
         config: Mapping[str, Any] | None = None,
         nan_policy: str = "skip",
+        teacher: nn.Module | None = None,
+        distill_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if nan_policy not in NAN_POLICIES:
@@ -103,6 +109,15 @@ class MultiTaskModule(L.LightningModule):
         self.nan_policy = nan_policy
         self.skipped_batches = 0
         self._skip_batch = False
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []  # not a submodule
+        self.distill_weight = float(distill_weight)
+        if teacher is not None:
+            shared = [t for t in tasks if t in teacher.heads]
+            if not shared:
+                raise ValueError(f"the teacher has none of the tasks {list(tasks)} (it has {list(teacher.heads)})")
+            for name in shared:
+                if getattr(teacher.heads[name], "is_embedding", False) or getattr(self.heads[name], "is_embedding", False):
+                    raise ValueError(f"task {name!r}: distillation works on score heads, not embedding heads")
 
     def forward(
         self, wav: Tensor, lengths: Tensor | None = None, conditions: Mapping[str, Tensor] | None = None
@@ -135,12 +150,42 @@ class MultiTaskModule(L.LightningModule):
             inp = head_score(pred) if loss_fn.input_kind == "score" else pred
             task_losses[name] = loss_fn(inp, target, **extra)
             total = total + self.weights[name] * task_losses[name]
+        if self._teacher:
+            for name, loss in self._distill(batch, outputs).items():
+                task_losses[f"{name}/distill"] = loss
+                total = total + self.distill_weight * loss
         if stage == "train" and self._non_finite(total, task_losses, batch):
             return total, outputs  # not logged: one bad batch must not turn the epoch's mean loss into NaN
         for name, loss in task_losses.items():
             self.log(f"{stage}/{name}/loss", loss, batch_size=batch_size, on_step=stage == "train", on_epoch=True)
         self.log(f"{stage}/loss", total, batch_size=batch_size, prog_bar=True, on_step=stage == "train", on_epoch=True)
         return total, outputs
+
+    @torch.no_grad()
+    def _teacher_outputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        from aqa.encoders.base import prepare
+
+        teacher = self._teacher[0].to(batch["wav"].device)
+        wav, lengths = prepare(batch["wav"], self.encoder.sample_rate, teacher.encoder.sample_rate, batch["lengths"])
+        return teacher(wav, lengths, batch.get("conditions"))
+
+    def _distill(self, batch: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Per shared task: MSE to the teacher's clip scores (+ frame scores when both heads give them)."""
+        teacher_out = self._teacher_outputs(batch)
+        losses = {}
+        for name, pred in outputs.items():
+            if name not in teacher_out:
+                continue
+            target = teacher_out[name]
+            loss = (head_score(pred) - head_score(target)).pow(2).mean()
+            if isinstance(pred, Mapping) and isinstance(target, Mapping) and "frames" in pred and "frames" in target:
+                frames = torch.nn.functional.interpolate(
+                    target["frames"][:, None], size=pred["frames"].shape[-1], mode="linear", align_corners=False
+                )[:, 0]
+                mask = pred["frame_mask"].to(frames.dtype)
+                loss = loss + ((pred["frames"] - frames).pow(2) * mask).sum() / mask.sum().clamp_min(1.0)
+            losses[name] = loss
+        return losses
 
     def _non_finite(self, total: Tensor, task_losses: Mapping[str, Tensor], batch: Mapping[str, Any]) -> bool:
         # Every rank must take the same decision: a rank that skips backward while the others all-reduce
@@ -218,8 +263,12 @@ def check_head_loss(head: nn.Module, loss: nn.Module, task: str = "task") -> Non
         )
 
 
-def build_module(cfg: DictConfig) -> MultiTaskModule:
-    """Build the encoder, heads, losses, optimizer and scheduler an experiment config describes."""
+def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
+    """Build the encoder, heads, losses, optimizer and scheduler an experiment config describes.
+
+    With ``distill.teacher`` set (and ``with_teacher``), the teacher run is loaded frozen for distillation;
+    inference never needs it (:func:`load_run` builds without it).
+    """
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     encoder = build_encoder(container["encoder"])
@@ -230,6 +279,8 @@ def build_module(cfg: DictConfig) -> MultiTaskModule:
         check_head_loss(head, loss, name)
         tasks[name] = Task(head=head, loss=loss, label=t["label"], weight=t.get("weight", 1.0))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    distill = container.get("distill") or {}
+    teacher = load_run(distill["teacher"], distill.get("which", "best"))[0] if with_teacher and distill.get("teacher") else None
     return MultiTaskModule(
         encoder,
         tasks,
@@ -238,6 +289,8 @@ def build_module(cfg: DictConfig) -> MultiTaskModule:
         monitor=cfg.monitor.metric,
         config=container,
         nan_policy=cfg.get("nan_policy", "skip"),
+        teacher=teacher,
+        distill_weight=distill.get("weight", 1.0),
     )
 
 
@@ -255,7 +308,7 @@ def load_run(run_dir: str | Path, which: str = "best") -> tuple[MultiTaskModule,
     if not ckpt.is_file():
         found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
         raise FileNotFoundError(f"no checkpoint {ckpt}; found {found or 'none'} (train first: aqa train EXPERIMENT)")
-    module = build_module(cfg)
+    module = build_module(cfg, with_teacher=False)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     return module.eval(), cfg

@@ -170,6 +170,7 @@ def score(
     from tqdm import tqdm
 
     from aqa.data.shards import AUDIO_SUFFIXES
+    from aqa.eval.calibration import load_calibrations
     from aqa.eval.score import score_files
     from aqa.tasks.multitask import load_run
 
@@ -180,12 +181,7 @@ def score(
     if not paths:
         raise FileNotFoundError(f"no audio files in {list(files)}")
     module, _ = load_run(run_dir, which)
-    cal_path = Path(run_dir) / "calibration.json"
-    calibrations = None
-    if cal_path.is_file():  # written by `aqa calibrate`
-        from aqa.eval.calibration import Calibration
-
-        calibrations = {task: Calibration.from_dict(c) for task, c in json.loads(cal_path.read_text()).items()}
+    calibrations = load_calibrations(Path(run_dir) / "calibration.json")  # written by `aqa calibrate`
     sink = open(out, "w") if out else None  # noqa: SIM115 - closed below; records are flushed one by one
     failed = 0
     try:
@@ -269,15 +265,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print({k: v for k, v in metrics.items()})
         elif args.command == "eval":
             evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot)
-        elif args.command == "calibrate":
-            calibrate(args.run_dir, args.kind, args.which, args.split)
-        elif args.command == "score":
-            conditions = {"audiogram": args.audiogram} if args.audiogram else None
+        elif args.command in ("calibrate", "score"):
             try:
-                return score(args.run_dir, args.files, args.reference, conditions, args.which, args.out,
-                             progress=not args.no_progress)
-            except ValueError as err:  # the run needs a reference or an audiogram the call did not give
-                print(f"aqa score: error: {err}", file=sys.stderr)
+                if args.command == "calibrate":
+                    calibrate(args.run_dir, args.kind, args.which, args.split)
+                else:
+                    conditions = {"audiogram": args.audiogram} if args.audiogram else None
+                    return score(args.run_dir, args.files, args.reference, conditions, args.which, args.out,
+                                 progress=not args.no_progress)
+            except ValueError as err:  # too few clips to fit; a reference or audiogram the call did not give
+                print(f"aqa {args.command}: error: {err}", file=sys.stderr)
                 return 2
         elif args.command == "list":
             _list(args.group)

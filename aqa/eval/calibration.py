@@ -8,15 +8,17 @@ fitting. Pure functions on 1-D arrays plus a JSON-serialisable :class:`Calibrati
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Calibration", "FITS", "fit_cubic", "fit_mlp", "rmse"]
+__all__ = ["Calibration", "FITS", "fit_cubic", "fit_mlp", "load_calibrations", "rmse"]
 
 
 @dataclass
@@ -113,3 +115,11 @@ def rmse(pred: Sequence[float], target: Sequence[float]) -> float:
     """Root-mean-square error of two (N,) arrays."""
     p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
     return float(np.sqrt(np.mean((p - t) ** 2)))
+
+
+def load_calibrations(path: str | Path) -> dict[str, Calibration]:
+    """Task -> :class:`Calibration` from a ``calibration.json`` written by ``aqa calibrate`` ({} when absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    return {task: Calibration.from_dict(c) for task, c in json.loads(path.read_text()).items()}

@@ -44,18 +44,15 @@ def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], label
 
 def apply_calibration(records: Mapping[str, list[dict]], path: Path) -> bool:
     """Add ``calibrated`` (the score mapped onto the label's scale) to every record of a task that has a
-    mapping in ``path`` (written by ``aqa calibrate``). Returns whether a calibration file was found."""
-    if not path.is_file():
-        return False
-    from aqa.eval.calibration import Calibration
+    mapping in ``path`` (written by ``aqa calibrate``). Returns whether any mapping was found."""
+    from aqa.eval.calibration import load_calibrations
 
-    fitted = json.loads(path.read_text())
+    fitted = load_calibrations(path)
     for task, rows in records.items():
         if task in fitted and rows:
-            cal = Calibration.from_dict(fitted[task])
-            for row, value in zip(rows, cal([r["score"] for r in rows]), strict=True):
+            for row, value in zip(rows, fitted[task]([r["score"] for r in rows]), strict=True):
                 row["calibrated"] = float(value)
-    return True
+    return bool(fitted)
 
 
 def summarise(records: Mapping[str, list[dict]], by: str = "codec") -> dict[str, Any]:

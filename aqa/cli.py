@@ -1,4 +1,4 @@
-"""Command line: ``aqa train | eval | calibrate | score | list | prep | metric``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
+"""Command line: ``aqa train | eval | calibrate | ensemble | score | list | prep | metric``. ``train(cfg)`` and ``evaluate(run_dir)`` are plain functions."""
 
 from __future__ import annotations
 
@@ -152,6 +152,34 @@ def calibrate(run_dir: str | Path, kind: str = "cubic", which: str = "best", spl
     return fitted
 
 
+def ensemble(
+    run_dirs: Sequence[str | Path], out: str | Path, which: str = "best", split: str = "val", zscore: bool = False
+) -> dict[str, Any]:
+    """Evaluate the mean of several runs' scores per clip (MMMOS's ensembles) on the first run's data.
+
+    Every run is scored on the same clips (the first run's ``data`` shards); the summary of the ensemble is
+    printed next to each member's and saved, with the per-clip records, to ``out/ensemble_{split}.json``.
+    """
+    from aqa.eval.ensemble import ensemble_records
+    from aqa.eval.report import collect_scores, print_summary, save_results, summarise
+    from aqa.tasks.multitask import load_run
+
+    _, first = load_run(run_dirs[0], which)
+    report = first.get("report") or {"by": "codec", "x": "bitrate_kbps"}
+    members = []
+    for run in run_dirs:
+        module, cfg = load_run(run, which)
+        loader = _datamodule(first, module.encoder.sample_rate).eval_dataloader(split)
+        records = collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()})
+        print_summary(summarise(records, by=report["by"]), title=f"member {run}")
+        members.append(records)
+    records = ensemble_records(members, zscore=zscore)
+    summary = summarise(records, by=report["by"])
+    print_summary(summary, title=f"ensemble of {len(run_dirs)} runs: {split}")
+    save_results(Path(out) / f"ensemble_{split}.json", summary, records, runs=[str(r) for r in run_dirs])
+    return summary
+
+
 def score(
     run_dir: str | Path,
     files: Sequence[str],
@@ -232,6 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
     p.add_argument("--split", default="val", choices=["val", "train"])
     p.add_argument("--no-plot", action="store_true")
+    p = sub.add_parser("ensemble", help="evaluate the mean score of several runs: aqa ensemble RUN RUN ... --out DIR")
+    p.add_argument("run_dirs", nargs="+", help="trained run directories (the first one's data is used)")
+    p.add_argument("--out", required=True, help="folder for ensemble_{split}.json")
+    p.add_argument("--which", default="best", help="checkpoint name in each run's checkpoints (best | last)")
+    p.add_argument("--split", default="val", choices=["val", "train"])
+    p.add_argument("--zscore", action="store_true", help="standardise each run's scores before averaging")
     p = sub.add_parser("calibrate", help="fit a score -> label mapping (cubic | mlp) for aqa eval and aqa score")
     p.add_argument("run_dir", help="a trained run directory, e.g. runs/deepaq_lora")
     p.add_argument("--kind", default="cubic", choices=["cubic", "mlp"])
@@ -265,9 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print({k: v for k, v in metrics.items()})
         elif args.command == "eval":
             evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot)
-        elif args.command in ("calibrate", "score"):
+        elif args.command in ("calibrate", "score", "ensemble"):
             try:
-                if args.command == "calibrate":
+                if args.command == "ensemble":
+                    ensemble(args.run_dirs, args.out, args.which, args.split, args.zscore)
+                elif args.command == "calibrate":
                     calibrate(args.run_dir, args.kind, args.which, args.split)
                 else:
                     conditions = {"audiogram": args.audiogram} if args.audiogram else None

@@ -27,3 +27,20 @@ def test_summarise_per_codec():
     assert summary["bitrate"]["mp3"]["srcc"] == pytest.approx(1.0) and summary["bitrate"]["all"]["n"] == 8
     small = summarise({"t": rows[:4] + [{"codec": "aac", "score": 1.0, "label": 2.0}] * 2})
     assert small["t"]["aac"] == {"n": 2, "srcc": None, "pcc": None}  # two clips: a correlation says nothing
+
+
+def test_ensemble_averages_shared_clips_and_tasks():
+    from aqa.eval.ensemble import ensemble_records
+
+    a = {"pq": [{"key": "x", "score": 2.0, "label": 3.0}, {"key": "y", "score": 4.0, "label": 5.0}],
+         "only_a": [{"key": "x", "score": 1.0, "label": 1.0}]}
+    b = {"pq": [{"key": "y", "score": 6.0, "label": 5.0}, {"key": "z", "score": 0.0, "label": 1.0}]}
+    out = ensemble_records([a, b])
+    assert list(out) == ["pq"]  # tasks every member has
+    assert out["pq"] == [{"key": "y", "score": 5.0, "label": 5.0, "member_scores": [4.0, 6.0]}]
+    z = ensemble_records([a, b], zscore=True)["pq"][0]["member_scores"]
+    assert z == [1.0, 1.0]  # each member standardised over its own clips first
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble_records([a])
+    with pytest.raises(ValueError, match="no clip"):
+        ensemble_records([{"pq": [{"key": "x", "score": 1.0, "label": 1.0}]}, {"pq": [{"key": "q", "score": 1.0, "label": 1.0}]}])

@@ -116,6 +116,20 @@ def test_mmmos_learns_four_axes_from_an_imported_corpus(data, tmp_path):
         assert np.isfinite(metrics[f"val/{axis}/loss"]) and np.isfinite(metrics[f"train/{axis}/loss"])
 
 
+def test_ensemble_of_two_runs_scores_their_mean(data, tmp_path, capsys):
+    from aqa.cli import main
+
+    runs = [tmp_path / f"r{seed}" for seed in (0, 1)]
+    for seed, run in enumerate(runs):
+        train(compose("mmmos_tiny", overrides(data["mos"], run, f"seed={seed}")))
+    assert main(["ensemble", *map(str, runs), "--out", str(tmp_path / "ens")]) == 0
+    saved = json.loads((tmp_path / "ens" / "ensemble_val.json").read_text())
+    assert saved["runs"] == [str(r) for r in runs]
+    rows = saved["records"]["quality"]
+    assert rows and all(r["score"] == pytest.approx(sum(r["member_scores"]) / 2) for r in rows)
+    assert "ensemble of 2 runs" in capsys.readouterr().out
+
+
 def test_jsqa_stage_two_starts_from_stage_one(data, tmp_path):
     stage1 = tmp_path / "jnd"
     train(compose("jsqa_jnd_tiny", overrides(data["jnd"], stage1)))

@@ -141,7 +141,9 @@ def plot_scores(records: Mapping[str, list[dict]], path: Path, x: str = "bitrate
     return path
 
 
-def save_results(path: Path, summary: Mapping[str, Any], records: Mapping[str, list[dict]]) -> None:
-    """Write the summary and the per-clip records as JSON."""
+def save_results(
+    path: Path, summary: Mapping[str, Any], records: Mapping[str, list[dict]], **extra: Any
+) -> None:
+    """Write the summary, the per-clip records and any ``extra`` top-level fields as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"summary": summary, "records": records}, indent=1, default=str))
+    path.write_text(json.dumps({**extra, "summary": summary, "records": records}, indent=1, default=str))

@@ -157,3 +157,33 @@ def test_jnd_contrastive_prefers_embeddings_ordered_by_snr():
 def test_unknown_loss_lists_choices():
     with pytest.raises(KeyError, match="rnc"):
         build_loss({"name": "nope"})
+
+
+def _pairs(p, t):
+    return [(i, j) for i in range(len(p)) for j in range(len(p)) if i != j]
+
+
+def test_mmmos_losses_match_their_definitions(rng):
+    from aqa.losses import dcq_loss, pairwise_margin, utmos_loss
+
+    p = torch.randn(7, generator=rng, dtype=torch.float64) + 3
+    t = torch.randn(7, generator=rng, dtype=torch.float64) + 3
+    pl, tl = p.tolist(), t.tolist()
+    pairs = _pairs(pl, tl)
+    con = sum(max(abs((tl[i] - tl[j]) - (pl[i] - pl[j])) - 0.1, 0.0) for i, j in pairs) / len(pairs)
+    assert float(pairwise_margin(p, t, 0.1)) == pytest.approx(con, abs=1e-12)
+    clipped = sum((a - b) ** 2 for a, b in zip(pl, tl, strict=True) if abs(a - b) > 0.5) / 7
+    assert float(utmos_loss(p, t, tau=0.5, margin=0.1, w_con=0.5)) == pytest.approx(clipped + 0.5 * con, abs=1e-12)
+    n2 = 7 * 7  # DCQ averages over the full B x B matrices (the diagonal contributes 0)
+    qdc = sum(((pl[j] - pl[i]) - (tl[j] - tl[i])) ** 2 for i, j in pairs) / n2
+    qac = -sum((pl[j] - pl[i]) * math.copysign(1.0, tl[j] - tl[i]) for i, j in pairs if tl[j] != tl[i]) / n2
+    assert float(dcq_loss(p, t)) == pytest.approx(qdc + qac, abs=1e-12)
+
+
+def test_mmmos_losses_reward_the_right_order():
+    from aqa.losses import dcq_loss, pairwise_margin, utmos_loss
+
+    t = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    for fn in (dcq_loss, pairwise_margin, utmos_loss):
+        assert fn(t.clone(), t) < fn(t.flip(0), t), fn.__name__
+    assert float(utmos_loss(t + 0.4, t)) == pytest.approx(0.0)  # errors within tau and pair margins: free

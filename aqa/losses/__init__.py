@@ -17,13 +17,19 @@ from aqa.losses.contrastive import JNDContrastiveLoss, jnd_contrastive
 from aqa.losses.ranking import RnCLoss, rank_n_contrast
 from aqa.losses.regression import (
     CCCLoss,
+    DCQLoss,
     FrameUtteranceLoss,
     MaskedL1Loss,
     MaskedMSELoss,
+    PairwiseMarginLoss,
+    UTMOSLoss,
     ccc_loss,
+    dcq_loss,
     frame_utterance_mse,
     masked_l1,
     masked_mse,
+    pairwise_margin,
+    utmos_loss,
 )
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {
@@ -31,6 +37,9 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "l1": MaskedL1Loss,
     "mse": MaskedMSELoss,
     "ccc": CCCLoss,
+    "utmos": UTMOSLoss,
+    "pairwise_margin": PairwiseMarginLoss,
+    "dcq": DCQLoss,
     "frame_utterance": FrameUtteranceLoss,
     "jnd_contrastive": JNDContrastiveLoss,
 }
@@ -47,16 +56,22 @@ def build_loss(cfg: Mapping[str, Any]) -> nn.Module:
 __all__ = [
     "LOSSES",
     "CCCLoss",
+    "DCQLoss",
     "FrameUtteranceLoss",
     "JNDContrastiveLoss",
     "MaskedL1Loss",
     "MaskedMSELoss",
+    "PairwiseMarginLoss",
+    "UTMOSLoss",
     "RnCLoss",
     "build_loss",
     "ccc_loss",
+    "dcq_loss",
     "frame_utterance_mse",
     "jnd_contrastive",
     "masked_l1",
     "masked_mse",
+    "pairwise_margin",
     "rank_n_contrast",
+    "utmos_loss",
 ]

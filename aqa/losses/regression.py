@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -42,6 +43,42 @@ def ccc_loss(pred: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
     cov = ((p - pm) * (t - tm)).mean()
     ccc = 2 * cov / (p.var(unbiased=False) + t.var(unbiased=False) + (pm - tm) ** 2 + eps)
     return 1.0 - ccc
+
+
+def pairwise_margin(pred: Tensor, target: Tensor, margin: float = 0.1) -> Tensor:
+    """Contrastive term of UTMOS (Saeki et al. 2022), as MMMOS uses it: for every ordered pair ``i != j`` of
+    finite targets, ``relu(|(t_i - t_j) - (p_i - p_j)| - margin)``, averaged. pred, target: (B,). 0 for B < 2."""
+    p, t = _finite(pred.flatten(), target.flatten())
+    n = p.numel()
+    if n < 2:
+        return pred.sum() * 0.0
+    err = F.relu(((t[:, None] - t[None, :]) - (p[:, None] - p[None, :])).abs() - margin)
+    return err.masked_fill(torch.eye(n, dtype=torch.bool, device=err.device), 0.0).sum() / (n * (n - 1))
+
+
+def utmos_loss(pred: Tensor, target: Tensor, tau: float = 0.5, margin: float = 0.1, w_con: float = 0.5) -> Tensor:
+    """UTMOS loss (Saeki et al. 2022; MMMOS' loss 1): clipped MSE plus ``w_con`` x :func:`pairwise_margin`.
+
+    The clipped MSE counts only errors larger than ``tau`` (``mean(1[|p - t| > tau] (p - t)^2)``), so
+    predictions within the raters' own spread are left alone. pred, target: (B,); NaN targets ignored.
+    """
+    p, t = _finite(pred.flatten(), target.flatten())
+    if p.numel() == 0:
+        return pred.sum() * 0.0
+    err = p - t
+    clipped = (err.pow(2) * (err.abs() > tau).to(err.dtype)).mean()
+    return clipped + w_con * pairwise_margin(p, t, margin)
+
+
+def dcq_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Dual-criterion quality loss (MMMOS' loss 3) over all ordered pairs of finite targets:
+    ``mean((dp - dt)^2)`` (quantitative discrepancy) ``- mean(dp * sign(dt))`` (qualitative alignment), with
+    ``dp = p_j - p_i`` and ``dt = t_j - t_i``. pred, target: (B,). 0 for B < 2."""
+    p, t = _finite(pred.flatten(), target.flatten())
+    if p.numel() < 2:
+        return pred.sum() * 0.0
+    dp, dt = p[None, :] - p[:, None], t[None, :] - t[:, None]
+    return (dp - dt).pow(2).mean() - (dp * torch.sign(dt)).mean()
 
 
 def frame_utterance_mse(pred: Mapping[str, Tensor], target: Tensor, frame_weight: float = 1.0) -> Tensor:
@@ -87,6 +124,41 @@ class CCCLoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         return ccc_loss(pred, target)
+
+
+class UTMOSLoss(nn.Module):
+    """:func:`utmos_loss` as a module."""
+
+    input_kind = "score"
+
+    def __init__(self, tau: float = 0.5, margin: float = 0.1, w_con: float = 0.5) -> None:
+        super().__init__()
+        self.tau, self.margin, self.w_con = float(tau), float(margin), float(w_con)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return utmos_loss(pred, target, self.tau, self.margin, self.w_con)
+
+
+class PairwiseMarginLoss(nn.Module):
+    """:func:`pairwise_margin` alone as a module (MMMOS' contrastive-only loss)."""
+
+    input_kind = "score"
+
+    def __init__(self, margin: float = 0.1) -> None:
+        super().__init__()
+        self.margin = float(margin)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return pairwise_margin(pred, target, self.margin)
+
+
+class DCQLoss(nn.Module):
+    """:func:`dcq_loss` as a module."""
+
+    input_kind = "score"
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return dcq_loss(pred, target)
 
 
 class FrameUtteranceLoss(nn.Module):

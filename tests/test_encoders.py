@@ -928,12 +928,25 @@ def test_fusion_concatenates_unit_vectors_of_any_subset() -> None:
     # the MuQ slice equals MuQ run alone (24 kHz like the fusion input: no resampling in between)
     muq = fusion.members[1]
     with torch.no_grad():
-        alone = fusion.layer_weights[1]([h.mean(1, keepdim=True) for h in muq(wav[:1]).layers])[:, 0]
+        alone = fusion.layer_weights["1"]([h.mean(1, keepdim=True) for h in muq(wav[:1]).layers])[:, 0]
     torch.testing.assert_close(vec[0, 32:64], torch.nn.functional.normalize(alone[0], dim=-1), atol=1e-5, rtol=0)
     for subset in (["wavlm_base_plus_tiny"], ["mert_v1_330m_tiny", "wav2vec2_base_tiny", "wavlm_large_tiny"]):
         one = build_tiny("fusion_tiny", encoders=subset, layers="mean", sample_rate=44100)
         stereo = seeded((1, 2, 22050), 13)
         assert one(stereo).layers[0].shape == (1, 1, 32 * len(subset))
+
+
+def test_fusion_layer_reduction_per_member_as_mmmos() -> None:
+    fusion = build_tiny("fusion_tiny", adapter=None, layers=["weighted", "last", "last"]).eval()
+    assert list(fusion.layer_weights) == ["0"]  # only WavLM's layers are weighted
+    wav = seeded((1, 24000), 14)
+    with torch.no_grad():
+        vec = fusion(wav).layers[0][0, 0]
+        muq_last = fusion.members[1](wav).layers[-1].mean(1)[0]
+    torch.testing.assert_close(vec[32:64], torch.nn.functional.normalize(muq_last, dim=-1), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="one entry per member"):
+        build_tiny("fusion_tiny", layers=["weighted", "last"])
+    assert OmegaConf.load(CONFIGS / "fusion.yaml").layers == ["weighted", "last", "last"]
 
 
 def test_fusion_freeze_and_adapter_apply_to_every_member() -> None:

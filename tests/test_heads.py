@@ -53,8 +53,11 @@ def test_haaqi_net_listens_to_the_audiogram_and_stays_in_range(rng):
         head(layers, torch.tensor([9, 4]), audiogram=torch.zeros(2, 6))
 
 
-def test_mlp_head_starts_at_its_bias(rng):
-    head = build_head({"name": "mlp", "bias_init": 5.5, "dropout": 0.0}, num_layers=1, input_dim=4).eval()
+@pytest.mark.parametrize("hidden", [256, None])
+def test_mlp_head_starts_at_its_bias(hidden, rng):
+    cfg = {"name": "mlp", "bias_init": 5.5, "dropout": 0.0, "hidden": hidden}
+    head = build_head(cfg, num_layers=1, input_dim=4).eval()
+    assert sum(isinstance(m, torch.nn.Linear) for m in head.mlp) == (2 if hidden else 1)
     torch.nn.init.zeros_(head.mlp[-1].weight)
     out = head([torch.randn(3, 5, 4, generator=rng)], torch.tensor([5, 3, 1]))
     torch.testing.assert_close(out, torch.full((3,), 5.5))

@@ -9,7 +9,9 @@ Per member ``i`` (any registered encoder, any subset): the input is down-mixed a
 member's own rate (:func:`aqa.encoders.base.prepare`), every layer is time-averaged over the member's valid
 frames, the layers are reduced to one vector (``layers: weighted`` -- a learned softmax weighting,
 :class:`~aqa.encoders.base.LayerWeightedSum`, trainable even when the members are frozen --, ``mean`` or
-``last``), and the vector is L2-normalised so that no member dominates by scale.
+``last``; one choice for all members or a list with one per member: MMMOS' published model weighs WavLM's
+layers and takes the last layer of MuQ and M2D), and the vector is L2-normalised so that no member dominates
+by scale.
 """
 
 from __future__ import annotations
@@ -36,25 +38,32 @@ class FusionEncoder(nn.Module):
         members: encoders following the contract (any rates, sizes and layer counts).
         names: one label per member (the registry names), kept for inspection.
         sample_rate: the rate the fusion's input arrives at (Hz); each member gets it resampled.
-        layers: how each member's layers become one vector: ``weighted``, ``mean`` or ``last``.
+        layers: how each member's layers become one vector: ``weighted``, ``mean`` or ``last``, for all
+            members or as a list with one entry per member.
     """
 
     def __init__(
-        self, members: Sequence[nn.Module], names: Sequence[str], sample_rate: int, layers: str = "weighted"
+        self,
+        members: Sequence[nn.Module],
+        names: Sequence[str],
+        sample_rate: int,
+        layers: str | Sequence[str] = "weighted",
     ) -> None:
         super().__init__()
         if not members:
             raise ValueError("fusion needs at least one encoder")
-        if layers not in LAYER_REDUCTIONS:
-            raise ValueError(f"fusion layers={layers!r}; choose from {list(LAYER_REDUCTIONS)}")
+        per_member = [layers] * len(members) if isinstance(layers, str) else list(layers)
+        if len(per_member) != len(members) or any(r not in LAYER_REDUCTIONS for r in per_member):
+            raise ValueError(
+                f"fusion layers={layers!r}: one of {list(LAYER_REDUCTIONS)}, or a list of them with one entry per "
+                f"member ({len(members)})"
+            )
         self.members = nn.ModuleList(members)
         self.names = list(names)
-        self.layer_reduction = layers
-        self.layer_weights = (
-            nn.ModuleList([LayerWeightedSum(m.num_layers, m.output_dim) for m in members])
-            if layers == "weighted"
-            else None
-        )
+        self.layer_reduction = per_member
+        weighted = {str(i): LayerWeightedSum(m.num_layers, m.output_dim) for i, m in enumerate(members)
+                    if per_member[i] == "weighted"}
+        self.layer_weights = nn.ModuleDict(weighted) if weighted else None
         self.sample_rate = int(sample_rate)
         self.dims = [int(m.output_dim) for m in members]
         self.output_dim = sum(self.dims)
@@ -77,9 +86,9 @@ class FusionEncoder(nn.Module):
             x, n = prepare(wav, self.sample_rate, member.sample_rate, lengths)
             out = member(x, n)
             pooled = [masked_time_mean(h, out.lengths) for h in out.layers]  # L x (B, D)
-            if self.layer_weights is not None:
-                vector = self.layer_weights[i]([p[:, None, :] for p in pooled])[:, 0]
-            elif self.layer_reduction == "mean":
+            if self.layer_reduction[i] == "weighted":
+                vector = self.layer_weights[str(i)]([p[:, None, :] for p in pooled])[:, 0]
+            elif self.layer_reduction[i] == "mean":
                 vector = torch.stack(pooled).mean(dim=0)
             else:
                 vector = pooled[-1]
@@ -107,7 +116,7 @@ def _member_config(entry: str | Mapping[str, Any]) -> DictConfig:
 def build_fusion(
     encoders: Sequence[str | Mapping[str, Any]],
     sample_rate: int | None = None,
-    layers: str = "weighted",
+    layers: str | Sequence[str] = "weighted",
     freeze: bool | None = None,
     adapter: Mapping[str, Any] | None | str = "members",
     checkpoint: None = None,
@@ -118,7 +127,7 @@ def build_fusion(
         encoders: members, each a registry name (its YAML under ``configs/encoder/``) or a mapping with
             ``name`` whose other keys override that YAML (``{name: wavlm_base_plus, checkpoint: /w}``).
         sample_rate: input rate in Hz; None takes the highest member rate.
-        layers: per-member layer reduction (``weighted``, ``mean``, ``last``).
+        layers: layer reduction (``weighted``, ``mean``, ``last``) for all members, or a list, one per member.
         freeze: when not None, sets every member's ``freeze``; true also freezes the layer weights.
         adapter: ``"members"`` keeps each member's own adapter; None removes all adapters; a mapping is
             merged over each member's adapter (so ``{r: 4}`` keeps each family's ``target_modules``).

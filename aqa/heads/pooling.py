@@ -104,7 +104,7 @@ class MLPHead(nn.Module):
     Args:
         num_layers: encoder hidden states L (combined by learned softmax weights).
         input_dim: encoder feature size D.
-        hidden: MLP hidden size.
+        hidden: MLP hidden size; ``None`` or 0 for a single linear layer (MMMOS' published setting).
         out_dim: number of scores.
         dropout: dropout before each linear layer.
         bias_init: initial output bias: the middle of the rating scale (3 for MOS 1..5, 5.5 for 1..10), so
@@ -117,7 +117,7 @@ class MLPHead(nn.Module):
         self,
         num_layers: int,
         input_dim: int,
-        hidden: int = 256,
+        hidden: int | None = 256,
         out_dim: int = 1,
         dropout: float = 0.1,
         bias_init: float = 0.0,
@@ -126,9 +126,10 @@ class MLPHead(nn.Module):
         from aqa.encoders.base import LayerWeightedSum
 
         self.layer_sum = LayerWeightedSum(num_layers, input_dim)
-        self.mlp = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(input_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
-        )
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        if hidden:
+            layers += [nn.Linear(input_dim, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        self.mlp = nn.Sequential(*layers, nn.Linear(hidden or input_dim, out_dim))
         nn.init.constant_(self.mlp[-1].bias, bias_init)
 
     def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:

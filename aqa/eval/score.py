@@ -79,13 +79,15 @@ def score_files(
     reference for a run whose every task is an embedding task, or a condition (audiogram) a head reads.
     """
     heads = module.heads
-    needed = sorted({k for h in heads.values() for k in getattr(h, "condition_dims", {})} - set(conditions or {}))
-    if needed:
-        flags = " ".join(f"--{k} V1,V2,..." for k in needed)
-        raise ValueError(f"this model is conditioned on {needed}: pass {flags}")
-    for key, dim in {k: n for h in heads.values() for k, n in getattr(h, "condition_dims", {}).items()}.items():
-        if len((conditions or {})[key]) != dim:
-            raise ValueError(f"--{key} needs {dim} values, got {len((conditions or {})[key])}")
+    dims = {k: n for h in heads.values() for k, n in getattr(h, "condition_dims", {}).items()}
+    given = conditions or {}
+    missing = sorted(set(dims) - set(given))
+    if missing:
+        flags = " ".join(f"--{k} V1,V2,..." for k in missing)
+        raise ValueError(f"this model is conditioned on {missing}: pass {flags}")
+    for key, dim in dims.items():
+        if len(given[key]) != dim:
+            raise ValueError(f"--{key} needs {dim} values, got {len(given[key])}")
     if reference is None and all(getattr(h, "is_embedding", False) for h in heads.values()):
         raise ValueError(
             "this model scores by embedding distance to a reference: pass --reference CLEAN.wav "

@@ -10,7 +10,8 @@ def conditions(head, batch: int, rng) -> dict:
 
 
 def _build(name: str, num_layers: int, input_dim: int):
-    cfg = {"name": name, **({"hidden": 8, "attention_heads": 2} if name == "haaqi_net" else {})}
+    small = {"feature_dim": 8, "hidden": 8, "attention_dim": 8, "attention_heads": 2}
+    cfg = {"name": name, **(small if name == "haaqi_net" else {})}
     return build_head(cfg, num_layers=num_layers, input_dim=input_dim)
 
 
@@ -51,6 +52,17 @@ def test_haaqi_net_listens_to_the_audiogram_and_stays_in_range(rng):
         head(layers, torch.tensor([9, 4]))
     with pytest.raises(ValueError, match=r"\(B, 8\)"):
         head(layers, torch.tensor([9, 4]), audiogram=torch.zeros(2, 6))
+
+
+def test_haaqi_net_defaults_are_the_published_sizes():
+    # dyahayumgw/HAAQI-Net src/config.yaml + src/HAAQI_Net.py: 12 BEATs layers, Linear 768 -> 256, + raw audiogram
+    # (264 in), BLSTM 100 x 2, Linear 200 -> 256 + ReLU, 16-head attention on 256
+    head = build_head({"name": "haaqi_net"}, num_layers=13, input_dim=768)
+    assert head.layer_sum.num_layers == 12 and head.reduce.out_features == 256
+    assert head.blstm.input_size == 264 and head.blstm.hidden_size == 100 and head.blstm.num_layers == 1
+    assert head.dense.in_features == 200 and head.dense.out_features == 256
+    assert head.attention.embed_dim == 256 and head.attention.num_heads == 16
+    assert isinstance(head.audiogram, torch.nn.Identity) and head.audiogram_scale == 1.0
 
 
 @pytest.mark.parametrize("hidden", [256, None])

@@ -187,3 +187,9 @@ def test_mmmos_losses_reward_the_right_order():
     for fn in (dcq_loss, pairwise_margin, utmos_loss):
         assert fn(t.clone(), t) < fn(t.flip(0), t), fn.__name__
     assert float(utmos_loss(t + 0.4, t)) == pytest.approx(0.0)  # errors within tau and pair margins: free
+
+
+def test_loss_options_are_checked_when_built():
+    assert build_loss({"name": "utmos", "tau": 0.25}).options == {"tau": 0.25}
+    with pytest.raises(TypeError, match="taux"):
+        build_loss({"name": "utmos", "taux": 0.25})

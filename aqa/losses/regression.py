@@ -3,7 +3,8 @@ without a score), so one partly rated batch never turns the loss into NaN."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -99,66 +100,56 @@ def frame_utterance_mse(pred: Mapping[str, Tensor], target: Tensor, frame_weight
     return utt + frame_weight * frames
 
 
-class MaskedL1Loss(nn.Module):
+class _ScoreLoss(nn.Module):
+    """Module form of a score loss ``fn(pred (B,), target (B,), **options)``; options are checked against
+    ``fn``'s signature when the module is built, so a misspelt YAML key fails at once."""
+
+    input_kind = "score"
+    fn: Callable[..., Tensor]
+
+    def __init__(self, **options: float) -> None:
+        super().__init__()
+        inspect.signature(type(self).fn).bind(None, None, **options)  # TypeError naming an unknown option
+        self.options = {k: float(v) for k, v in options.items()}
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return type(self).fn(pred, target, **self.options)
+
+
+class MaskedL1Loss(_ScoreLoss):
     """:func:`masked_l1` as a module."""
 
-    input_kind = "score"
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return masked_l1(pred, target)
+    fn = staticmethod(masked_l1)
 
 
-class MaskedMSELoss(nn.Module):
+class MaskedMSELoss(_ScoreLoss):
     """:func:`masked_mse` as a module."""
 
-    input_kind = "score"
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return masked_mse(pred, target)
+    fn = staticmethod(masked_mse)
 
 
-class CCCLoss(nn.Module):
+class CCCLoss(_ScoreLoss):
     """:func:`ccc_loss` as a module."""
 
-    input_kind = "score"
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return ccc_loss(pred, target)
+    fn = staticmethod(ccc_loss)
 
 
-class UTMOSLoss(nn.Module):
-    """:func:`utmos_loss` as a module."""
+class UTMOSLoss(_ScoreLoss):
+    """:func:`utmos_loss` as a module (options ``tau``, ``margin``, ``w_con``)."""
 
-    input_kind = "score"
-
-    def __init__(self, tau: float = 0.5, margin: float = 0.1, w_con: float = 0.5) -> None:
-        super().__init__()
-        self.tau, self.margin, self.w_con = float(tau), float(margin), float(w_con)
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return utmos_loss(pred, target, self.tau, self.margin, self.w_con)
+    fn = staticmethod(utmos_loss)
 
 
-class PairwiseMarginLoss(nn.Module):
-    """:func:`pairwise_margin` alone as a module (MMMOS' contrastive-only loss)."""
+class PairwiseMarginLoss(_ScoreLoss):
+    """:func:`pairwise_margin` alone as a module (MMMOS' contrastive-only loss; option ``margin``)."""
 
-    input_kind = "score"
-
-    def __init__(self, margin: float = 0.1) -> None:
-        super().__init__()
-        self.margin = float(margin)
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return pairwise_margin(pred, target, self.margin)
+    fn = staticmethod(pairwise_margin)
 
 
-class DCQLoss(nn.Module):
+class DCQLoss(_ScoreLoss):
     """:func:`dcq_loss` as a module."""
 
-    input_kind = "score"
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return dcq_loss(pred, target)
+    fn = staticmethod(dcq_loss)
 
 
 class FrameUtteranceLoss(nn.Module):

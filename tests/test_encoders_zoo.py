@@ -304,6 +304,28 @@ def test_beats_published_checkpoint_round_trip(tmp_path: Path, wav: torch.Tensor
             torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
 
 
+def test_beats_all_tokens_keep_every_frequency_patch() -> None:
+    """``tokens: all`` returns BEATs' own time-major token sequence (HAAQI-Net's input): 8 frames per 160 ms step
+    whose per-step mean is the default output, and a clip alone equals the same clip inside a padded batch."""
+    torch.manual_seed(0)
+    mean = build_beats_iter3_plus_as2m_tiny(arch=BEATS_TINY).eval()
+    every = build_beats_iter3_plus_as2m_tiny(arch=BEATS_TINY, tokens="all").eval()
+    every.load_state_dict(mean.state_dict())
+    assert every.frame_rate == 8 * mean.frame_rate == 50.0
+    wav = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(3))
+    lengths = torch.tensor([16000, 9000])
+    with torch.no_grad():
+        a, b = mean(wav, lengths), every(wav, lengths)
+        alone = every(wav[1:, :9000])
+    assert b.lengths.tolist() == [8 * n for n in a.lengths.tolist()]
+    steps = b.layers[-1].shape[1] // 8
+    torch.testing.assert_close(b.layers[-1].view(2, steps, 8, -1).mean(2), a.layers[-1], atol=1e-6, rtol=0)
+    n = int(b.lengths[1])
+    torch.testing.assert_close(alone.layers[-1][0, :n], b.layers[-1][1, :n], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="tokens"):
+        build_beats_iter3_plus_as2m_tiny(arch=BEATS_TINY, tokens="max")
+
+
 def test_beats_key_mismatch_names_the_key(tmp_path: Path) -> None:
     blob = beats_published_blob(tiny("beats"))
     del blob["model"]["encoder.layers.1.fc2.bias"]

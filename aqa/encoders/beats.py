@@ -36,6 +36,7 @@ NUM_MEL_BINS = 128
 SAMPLE_RATE = 16000
 FRAME_LENGTH = 400  # 25 ms at 16 kHz
 FRAME_SHIFT = 160  # 10 ms at 16 kHz
+BEATS_TOKENS = ("mean", "all")  # per 160 ms step: the mean of the 8 frequency-patch tokens, or all of them
 
 # BEATsConfig of BEATs_iter3_plus_AS2M.pt (the checkpoint's "cfg"; the loader always reads the file's own cfg).
 BEATS_ITER3_PLUS_AS2M_CFG: dict[str, Any] = {
@@ -378,10 +379,16 @@ class BEATsEncoder(nn.Module):
 
     Args:
         cfg: a BEATsConfig dict (see :func:`beats_config`).
+        tokens: ``mean`` averages the 8 frequency-patch tokens of each 160 ms step (one frame per step,
+            6.25 Hz); ``all`` keeps every token in BEATs' own time-major order (8 frames per step, 50 Hz), the
+            sequence BEATs' ``extract_features`` returns and HAAQI-Net's published model reads.
     """
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
+    def __init__(self, cfg: Mapping[str, Any], tokens: str = "mean") -> None:
         super().__init__()
+        if tokens not in BEATS_TOKENS:
+            raise ValueError(f"BEATs tokens={tokens!r}; choose from {list(BEATS_TOKENS)}")
+        self.tokens = tokens
         self.cfg = beats_config(**cfg)
         self.model = BEATsModel(self.cfg)
         self.patch = int(self.cfg["input_patch_size"])
@@ -390,12 +397,15 @@ class BEATsEncoder(nn.Module):
         self.output_dim = int(self.cfg["encoder_embed_dim"])
         self.num_layers = int(self.cfg["encoder_layers"]) + 1
         self.downsample_rate = FRAME_SHIFT * self.patch
+        if tokens == "all":  # one frame per frequency patch
+            self.downsample_rate //= self.freq_patches
         self.frame_rate = self.sample_rate / self.downsample_rate
         self.min_samples = FRAME_LENGTH + (self.patch - 1) * FRAME_SHIFT
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
-        """Output frames (160 ms time patches) of clips with ``lengths`` samples."""
-        return torch.div(fbank_frames(lengths), self.patch, rounding_mode="floor")
+        """Output frames of clips with ``lengths`` samples: 160 ms time patches (x 8 with ``tokens: all``)."""
+        steps = torch.div(fbank_frames(lengths), self.patch, rounding_mode="floor")
+        return steps * self.freq_patches if self.tokens == "all" else steps
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """Encode a batch of waveforms.
@@ -420,7 +430,7 @@ class BEATsEncoder(nn.Module):
                 f"BEATs needs at least {self.min_samples} samples ({self.min_samples / SAMPLE_RATE:.3f} s at "
                 f"16 kHz) per clip for one 16x16 patch, got lengths {lengths.tolist()}"
             )
-        frames = self.frame_lengths(lengths)
+        frames = torch.div(fbank_frames(lengths), self.patch, rounding_mode="floor")  # 160 ms steps
         used = int(frames.max()) * self.patch  # fbank frames the patch convolution reads
         needed = FRAME_LENGTH + (used - 1) * FRAME_SHIFT
         fbank = kaldi_fbank(wav[:, :needed].float() * 2**15)  # each frame sees only its own samples
@@ -439,6 +449,8 @@ class BEATsEncoder(nn.Module):
             valid = torch.arange(steps, device=x.device)[None, :] < frames[:, None]
             key_padding = ~valid.repeat_interleave(self.freq_patches, dim=1)
         hidden = m.encoder(x, key_padding)
+        if self.tokens == "all":  # time-major tokens: a clip's valid ones are its first 8 x frames
+            return EncoderOutput(layers=list(hidden), lengths=frames * self.freq_patches)
         layers = [h.view(batch, steps, self.freq_patches, -1).mean(dim=2) for h in hidden]
         return EncoderOutput(layers=layers, lengths=frames)
 
@@ -489,7 +501,7 @@ def read_beats_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], dict[
     return cfg, dict(blob["model"])
 
 
-def load_beats(checkpoint: str | Path) -> BEATsEncoder:
+def load_beats(checkpoint: str | Path, tokens: str = "mean") -> BEATsEncoder:
     """Load a BEATs checkpoint in the published layout (e.g. ``BEATs_iter3_plus_AS2M.pt``) strictly.
 
     A fine-tuned checkpoint's label head (``predictor.*``) is dropped; every other key must match.
@@ -500,7 +512,7 @@ def load_beats(checkpoint: str | Path) -> BEATsEncoder:
     """
     cfg, state = read_beats_checkpoint(checkpoint)
     arch = {k: v for k, v in cfg.items() if k not in _IGNORED_CFG and k in BEATS_ITER3_PLUS_AS2M_CFG}
-    encoder = BEATsEncoder(arch)
+    encoder = BEATsEncoder(arch, tokens)
     state = {k: v for k, v in state.items() if not k.startswith("predictor.")}
     load_state_strict(encoder.model, state, checkpoint, "its cfg")
     return encoder
@@ -511,7 +523,10 @@ def load_beats(checkpoint: str | Path) -> BEATsEncoder:
 
 
 def build_beats_iter3_plus_as2m(
-    checkpoint: str | None = None, freeze: bool = False, adapter: Mapping[str, Any] | None = None
+    checkpoint: str | None = None,
+    freeze: bool = False,
+    adapter: Mapping[str, Any] | None = None,
+    tokens: str = "mean",
 ) -> BEATsEncoder:
     """BEATs iter3+ (AS2M): the published ``BEATs_iter3_plus_AS2M.pt`` from ``checkpoint``, or random weights.
 
@@ -519,8 +534,12 @@ def build_beats_iter3_plus_as2m(
         checkpoint: path to the ``.pt`` file; None builds the full-size architecture with random weights.
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (e.g. ``[q_proj, v_proj]``) or None.
+        tokens: ``mean`` (one frame per 160 ms step) or ``all`` (the 8 frequency-patch tokens of each step).
     """
-    encoder = BEATsEncoder(BEATS_ITER3_PLUS_AS2M_CFG) if checkpoint is None else load_beats(checkpoint)
+    if checkpoint is None:
+        encoder = BEATsEncoder(BEATS_ITER3_PLUS_AS2M_CFG, tokens)
+    else:
+        encoder = load_beats(checkpoint, tokens)
     return finish(encoder, freeze, adapter)
 
 
@@ -529,6 +548,7 @@ def build_beats_iter3_plus_as2m_tiny(
     checkpoint: str | None = None,
     freeze: bool = False,
     adapter: Mapping[str, Any] | None = None,
+    tokens: str = "mean",
 ) -> BEATsEncoder:
     """A small random-weight BEATs for tests and demos: same fbank, patches and framing (6.25 Hz).
 
@@ -537,12 +557,13 @@ def build_beats_iter3_plus_as2m_tiny(
         checkpoint: must be None (random weights only).
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` or None.
+        tokens: ``mean`` or ``all`` (see :class:`BEATsEncoder`).
     """
     if checkpoint is not None:
         raise ValueError(
             "beats_iter3_plus_as2m_tiny has random weights; load checkpoints with beats_iter3_plus_as2m"
         )
-    return finish(BEATsEncoder(plain(arch)), freeze, adapter)
+    return finish(BEATsEncoder(plain(arch), tokens), freeze, adapter)
 
 
 __all__ = [

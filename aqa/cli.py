@@ -95,33 +95,43 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def _records(run_dir: str | Path, which: str, split: str) -> tuple[Any, DictConfig, dict[str, list[dict]]]:
+def _records(
+    run_dir: str | Path, which: str, split: str, mismatched: bool = False
+) -> tuple[Any, DictConfig, dict[str, list[dict]]]:
     from aqa.eval.report import collect_scores
     from aqa.tasks.multitask import load_run
 
     module, cfg = load_run(run_dir, which)
     loader = _datamodule(cfg, module.encoder.sample_rate).eval_dataloader(split)
-    return module, cfg, collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()})
+    labels = {name: t.label for name, t in cfg.tasks.items()}
+    return module, cfg, collect_scores(module, loader, labels, mismatched)
 
 
 def evaluate(
-    run_dir: str | Path, which: str = "best", split: str = "val", plot: bool = True
+    run_dir: str | Path, which: str = "best", split: str = "val", plot: bool = True, reference: str = "matched"
 ) -> dict[str, Any]:
     """Score a trained run's held-out shards; print and save (``run_dir/eval_{split}.json``) the results.
+
+    ``reference="mismatched"`` scores embedding tasks against another excerpt's clean reference (DeePAQ's
+    mismatched-reference mode; results in ``eval_{split}_mismatched.json``).
 
     Returns the summary: task -> subset ("all" and each value of the config's ``report.by``, e.g. each
     codec) -> n, SRCC, PCC; with a ``calibration.json`` (``aqa calibrate``) also the RMSE of the mapped scores.
     """
     from aqa.eval.report import apply_calibration, plot_scores, print_summary, save_results, summarise
 
+    if reference not in ("matched", "mismatched"):
+        raise ValueError(f"reference must be 'matched' or 'mismatched', got {reference!r}")
     run_dir = Path(run_dir)
-    _, cfg, records = _records(run_dir, which, split)
-    apply_calibration(records, run_dir / "calibration.json")
+    _, cfg, records = _records(run_dir, which, split, mismatched=reference == "mismatched")
+    if reference == "matched":  # the calibration was fitted on matched-reference scores
+        apply_calibration(records, run_dir / "calibration.json")
     report = cfg.get("report") or {"by": "codec", "x": "bitrate_kbps"}
     summary = summarise(records, by=report["by"])
-    print_summary(summary, title=f"{cfg.experiment}: {split} ({which} checkpoint)")
-    save_results(run_dir / f"eval_{split}.json", summary, records)
-    if plot and (png := plot_scores(records, run_dir / f"eval_{split}.png", x=report["x"], by=report["by"])):
+    name = f"eval_{split}" + ("_mismatched" if reference == "mismatched" else "")
+    print_summary(summary, title=f"{cfg.experiment}: {split} ({which} checkpoint, {reference} reference)")
+    save_results(run_dir / f"{name}.json", summary, records)
+    if plot and (png := plot_scores(records, run_dir / f"{name}.png", x=report["x"], by=report["by"])):
         print(f"plot: {png}")
     return summary
 
@@ -260,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
     p.add_argument("--split", default="val", choices=["val", "train"])
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--reference", default="matched", choices=["matched", "mismatched"],
+                   help="embedding tasks: distance to the clip's own clean reference or to another excerpt's")
     p = sub.add_parser("ensemble", help="evaluate the mean score of several runs: aqa ensemble RUN RUN ... --out DIR")
     p.add_argument("run_dirs", nargs="+", help="trained run directories (the first one's data is used)")
     p.add_argument("--out", required=True, help="folder for ensemble_{split}.json")
@@ -298,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics = train(compose(args.experiment, args.overrides))
             print({k: v for k, v in metrics.items()})
         elif args.command == "eval":
-            evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot)
+            evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot, reference=args.reference)
         elif args.command in ("calibrate", "score", "ensemble"):
             try:
                 if args.command == "ensemble":

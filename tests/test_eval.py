@@ -20,6 +20,18 @@ def test_reference_distances():
     torch.testing.assert_close(reference_distances(emb, group, is_ref), torch.tensor([0.0, 5.0, 1.0, 0.0]))
 
 
+def test_mismatched_reference_distances_use_another_groups_reference():
+    emb = torch.tensor([[0.0, 0.0], [3.0, 4.0], [10.0, 0.0], [10.0, 1.0], [20.0, 0.0], [21.0, 0.0]])
+    group = torch.tensor([0, 0, 1, 1, 2, 2])
+    is_ref = torch.tensor([True, False, True, False, True, False])
+    got = reference_distances(emb, group, is_ref, mismatched=True)
+    # group 0 -> reference of group 1, group 1 -> group 2, group 2 -> group 0 (cyclic)
+    want = torch.tensor([10.0, (49 + 16) ** 0.5, 10.0, (100 + 1) ** 0.5, 20.0, 21.0])
+    torch.testing.assert_close(got, want)
+    lone = reference_distances(emb[:2], group[:2], is_ref[:2], mismatched=True)
+    assert torch.isnan(lone).all()  # one referenced group: no other reference to use
+
+
 def test_summarise_per_codec():
     rows = [{"codec": c, "score": float(s), "label": float(s)} for c in ("mp3", "opus") for s in range(4)]
     summary = summarise({"bitrate": rows})

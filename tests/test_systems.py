@@ -146,6 +146,16 @@ def test_jsqa_stage_two_starts_from_stage_one(data, tmp_path):
     assert np.isfinite(train(cfg)["val/mos/loss"])
 
 
+def test_embedding_runs_evaluate_against_a_mismatched_reference(data, tmp_path):
+    run = tmp_path / "jnd"
+    train(compose("jsqa_jnd_tiny", overrides(data["jnd"], run, "trainer.limit_train_batches=1")))
+    matched = evaluate(run, split="train", plot=False)["jnd"]["all"]
+    mismatched = evaluate(run, split="train", plot=False, reference="mismatched")["jnd"]["all"]
+    assert mismatched["n"] == matched["n"] > 0 and np.isfinite(mismatched["srcc"])
+    assert mismatched["srcc"] != matched["srcc"]  # another utterance's clean anchor: different distances
+    assert (run / "eval_train_mismatched.json").is_file()
+
+
 def test_init_from_refuses_another_encoder(tmp_path, data):
     run = tmp_path / "jnd"
     train(compose("jsqa_jnd_tiny", overrides(data["jnd"], run, "trainer.limit_train_batches=1")))

@@ -21,22 +21,35 @@ def pearson(x: Tensor, y: Tensor) -> float:
     return float(pearson_corrcoef(x.flatten().double(), y.flatten().double()))
 
 
-def reference_distances(embeddings: Tensor, group: Tensor, is_reference: Tensor) -> Tensor:
-    """L2 distance of every embedding to the reference embedding of its group.
+def reference_distances(embeddings: Tensor, group: Tensor, is_reference: Tensor, mismatched: bool = False) -> Tensor:
+    """L2 distance of every embedding to a reference embedding.
 
     Args:
         embeddings: (B, D).
         group: (B,) group ids; each group holds one reference (e.g. the clean original of an excerpt).
         is_reference: (B,) bool.
+        mismatched: measure against the reference of the *next* group present (in sorted id order, cyclic)
+            instead of the group's own: DeePAQ's mismatched-reference mode, where the anchor is clean audio of
+            other content.
 
     Returns:
-        (B,) distances (0 for the references themselves; NaN for members of a group without a reference).
+        (B,) distances (0 for the references themselves in matched mode); NaN where the wanted reference is
+        missing (a group without one, or a mismatched batch with fewer than two referenced groups).
     """
     out = torch.full((embeddings.shape[0],), float("nan"), dtype=embeddings.dtype, device=embeddings.device)
-    for g in torch.unique(group):
+    refs = {int(g): embeddings[(group == g) & is_reference][0] for g in torch.unique(group[is_reference])}
+    groups = sorted(int(g) for g in torch.unique(group))
+    ref_groups = sorted(refs)
+    for g in groups:
+        if mismatched:
+            others = [r for r in ref_groups if r != g]
+            if not others:
+                continue
+            anchor = next((r for r in others if r > g), others[0])  # the next referenced group, cyclically
+        elif g in refs:
+            anchor = g
+        else:
+            continue
         members = group == g
-        refs = members & is_reference
-        if refs.any():
-            ref = embeddings[refs][0]
-            out[members] = (embeddings[members] - ref).norm(dim=-1)
+        out[members] = (embeddings[members] - refs[anchor]).norm(dim=-1)
     return out

@@ -15,7 +15,9 @@ from aqa.eval.functional import pearson, spearman
 
 
 @torch.no_grad()
-def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], labels: Mapping[str, str]) -> dict[str, list[dict]]:
+def collect_scores(
+    model: nn.Module, batches: Iterable[Mapping[str, Any]], labels: Mapping[str, str], mismatched: bool = False
+) -> dict[str, list[dict]]:
     """Run ``model`` over batches and return, per task, one record per scored clip.
 
     Args:
@@ -25,7 +27,7 @@ def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], label
 
     Returns:
         task -> list of ``{"score", "label", **meta}``; embedding tasks score by minus the distance to the
-        group's reference (references are left out).
+        group's reference, or with ``mismatched`` to another group's (references are left out).
     """
     from aqa.tasks.multitask import quality_scores  # tasks import Lightning; keep it out of module import
 
@@ -34,7 +36,7 @@ def collect_scores(model: nn.Module, batches: Iterable[Mapping[str, Any]], label
     for batch in batches:
         outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
         for name, pred in outputs.items():
-            scores, mask = quality_scores(pred, getattr(model.heads[name], "is_embedding", False), batch)
+            scores, mask = quality_scores(pred, getattr(model.heads[name], "is_embedding", False), batch, mismatched)
             target = batch["labels"][labels[name]]
             for i in torch.nonzero(mask & torch.isfinite(target)).flatten().tolist():
                 meta = batch["meta"][i] if "meta" in batch else {}

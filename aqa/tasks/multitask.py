@@ -41,12 +41,13 @@ class Task:
 
 
 def quality_scores(
-    head_output: Tensor | Mapping[str, Tensor], is_embedding: bool, batch: Mapping[str, Any]
+    head_output: Tensor | Mapping[str, Tensor], is_embedding: bool, batch: Mapping[str, Any], mismatched: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Per-clip quality scores (higher = better) and a mask of the clips they are defined for.
 
     Embedding heads score a clip by minus its embedding's L2 distance to its group's reference (DeePAQ's
-    full-reference mode); references themselves are excluded. Score heads are used as they are.
+    full-reference mode), or with ``mismatched`` to another group's reference (DeePAQ's mismatched-reference
+    mode); references themselves are excluded. Score heads are used as they are.
 
     Args:
         head_output: (B, D) embeddings, (B,) scores or a dict with ``"score"`` (B,).
@@ -57,7 +58,7 @@ def quality_scores(
     if not is_embedding:
         scores = head_score(head_output)
         return scores, torch.ones_like(scores, dtype=torch.bool)
-    distance = reference_distances(head_output.detach(), batch["group"], batch["is_reference"])
+    distance = reference_distances(head_output.detach(), batch["group"], batch["is_reference"], mismatched)
     return -distance, torch.isfinite(distance) & ~batch["is_reference"]
 
 

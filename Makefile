@@ -10,7 +10,7 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install system-deps test test-full train eval demo demos data-demo data data-import bench lint clean
+.PHONY: install system-deps test test-full train eval demo demos data-demo data data-import bench lint clean gpu-check gpu-wheels
 
 install: $(STAMP) system-deps
 
@@ -115,6 +115,25 @@ bench: install
 	$(BIN)/python tests/benchmarks/bench_metrics.py
 	$(BIN)/python tests/benchmarks/bench_encoders.py
 	$(BIN)/python tests/benchmarks/bench_data.py
+
+# GPU check (not part of `make test`): every experiment's full-size architecture, random weights, bf16 on CUDA:
+# train a few steps, validate, checkpoint, `aqa eval`, `aqa score`, fp32 CPU vs CUDA, throughput table
+# (OUT/gpu_check.md). On a machine without network run `make gpu-wheels` here first and carry .whl along:
+# the packages the GPU image lacks are installed from it into /tmp/site (shared/ENVIRONMENT.md).
+GPU_PY ?= python3
+GPU_OUT ?= $(if $(OUT),$(OUT),runs/gpu_check)
+gpu-check:
+	@if [ -d .whl ]; then $(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl; fi
+	PYTHONPATH=/tmp/site:$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PY) tests/gpu/gpu_check.py --out $(GPU_OUT) $(ARGS)
+
+GPU_WHEELS := omegaconf==2.3.1 webdataset==1.0.2 braceexpand==0.1.7 soundfile==0.14.0 cffi pycparser \
+	transformers==5.23.0 peft==0.21.2
+gpu-wheels:
+	mkdir -p .whl && grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS)
+	$(PYTHON) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 
 lint: install
 	$(BIN)/ruff check aqa data_prep tests

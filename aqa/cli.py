@@ -96,7 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _records(
-    run_dir: str | Path, which: str, split: str, mismatched: bool = False
+    run_dir: str | Path, which: str, split: str, mismatched: bool = False, device: str = "auto", precision: str = "auto"
 ) -> tuple[Any, DictConfig, dict[str, list[dict]]]:
     from aqa.eval.report import collect_scores
     from aqa.tasks.multitask import load_run
@@ -104,16 +104,23 @@ def _records(
     module, cfg = load_run(run_dir, which)
     loader = _datamodule(cfg, module.encoder.sample_rate).eval_dataloader(split)
     labels = {name: t.label for name, t in cfg.tasks.items()}
-    return module, cfg, collect_scores(module, loader, labels, mismatched)
+    return module, cfg, collect_scores(module, loader, labels, mismatched, device, precision)
 
 
 def evaluate(
-    run_dir: str | Path, which: str = "best", split: str = "val", plot: bool = True, reference: str = "matched"
+    run_dir: str | Path,
+    which: str = "best",
+    split: str = "val",
+    plot: bool = True,
+    reference: str = "matched",
+    device: str = "auto",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Score a trained run's held-out shards; print and save (``run_dir/eval_{split}.json``) the results.
 
     ``reference="mismatched"`` scores embedding tasks against another excerpt's clean reference (DeePAQ's
-    mismatched-reference mode; results in ``eval_{split}_mismatched.json``).
+    mismatched-reference mode; results in ``eval_{split}_mismatched.json``). ``device`` (cpu | cuda | auto)
+    and ``precision`` (fp32 | bf16 | auto) say where and how the model runs.
 
     Returns the summary: task -> subset ("all" and each value of the config's ``report.by``, e.g. each
     codec) -> n, SRCC, PCC; with a ``calibration.json`` (``aqa calibrate``) also the RMSE of the mapped scores.
@@ -123,7 +130,7 @@ def evaluate(
     if reference not in ("matched", "mismatched"):
         raise ValueError(f"reference must be 'matched' or 'mismatched', got {reference!r}")
     run_dir = Path(run_dir)
-    _, cfg, records = _records(run_dir, which, split, mismatched=reference == "mismatched")
+    _, cfg, records = _records(run_dir, which, split, reference == "mismatched", device, precision)
     if reference == "matched":  # the calibration was fitted on matched-reference scores
         apply_calibration(records, run_dir / "calibration.json")
     report = cfg.get("report") or {"by": "codec", "x": "bitrate_kbps"}
@@ -136,7 +143,14 @@ def evaluate(
     return summary
 
 
-def calibrate(run_dir: str | Path, kind: str = "cubic", which: str = "best", split: str = "train") -> dict[str, Any]:
+def calibrate(
+    run_dir: str | Path,
+    kind: str = "cubic",
+    which: str = "best",
+    split: str = "train",
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict[str, Any]:
     """Fit a score -> label mapping per task on ``split`` and save it as ``run_dir/calibration.json``.
 
     Afterwards ``aqa eval`` reports the RMSE of the mapped scores and ``aqa score`` adds ``TASK_calibrated``.
@@ -149,7 +163,7 @@ def calibrate(run_dir: str | Path, kind: str = "cubic", which: str = "best", spl
     if kind not in FITS:
         raise KeyError(f"unknown calibration {kind!r}; choose from {sorted(FITS)}")
     run_dir = Path(run_dir)
-    _, _, records = _records(run_dir, which, split)
+    _, _, records = _records(run_dir, which, split, device=device, precision=precision)
     fitted = {}
     for task, rows in records.items():
         cal = FITS[kind]([r["score"] for r in rows], [r["label"] for r in rows])
@@ -163,7 +177,13 @@ def calibrate(run_dir: str | Path, kind: str = "cubic", which: str = "best", spl
 
 
 def ensemble(
-    run_dirs: Sequence[str | Path], out: str | Path, which: str = "best", split: str = "val", zscore: bool = False
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    which: str = "best",
+    split: str = "val",
+    zscore: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate the mean of several runs' scores per clip (MMMOS's ensembles) on the first run's data.
 
@@ -180,7 +200,7 @@ def ensemble(
     for run in run_dirs:
         module, cfg = load_run(run, which)
         loader = _datamodule(first, module.encoder.sample_rate).eval_dataloader(split)
-        records = collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()})
+        records = collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()}, False, device, precision)
         print_summary(summarise(records, by=report["by"]), title=f"member {run}")
         members.append(records)
     records = ensemble_records(members, zscore=zscore)
@@ -198,6 +218,8 @@ def score(
     which: str = "best",
     out: str | None = None,
     progress: bool = True,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> int:
     """Score audio files (or folders of them) with a trained run; print one JSON object per file.
 
@@ -223,7 +245,7 @@ def score(
     sink = open(out, "w") if out else None  # noqa: SIM115 - closed below; records are flushed one by one
     failed = 0
     try:
-        records = score_files(module, paths, reference, conditions, calibrations)
+        records = score_files(module, paths, reference, conditions, calibrations, device, precision)
         for record in tqdm(records, total=len(paths), disable=not progress or len(paths) < 2, file=sys.stderr):
             failed += "error" in record
             line = json.dumps(record)
@@ -256,6 +278,13 @@ def _list(group: str | None) -> None:
         print(f"{g}: {' '.join(names)}")
 
 
+def _runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the model runs (default auto: CUDA when a GPU is visible)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="fp32, or bf16 autocast (default auto: bf16 on CUDA, fp32 on CPU)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aqa`` console script."""
     parser = argparse.ArgumentParser(prog="aqa", description="Perceptual audio quality assessment")
@@ -272,17 +301,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--reference", default="matched", choices=["matched", "mismatched"],
                    help="embedding tasks: distance to the clip's own clean reference or to another excerpt's")
+    _runtime_args(p)
     p = sub.add_parser("ensemble", help="evaluate the mean score of several runs: aqa ensemble RUN RUN ... --out DIR")
     p.add_argument("run_dirs", nargs="+", help="trained run directories (the first one's data is used)")
     p.add_argument("--out", required=True, help="folder for ensemble_{split}.json")
     p.add_argument("--which", default="best", help="checkpoint name in each run's checkpoints (best | last)")
     p.add_argument("--split", default="val", choices=["val", "train"])
     p.add_argument("--zscore", action="store_true", help="standardise each run's scores before averaging")
+    _runtime_args(p)
     p = sub.add_parser("calibrate", help="fit a score -> label mapping (cubic | mlp) for aqa eval and aqa score")
     p.add_argument("run_dir", help="a trained run directory, e.g. runs/deepaq_lora")
     p.add_argument("--kind", default="cubic", choices=["cubic", "mlp"])
     p.add_argument("--split", default="train", choices=["train", "val"], help="split to fit on (default train)")
     p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
+    _runtime_args(p)
     p = sub.add_parser("score", help="score your own files: aqa score RUN_DIR FILE_OR_DIR... [--reference REF]")
     p.add_argument("run_dir", help="a trained run directory, e.g. runs/mmmos_tiny")
     p.add_argument("files", nargs="+", help="audio files or folders (searched recursively)")
@@ -291,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
     p.add_argument("--out", help="also write the JSON lines to this file")
     p.add_argument("--no-progress", action="store_true")
+    _runtime_args(p)
     p = sub.add_parser("list", help="list experiments and registered components")
     p.add_argument("group", nargs="?", choices=["experiment", "encoder", "head", "loss", "data", "trainer"])
     p = sub.add_parser("prep", help="build WebDataset shards: aqa prep codec --src DIR --out DIR ...")
@@ -310,17 +343,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics = train(compose(args.experiment, args.overrides))
             print({k: v for k, v in metrics.items()})
         elif args.command == "eval":
-            evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot, reference=args.reference)
+            evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot, reference=args.reference,
+                     device=args.device, precision=args.precision)
         elif args.command in ("calibrate", "score", "ensemble"):
             try:
                 if args.command == "ensemble":
-                    ensemble(args.run_dirs, args.out, args.which, args.split, args.zscore)
+                    ensemble(args.run_dirs, args.out, args.which, args.split, args.zscore, args.device, args.precision)
                 elif args.command == "calibrate":
-                    calibrate(args.run_dir, args.kind, args.which, args.split)
+                    calibrate(args.run_dir, args.kind, args.which, args.split, args.device, args.precision)
                 else:
                     conditions = {"audiogram": args.audiogram} if args.audiogram else None
                     return score(args.run_dir, args.files, args.reference, conditions, args.which, args.out,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, device=args.device, precision=args.precision)
             except ValueError as err:  # too few clips to fit; a reference or audiogram the call did not give
                 print(f"aqa {args.command}: error: {err}", file=sys.stderr)
                 return 2

@@ -438,6 +438,7 @@ def test_full_size_parameter_counts() -> None:
 def test_tiny_yaml_configs_build(name: str) -> None:
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"))
     assert cfg.pop("name") == name
+    assert cfg.pop("compile") is False  # build_encoder's own option, not the builder's
     build = {
         "beats_iter3_plus_as2m_tiny": build_beats_iter3_plus_as2m_tiny,
         "m2d_vit_base_tiny": build_m2d_vit_base_tiny,
@@ -455,6 +456,7 @@ def test_tiny_yaml_configs_build(name: str) -> None:
 def test_full_yaml_configs_point_at_the_published_file(name: str, build: Callable, tmp_path: Path) -> None:
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"))
     assert cfg.pop("name") == name
+    cfg.pop("compile")
     cfg["checkpoint"] = str(tmp_path / cfg["checkpoint"])  # not there: fails before building anything
     with pytest.raises(FileNotFoundError, match="encoder.checkpoint="):
         build(**cfg)

@@ -56,3 +56,36 @@ def test_ensemble_averages_shared_clips_and_tasks():
         ensemble_records([a])
     with pytest.raises(ValueError, match="no clip"):
         ensemble_records([{"pq": [{"key": "x", "score": 1.0, "label": 1.0}]}, {"pq": [{"key": "q", "score": 1.0, "label": 1.0}]}])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_reference_distances_are_float32_whatever_the_embedding_dtype(dtype, rng):
+    # Under CUDA autocast embeddings come out in bf16 while `norm` runs in float32: the distances must be
+    # written into a float32 buffer (the first GPU run crashed on exactly that mixed-dtype index_put).
+    emb = torch.randn(6, 16, generator=rng).to(dtype)
+    group, is_ref = torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([True, False, False, True, False, False])
+    got = reference_distances(emb, group, is_ref)
+    assert got.dtype == torch.float32
+    want = reference_distances(emb.float(), group, is_ref)  # the same rounded values, in float32
+    torch.testing.assert_close(got, want)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert reference_distances(emb, group, is_ref, mismatched=True).dtype == torch.float32
+
+
+def test_inference_device_and_precision_resolve():
+    from aqa.eval.inference import autocast, resolve_device, resolve_precision, to_device
+
+    cpu = resolve_device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8", cpu)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with autocast(cpu, "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with autocast(cpu, "fp32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    moved = to_device({"a": torch.ones(1), "b": [torch.zeros(1)], "c": "x"}, cpu)
+    assert moved["c"] == "x" and moved["b"][0].device == cpu

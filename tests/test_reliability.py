@@ -235,7 +235,11 @@ def test_hostile_files_through_metric(corpus, tmp_path):
     from aqa.metrics.runner import score_pair
 
     alone = score_pair(["stoi"], str(good_ref), str(corpus["good_deg.wav"]))
-    assert records[0]["stoi"] == alone["stoi"], "a good pair's score changed next to hostile ones"
+    # the CLI scores in spawned workers (capped BLAS/OpenMP threads, other buffer alignment), where float
+    # reductions may round differently in the last bit (seen: ...067 vs ...068): allow that, nothing more
+    assert math.isclose(records[0]["stoi"], alone["stoi"], rel_tol=1e-9, abs_tol=0.0), (
+        f"a good pair's score changed next to hostile ones: {records[0]['stoi']!r} vs {alone['stoi']!r}"
+    )
 
 
 def test_training_loader_skips_bad_members_with_a_reason(tmp_path, caplog):

@@ -105,3 +105,21 @@ def test_score_adds_calibrated_values_after_aqa_calibrate(tmp_path, capsys):
     assert main(["score", str(run), str(clip), "--no-progress"]) == 0
     (rec,) = records(capsys)
     assert rec["quality_calibrated"] == pytest.approx(float(cal([rec["quality"]])[0]))
+
+
+@pytest.mark.parametrize("experiment", ["deepaq_lora_tiny", "haaqi_net_tiny", "jsqa_jnd_tiny", "mmmos_tiny"])
+def test_scores_in_bf16_are_float32_and_close_to_fp32(experiment, tmp_path):
+    from aqa.tasks.multitask import load_run
+
+    module, _ = load_run(make_run(tmp_path, experiment))
+    paths = [tone(tmp_path / f"x{i}.wav", 1.0, 16000, 1, noise=0.02 * i) for i in range(3)]
+    ref = tone(tmp_path / "ref.wav", 1.0, 16000, 1)
+    cond = {"audiogram": [10, 10, 20, 30, 40, 50, 60, 60]} if experiment.startswith("haaqi") else None
+    fp32 = list(score_files(module, paths, ref, cond, device="cpu", precision="fp32"))
+    bf16 = list(score_files(module, paths, ref, cond, device="cpu", precision="bf16"))
+    for a, b in zip(fp32, bf16, strict=True):
+        assert "error" not in b, b
+        tasks = [k for k in a if k != "file"]
+        assert tasks and all(isinstance(b[t], float) and np.isfinite(b[t]) for t in tasks)
+        for t in tasks:  # bf16 keeps 8 bits of mantissa: close, not equal
+            assert b[t] == pytest.approx(a[t], rel=0.1, abs=0.05), (t, a[t], b[t])

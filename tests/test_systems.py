@@ -109,6 +109,47 @@ def test_tiny_system_trains_and_evaluates(experiment, data, tmp_path):
     assert np.isfinite(mapped["rmse"]) and mapped["srcc"] == summary[task]["all"]["srcc"]
 
 
+@pytest.mark.parametrize("experiment", sorted({*DATA_OF, "deepaq_lora_tiny"}))
+def test_tiny_system_trains_evaluates_and_scores_in_bf16(experiment, data, tmp_path):
+    """bf16-mixed on the CPU, as `trainer=gpu` runs on CUDA: dtype bugs that only autocast shows fail here."""
+    from aqa.eval.score import score_files
+    from aqa.tasks import load_run
+
+    shards = data[DATA_OF.get(experiment, "mos")]  # DeePAQ reads the coded shards' bitrate_rank
+    run = tmp_path / experiment
+    metrics = train(compose(experiment, overrides(shards, run, "trainer.precision=bf16-mixed")))
+    (task,) = compose(experiment).tasks.keys()
+    assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics[f"val/{task}/srcc"])
+    summary = evaluate(run, plot=False, device="cpu", precision="bf16")
+    assert summary[task]["all"]["n"] > 0 and np.isfinite(summary[task]["all"]["srcc"])
+    module, _ = load_run(run)
+    clip = voice(tmp_path / "clip.wav", 1.0, 180.0, 5)
+    ref = voice(tmp_path / "ref.wav", 1.0, 180.0, 6)
+    cond = {"audiogram": [10.0, 10, 20, 30, 40, 50, 60, 60]} if "haaqi" in experiment else None
+    (record,) = score_files(module, [clip], ref, cond, device="cpu", precision="bf16")
+    assert isinstance(record.get(task), float) and np.isfinite(record[task]), record
+
+
+@pytest.mark.parametrize("experiment", TINY)
+def test_losses_are_float32_under_bf16_autocast(experiment, rng):
+    """The loss contract: whatever dtype the heads return under autocast, losses are computed in float32."""
+    cfg = compose(experiment)
+    module = build_module(cfg, with_teacher=False)
+    n, sr = 4, module.encoder.sample_rate
+    batch = {
+        "wav": torch.randn(n, sr, generator=rng) * 0.1,
+        "lengths": torch.tensor([sr, sr, sr // 2, sr]),
+        "labels": {t.label: torch.rand(n, generator=rng) * 5 for t in cfg.tasks.values()},
+        "group": torch.tensor([0, 0, 1, 1]),
+        "is_reference": torch.tensor([True, False, True, False]),
+        "conditions": {"audiogram": torch.rand(n, 8, generator=rng) * 60},
+    }
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, outputs = module._shared_step(batch, "val")
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()  # the graph through the bf16 encoder and heads is intact
+
+
 def test_mmmos_learns_four_axes_from_an_imported_corpus(data, tmp_path):
     metrics = train(compose("mmmos", overrides(data["aes"], tmp_path / "r", "encoder=fusion_tiny", "trainer=cpu",
                                                "data.num_workers=0", "data.groups_per_batch=4")))
@@ -209,8 +250,9 @@ def test_distillation_from_an_identical_teacher_costs_nothing(rng):
              "conditions": {"audiogram": torch.rand(2, 8, generator=rng) * 60}}
     with torch.no_grad():
         outputs = module(batch["wav"], batch["lengths"], batch["conditions"])
-        losses = module._distill(batch, outputs)
+        teacher = module._teacher_outputs(batch)
+        losses = module._distill(teacher, outputs)
     assert set(losses) == {"haaqi"} and float(losses["haaqi"]) == pytest.approx(0.0, abs=1e-10)
     with torch.no_grad():  # a different student pays for every score it does not share
         module.heads["haaqi"].frame_out.bias.add_(1.0)
-        assert float(module._distill(batch, module(batch["wav"], batch["lengths"], batch["conditions"]))["haaqi"]) > 1e-4
+        assert float(module._distill(teacher, module(batch["wav"], batch["lengths"], batch["conditions"]))["haaqi"]) > 1e-4

@@ -11,16 +11,19 @@ and a job ``--shard-id i --num-shards N`` renders exactly the indices ``k`` with
   limit (one corpus MIDI is known to render without end), and the result is trimmed to ``max_seconds``
   with a 50 ms fade-out.
 - **Speech**: ``espeak-ng`` reads one or more sentences of :data:`SENTENCES` with a drawn English voice,
-  voice variant, speed and pitch; 22.05 kHz mono, trimmed to ``max_seconds``.
+  voice variant, speed and pitch; 22.05 kHz mono, trimmed to ``max_seconds``. espeak-ng 1.52+ seeds the
+  breath noise of some variants from the clock, so it is run with ``-D`` (fixed seed) where it has that option.
 
 The corpus scores are public domain; espeak-ng output is synthetic. Each clip's metadata says what it is.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -142,6 +145,20 @@ def find_soundfont(path: str | os.PathLike | None = None) -> Path:
         if cand and Path(cand).is_file():
             return Path(cand).resolve()
     raise FileNotFoundError(f"no General MIDI SoundFont (.sf2) found; {INSTALL_HINT}")
+
+
+@functools.cache
+def _espeak_deterministic_flag(binary: str) -> tuple[str, ...]:
+    # espeak-ng >= 1.52 seeds its noise generator (breath noise of voice variants such as f2, f3, f5, and
+    # the klatt voices) with time(NULL) at start-up, so the same command differs from one second to the
+    # next in nearly every sample; its `-D` restores a fixed seed. 1.51 and older have no `-D` (given it,
+    # they exit 0 without writing anything) but are deterministic anyway: they call rand() unseeded.
+    try:
+        proc = subprocess.run([binary, "--help"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    text = (proc.stdout + proc.stderr).decode(errors="replace")
+    return ("-D",) if re.search(r"^-D\s", text, re.MULTILINE) else ()
 
 
 def _rng(seed: int, index: int, what: str) -> random.Random:
@@ -353,7 +370,8 @@ def render_speech(
         out = Path(tmp) / "out.wav"
         name = f"{voice}+{variant}" if variant else voice
         proc = subprocess.run(
-            [binary, "-v", name, "-s", str(speed), "-p", str(pitch), "-w", str(out), "--", text],
+            [binary, *_espeak_deterministic_flag(binary), "-v", name, "-s", str(speed), "-p", str(pitch),
+             "-w", str(out), "--", text],
             capture_output=True,
             timeout=timeout_s,
             check=False,

@@ -52,11 +52,18 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_encoder(cfg: Mapping[str, Any]) -> nn.Module:
-    """Build an encoder from its config: ``name`` picks the builder, the other keys are its kwargs."""
+    """Build an encoder from its config: ``name`` picks the builder, the other keys are its kwargs.
+
+    ``compile: true`` compiles the encoder's forward with ``torch.compile`` (in place, ``dynamic`` shapes:
+    clip lengths vary), so parameter names and checkpoints stay as without it.
+    """
     name = cfg["name"]
     if name not in ENCODERS:
         raise KeyError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
-    return ENCODERS[name](**{k: v for k, v in cfg.items() if k != "name"})
+    encoder = ENCODERS[name](**{k: v for k, v in cfg.items() if k not in ("name", "compile")})
+    if cfg.get("compile"):
+        encoder.compile(dynamic=True)
+    return encoder
 
 
 __all__ = [

@@ -70,6 +70,12 @@ def frame_lengths(lengths_samples: Tensor, conv_kernel: Sequence[int], conv_stri
     return lengths
 
 
+def no_autocast(like: Tensor) -> torch.autocast:
+    """A context with autocast off on ``like``'s device: spectral front ends (STFT power, mel matrix, log)
+    run in float32 under ``bf16-mixed`` too, where autocast would otherwise take their matmuls to bf16."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Stop gradients for every parameter of ``module`` (in place) and return it.
 

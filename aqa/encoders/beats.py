@@ -18,6 +18,7 @@ the same frames alone or inside a zero-padded batch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aqa.encoders.base import EncoderOutput, finish, load_state_strict, plain
+from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain
 
 CHECKPOINT_NAME = "BEATs_iter3_plus_AS2M.pt"
 FBANK_MEAN = 15.41663
@@ -130,6 +131,7 @@ def kaldi_fbank(
     preemphasis: float = 0.97,
     low_freq: float = 20.0,
     high_freq: float = 0.0,
+    banks: Tensor | None = None,
 ) -> Tensor:
     """Log mel filterbank energies as Kaldi's ``compute-fbank-feats`` with its defaults (and dither 0).
 
@@ -143,6 +145,8 @@ def kaldi_fbank(
         wav: (B, T) waveform in Kaldi's scale (BEATs multiplies [-1, 1] audio by 2^15).
         num_mel_bins, sample_rate, frame_length, frame_shift: in bins, Hz and samples.
         preemphasis, low_freq, high_freq: Kaldi options.
+        banks: the :func:`kaldi_mel_banks` of these options, precomputed (an encoder keeps them as a buffer
+            on its device); None computes them.
 
     Returns:
         (B, F, num_mel_bins) with F = 1 + (T - frame_length) // frame_shift (0 when T < frame_length).
@@ -160,7 +164,9 @@ def kaldi_fbank(
     frames = frames * window.to(frames.dtype)
     padded = 1 << (frame_length - 1).bit_length()
     power = torch.fft.rfft(frames, n=padded).abs().pow(2)
-    banks = kaldi_mel_banks(num_mel_bins, padded, sample_rate, low_freq, high_freq).to(power)
+    if banks is None:
+        banks = kaldi_mel_banks(num_mel_bins, padded, sample_rate, low_freq, high_freq)
+    banks = banks.to(power)
     energies = power @ banks.T
     return torch.log(energies.clamp_min(torch.finfo(torch.float32).eps))
 
@@ -202,6 +208,25 @@ class _DropLast(nn.Module):
         return x[..., : x.shape[-1] - self.remove]
 
 
+@functools.lru_cache(maxsize=16)
+def relative_buckets(length: int, num_buckets: int, max_distance: int, device: str) -> Tensor:
+    """T5-style bidirectional buckets of (key - query) for ``length`` tokens: (L, L) long, on ``device``.
+
+    Depends only on the length, so it is computed once per length and device (not in every forward).
+    """
+    pos = torch.arange(length, device=device)
+    relative = pos[None, :] - pos[:, None]
+    half = num_buckets // 2
+    buckets = (relative > 0).long() * half
+    distance = relative.abs()
+    exact = half // 2
+    far = exact + (
+        torch.log(distance.clamp_min(1).float() / exact) / math.log(max_distance / exact) * (half - exact)
+    ).long()
+    far = far.clamp_max(half - 1)
+    return buckets + torch.where(distance < exact, distance, far)
+
+
 class BEATsAttention(nn.Module):
     """Multi-head self-attention with BEATs' (gated) relative position bias and a key padding mask."""
 
@@ -232,23 +257,8 @@ class BEATsAttention(nn.Module):
             self.grep_a = nn.Parameter(torch.ones(1, heads, 1, 1))
 
     def position_bias(self, length: int, device: torch.device) -> Tensor:
-        # T5-style bidirectional buckets of (key - query), looked up per head: (H, L, L)
-        pos = torch.arange(length, device=device)
-        relative = pos[None, :] - pos[:, None]
-        half = self.num_buckets // 2
-        buckets = (relative > 0).long() * half
-        distance = relative.abs()
-        exact = half // 2
-        far = (
-            exact
-            + (
-                torch.log(distance.clamp_min(1).float() / exact)
-                / math.log(self.max_distance / exact)
-                * (half - exact)
-            ).long()
-        )
-        far = far.clamp_max(half - 1)
-        buckets = buckets + torch.where(distance < exact, distance, far)
+        """(H, L, L) bias of every (query, key) pair, looked up in the learned table by distance bucket."""
+        buckets = relative_buckets(length, self.num_buckets, self.max_distance, str(device))
         return self.relative_attention_bias(buckets).permute(2, 0, 1)
 
     def forward(self, x: Tensor, key_padding: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -315,9 +325,10 @@ class BEATsTransformer(nn.Module):
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         super().__init__()
         dim, kernel = int(cfg["encoder_embed_dim"]), int(cfg["conv_pos"])
+        # conv_pos 0: no positional convolution (HAAQI-Net's published student has none)
         self.pos_conv = nn.Sequential(
             _WeightNormConv1d(dim, kernel, int(cfg["conv_pos_groups"])), _DropLast(kernel), nn.GELU()
-        )
+        ) if kernel > 0 else None
         rel_pos = bool(cfg["relative_position_embedding"])
         self.layers = nn.ModuleList(BEATsLayer(cfg, rel_pos) for _ in range(int(cfg["encoder_layers"])))
         if rel_pos:  # one bias table, shared by every layer (saved under every layer's name)
@@ -331,7 +342,8 @@ class BEATsTransformer(nn.Module):
     def forward(self, x: Tensor, key_padding: Tensor | None) -> list[Tensor]:
         if key_padding is not None:
             x = x.masked_fill(key_padding[..., None], 0.0)
-        x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+        if self.pos_conv is not None:
+            x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
         if not self.pre_norm:
             x = self.layer_norm(x)
         x = self.dropout(x)
@@ -401,6 +413,9 @@ class BEATsEncoder(nn.Module):
             self.downsample_rate //= self.freq_patches
         self.frame_rate = self.sample_rate / self.downsample_rate
         self.min_samples = FRAME_LENGTH + (self.patch - 1) * FRAME_SHIFT
+        padded = 1 << (FRAME_LENGTH - 1).bit_length()
+        # constants, kept on the encoder's device (not in the state dict): not rebuilt in every forward
+        self.register_buffer("mel_banks", kaldi_mel_banks(NUM_MEL_BINS, padded, SAMPLE_RATE).float(), persistent=False)
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Output frames of clips with ``lengths`` samples: 160 ms time patches (x 8 with ``tokens: all``)."""
@@ -433,8 +448,9 @@ class BEATsEncoder(nn.Module):
         frames = torch.div(fbank_frames(lengths), self.patch, rounding_mode="floor")  # 160 ms steps
         used = int(frames.max()) * self.patch  # fbank frames the patch convolution reads
         needed = FRAME_LENGTH + (used - 1) * FRAME_SHIFT
-        fbank = kaldi_fbank(wav[:, :needed].float() * 2**15)  # each frame sees only its own samples
-        fbank = (fbank - FBANK_MEAN) / (2 * FBANK_STD)
+        with no_autocast(wav):  # the front end runs in float32 under bf16-mixed too
+            fbank = kaldi_fbank(wav[:, :needed].float() * 2**15, banks=self.mel_banks)  # each frame: own samples
+            fbank = (fbank - FBANK_MEAN) / (2 * FBANK_STD)
 
         m = self.model
         x = m.patch_embedding(fbank[:, None])  # (B, C, T', 8)

@@ -90,8 +90,14 @@ class HFVariant:
     check: Callable[[Mapping[str, Any], Path], None] | None = field(default=None, compare=False)
 
     def config(self, **arch: Any) -> PretrainedConfig:
-        """The published architecture overridden by ``arch``; layer drop and SpecAugment forced off."""
-        return self.config_cls(**{**self.arch, **plain(arch), **NO_STOCHASTIC_DEPTH})
+        """The published architecture overridden by ``arch``; layer drop and SpecAugment forced off; attention
+        through ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels on GPU)
+        where the class supports it, whatever the installed ``transformers``' default (WavLM, which does not
+        declare it, takes the same path through :func:`_attention_through_modules`)."""
+        config = self.config_cls(**{**self.arch, **plain(arch), **NO_STOCHASTIC_DEPTH})
+        if getattr(self.model_cls, "_supports_sdpa", False):
+            config._attn_implementation = "sdpa"
+        return config
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aqa.encoders.base import EncoderOutput, finish, load_state_strict, plain
+from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -142,11 +142,12 @@ def log_mel(wav: Tensor, filters: Tensor, window: Tensor) -> Tensor:
     Returns:
         (n_mels, 1 + T // 160) log-mel frames.
     """
-    spec = torch.stft(
-        wav, N_FFT, HOP, N_FFT, window=window, center=True, pad_mode="reflect", return_complex=True
-    )
-    power = spec.real.pow(2) + spec.imag.pow(2)
-    return torch.log(filters @ power + torch.finfo(torch.float32).eps)
+    with no_autocast(wav):  # float32 under bf16-mixed too
+        spec = torch.stft(
+            wav.float(), N_FFT, HOP, N_FFT, window=window, center=True, pad_mode="reflect", return_complex=True
+        )
+        power = spec.real.pow(2) + spec.imag.pow(2)
+        return torch.log(filters @ power + torch.finfo(torch.float32).eps)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import (
     Wav2Vec2ConformerEncoderLayer,
 )
 
-from aqa.encoders.base import EncoderOutput, check_min_length, finish, load_state_strict, plain
+from aqa.encoders.base import EncoderOutput, check_min_length, finish, load_state_strict, no_autocast, plain
 from aqa.encoders.hf import WEIGHT_FILES, read_weights, resolve_checkpoint
 
 NAME = "muq_large_msd"
@@ -219,13 +219,14 @@ class MuQMelFrontEnd(nn.Module):
             (B, n_mels, T // hop) normalised log-mel; frames at or past a clip's ``L // hop`` are zero.
         """
         pad = self.n_fft // 2
-        x = reflect_padded(wav.float(), lengths, pad)
-        spec = torch.stft(
-            x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True
-        )[..., :-1]  # (B, n_fft / 2 + 1, T // hop): MuQ drops the last centred frame
-        power = spec.real.square() + spec.imag.square()
-        mel = torch.einsum("fm,bft->bmt", self.filters, power)
-        db = 10.0 * torch.log10(mel.clamp_min(1e-10))
+        with no_autocast(wav):  # float32 under bf16-mixed too
+            x = reflect_padded(wav.float(), lengths, pad)
+            spec = torch.stft(
+                x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True
+            )[..., :-1]  # (B, n_fft / 2 + 1, T // hop): MuQ drops the last centred frame
+            power = spec.real.square() + spec.imag.square()
+            mel = torch.einsum("fm,bft->bmt", self.filters, power)
+            db = 10.0 * torch.log10(mel.clamp_min(1e-10))
         out = (db - self.mean) / self.std
         valid = torch.arange(out.shape[-1], device=out.device)[None, :] < self.frames(lengths)[:, None]
         return out.masked_fill(~valid[:, None, :], 0.0)

@@ -33,10 +33,13 @@ def reference_distances(embeddings: Tensor, group: Tensor, is_reference: Tensor,
             other content.
 
     Returns:
-        (B,) distances (0 for the references themselves in matched mode); NaN where the wanted reference is
-        missing (a group without one, or a mismatched batch with fewer than two referenced groups).
+        (B,) float32 distances whatever the embeddings' dtype (bf16 under autocast included; the difference
+        and its norm are taken in float32): 0 for the references themselves in matched mode; NaN where the
+        wanted reference is missing (a group without one, or a mismatched batch with fewer than two
+        referenced groups).
     """
-    out = torch.full((embeddings.shape[0],), float("nan"), dtype=embeddings.dtype, device=embeddings.device)
+    embeddings = embeddings.float()
+    out = torch.full((embeddings.shape[0],), float("nan"), dtype=torch.float32, device=embeddings.device)
     refs = {int(g): embeddings[(group == g) & is_reference][0] for g in torch.unique(group[is_reference])}
     groups = sorted(int(g) for g in torch.unique(group))
     ref_groups = sorted(refs)

@@ -12,18 +12,27 @@ import torch
 from torch import nn
 
 from aqa.eval.functional import pearson, spearman
+from aqa.eval.inference import autocast, resolve_device, resolve_precision, to_device
 
 
 @torch.no_grad()
 def collect_scores(
-    model: nn.Module, batches: Iterable[Mapping[str, Any]], labels: Mapping[str, str], mismatched: bool = False
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    labels: Mapping[str, str],
+    mismatched: bool = False,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
 ) -> dict[str, list[dict]]:
     """Run ``model`` over batches and return, per task, one record per scored clip.
 
     Args:
-        model: a ``MultiTaskModule`` (``model(wav, lengths) -> {task: output}``) with ``heads``.
+        model: a ``MultiTaskModule`` (``model(wav, lengths) -> {task: output}``) with ``heads``; moved to
+            ``device``.
         batches: dicts with ``wav`` (B, T), ``lengths`` (B,), ``labels``, ``group``, ``is_reference``, ``meta``.
         labels: task name -> label key.
+        device: ``cpu``, ``cuda``, ``auto`` or a ``torch.device``.
+        precision: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 on CUDA); scores are float32 either way.
 
     Returns:
         task -> list of ``{"score", "label", **meta}``; embedding tasks score by minus the distance to the
@@ -31,10 +40,14 @@ def collect_scores(
     """
     from aqa.tasks.multitask import quality_scores  # tasks import Lightning; keep it out of module import
 
-    model.eval()
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    model.eval().to(device)
     records: dict[str, list[dict]] = defaultdict(list)
     for batch in batches:
-        outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
+        batch = {**batch, **to_device({k: v for k, v in batch.items() if k != "meta"}, device)}
+        with autocast(device, precision):
+            outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
         for name, pred in outputs.items():
             scores, mask = quality_scores(pred, getattr(model.heads[name], "is_embedding", False), batch, mismatched)
             target = batch["labels"][labels[name]]

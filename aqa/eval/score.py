@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from aqa.data.audio import load_audio, resample, to_mono
-from aqa.heads import head_score
+from aqa.eval.inference import autocast, resolve_device, resolve_precision
+from aqa.heads import as_float32, head_score
 
 
 def load_for(path: str | Path, sample_rate: int) -> Tensor:
@@ -31,6 +32,8 @@ def score_clips(
     clips: Sequence[Tensor],
     reference: Tensor | None = None,
     conditions: Mapping[str, Sequence[float]] | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
 ) -> dict[str, Tensor]:
     """Scores of ``clips`` for every task of ``module``.
 
@@ -40,15 +43,22 @@ def score_clips(
             works and padding never enters.
         reference: mono waveform (T,) for embedding tasks (distance-based scores); None skips those tasks.
         conditions: values the heads are conditioned on, e.g. ``{"audiogram": [8 values, dB HL]}``.
+        device: ``cpu``, ``cuda``, ``auto`` or a ``torch.device``; the module is moved there.
+        precision: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 on CUDA).
 
     Returns:
-        task -> (N,) scores (higher = better); embedding tasks: minus the L2 distance to the reference's embedding.
+        task -> (N,) float32 scores on the CPU (higher = better); embedding tasks: minus the L2 distance
+        (taken in float32) to the reference's embedding.
     """
-    module.eval()
-    cond = {k: torch.tensor([list(map(float, v))]) for k, v in (conditions or {}).items()}
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    module.eval().to(device)
+    cond = {k: torch.tensor([list(map(float, v))], device=device) for k, v in (conditions or {}).items()}
 
     def run(wav: Tensor) -> dict[str, Any]:
-        return module(wav[None, :], torch.tensor([wav.shape[-1]]), cond)
+        with autocast(device, precision):
+            out = module(wav[None, :].to(device), torch.tensor([wav.shape[-1]], device=device), cond)
+        return {task: as_float32(o) for task, o in out.items()}
 
     ref_out = run(reference) if reference is not None else None
     scores: dict[str, list[Tensor]] = {}
@@ -60,7 +70,7 @@ def score_clips(
                 value = -torch.linalg.vector_norm(out - ref_out[task], dim=-1)
             else:
                 value = head_score(out)
-            scores.setdefault(task, []).append(value.reshape(-1)[:1])
+            scores.setdefault(task, []).append(value.reshape(-1)[:1].cpu())
     return {task: torch.cat(v) for task, v in scores.items()}
 
 
@@ -70,10 +80,12 @@ def score_files(
     reference: str | Path | None = None,
     conditions: Mapping[str, Sequence[float]] | None = None,
     calibrations: Mapping[str, Callable[[Sequence[float]], Any]] | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
 ) -> Iterator[dict[str, Any]]:
     """One record per file: ``{"file", task: score, ...}`` or ``{"file", "error": one line}``; with
     ``calibrations`` (task -> :class:`~aqa.eval.calibration.Calibration`) also ``TASK_calibrated``, the score
-    on the label's scale.
+    on the label's scale. ``device`` and ``precision`` as for :func:`score_clips`.
 
     Raises (before any file is scored) ``ValueError`` when the run needs something the call lacks: a
     reference for a run whose every task is an embedding task, or a condition (audiogram) a head reads.
@@ -99,7 +111,7 @@ def score_files(
         record: dict[str, Any] = {"file": str(path)}
         try:
             clip = load_for(path, sr)
-            for task, v in score_clips(module, [clip], ref, conditions).items():
+            for task, v in score_clips(module, [clip], ref, conditions, device, precision).items():
                 record[task] = float(v[0])
                 if calibrations and task in calibrations:
                     record[f"{task}_calibrated"] = float(calibrations[task]([record[task]])[0])

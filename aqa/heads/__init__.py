@@ -32,6 +32,19 @@ def head_score(output: Tensor | Mapping[str, Tensor]) -> Tensor:
     return output["score"] if isinstance(output, Mapping) else output
 
 
+def as_float32(output: Any) -> Any:
+    """A head output with every floating tensor in float32 (masks and other dtypes kept).
+
+    Under mixed precision (``bf16-mixed``) heads return bf16 tensors; losses, distances and metrics are always
+    computed in float32 so that no reduction runs in 8 bits of mantissa and no in-place write mixes dtypes.
+    """
+    if isinstance(output, Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, Mapping):
+        return {k: as_float32(v) for k, v in output.items()}
+    return output
+
+
 def build_head(cfg: Mapping[str, Any], num_layers: int, input_dim: int) -> nn.Module:
     """Build a head from its config (``name`` + kwargs) for an encoder with ``num_layers`` x ``input_dim``."""
     name = cfg["name"]
@@ -43,6 +56,7 @@ def build_head(cfg: Mapping[str, Any], num_layers: int, input_dim: int) -> nn.Mo
 
 __all__ = [
     "HEADS",
+    "as_float32",
     "HaaqiNetHead",
     "MLPHead",
     "MeanPoolHead",

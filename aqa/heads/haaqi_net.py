@@ -113,10 +113,13 @@ class HaaqiNetHead(nn.Module):
         mask = frame_mask(lengths, f, b, x.device)  # (B, F)
         a = self.audiogram(audiogram.to(x.dtype) * self.audiogram_scale)  # (B, 8): raw dB HL as published
         x = torch.cat([x, a[:, None, :].expand(b, f, a.shape[-1])], dim=-1)  # src/HAAQI_Net.py:125-127
-        lens = mask.sum(dim=1).clamp_min(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
-        h, _ = self.blstm(packed)
-        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=f)  # padding stays out
+        if lengths is None or bool(mask.all()):  # no padding: one plain cuDNN call, no sort, no host sync
+            h, _ = self.blstm(x)
+        else:
+            lens = mask.sum(dim=1).clamp_min(1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+            h, _ = self.blstm(packed)
+            h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=f)  # padding stays out
         h = self.dropout(self.activation(self.dense(h)))
         h, _ = self.attention(h, h, h, key_padding_mask=~mask, need_weights=False)
         frames = torch.sigmoid(self.frame_out(h)).squeeze(-1)  # (B, F)

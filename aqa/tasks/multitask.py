@@ -18,7 +18,7 @@ from torchmetrics import SpearmanCorrCoef
 from aqa.config import NAN_POLICIES, instantiate, load_config, validate
 from aqa.encoders import build_encoder
 from aqa.eval.functional import reference_distances
-from aqa.heads import build_head, head_score
+from aqa.heads import as_float32, build_head, head_score
 from aqa.losses import build_loss
 
 log = logging.getLogger(__name__)
@@ -141,18 +141,21 @@ class MultiTaskModule(L.LightningModule):
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Any]]:
         outputs = self(batch["wav"], batch["lengths"], batch.get("conditions"))
+        outputs = {name: as_float32(out) for name, out in outputs.items()}
         batch_size = batch["wav"].shape[0]
         task_losses = {}
-        total = batch["wav"].new_zeros(())
-        for name, pred in outputs.items():
-            target = batch["labels"][self.labels[name]].to(batch["wav"].dtype)
-            loss_fn = self.losses[name]
-            extra = {"group": batch["group"]} if getattr(loss_fn, "uses_group", False) else {}
-            inp = head_score(pred) if loss_fn.input_kind == "score" else pred
-            task_losses[name] = loss_fn(inp, target, **extra)
-            total = total + self.weights[name] * task_losses[name]
-        if self._teacher:
-            for name, loss in self._distill(batch, outputs).items():
+        total = batch["wav"].new_zeros((), dtype=torch.float32)
+        teacher_out = self._teacher_outputs(batch) if self._teacher else {}
+        # losses in float32 under bf16-mixed too: autocast would take their matmuls (RnC, contrastive) to bf16
+        with torch.autocast(batch["wav"].device.type, enabled=False):
+            for name, pred in outputs.items():
+                target = batch["labels"][self.labels[name]].float()
+                loss_fn = self.losses[name]
+                extra = {"group": batch["group"]} if getattr(loss_fn, "uses_group", False) else {}
+                inp = head_score(pred) if loss_fn.input_kind == "score" else pred
+                task_losses[name] = loss_fn(inp, target, **extra)
+                total = total + self.weights[name] * task_losses[name]
+            for name, loss in self._distill(teacher_out, outputs).items():
                 task_losses[f"{name}/distill"] = loss
                 total = total + self.distill_weight * loss
         if stage == "train" and self._non_finite(total, task_losses, batch):
@@ -168,11 +171,10 @@ class MultiTaskModule(L.LightningModule):
 
         teacher = self._teacher[0].to(batch["wav"].device)
         wav, lengths = prepare(batch["wav"], self.encoder.sample_rate, teacher.encoder.sample_rate, batch["lengths"])
-        return teacher(wav, lengths, batch.get("conditions"))
+        return {name: as_float32(out) for name, out in teacher(wav, lengths, batch.get("conditions")).items()}
 
-    def _distill(self, batch: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Tensor]:
+    def _distill(self, teacher_out: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Tensor]:
         """Per shared task: MSE to the teacher's clip scores (+ frame scores when both heads give them)."""
-        teacher_out = self._teacher_outputs(batch)
         losses = {}
         for name, pred in outputs.items():
             if name not in teacher_out:

@@ -115,6 +115,7 @@ bench: install
 	$(BIN)/python tests/benchmarks/bench_metrics.py
 	$(BIN)/python tests/benchmarks/bench_encoders.py
 	$(BIN)/python tests/benchmarks/bench_data.py
+	$(BIN)/python tests/benchmarks/bench_systems.py
 
 # GPU check (not part of `make test`): every experiment's full-size architecture, random weights, bf16 on CUDA:
 # train a few steps, validate, checkpoint, `aqa eval`, `aqa score`, fp32 CPU vs CUDA, throughput table

@@ -189,6 +189,7 @@ class AQADataModule(L.LightningDataModule):
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),  # page-locked batches: the copy to the GPU overlaps compute
             # own generator: creating an iterator must not draw from the global torch RNG (a resumed run
             # creates one more than an uninterrupted one, which would shift every later dropout mask)
             generator=torch.Generator().manual_seed(self.seed),

@@ -83,7 +83,8 @@ def system_throughput(
         train: also time training steps (forward, float32 losses, backward, AdamW step).
     Returns:
         ``{"params_m", "trainable_m", "score_clips_s", "score_peak_gib", "score_tflops", "score_mfu", and the
-        same with ``train_``}``; MFU is NaN where the device's peak is unknown (CPU).
+        same with ``encoder_`` (the encoder's forward alone) and ``train_``}``; MFU is NaN where the device's
+        peak is unknown (CPU).
     """
     device = torch.device(device)
     module = module.to(device)
@@ -99,6 +100,10 @@ def system_throughput(
         with torch.no_grad(), amp:
             module(data["wav"], data["lengths"], data["conditions"])
 
+    def encode() -> None:  # the encoder alone: score minus this is the heads' share
+        with torch.no_grad(), amp:
+            module.encoder(data["wav"], data["lengths"])
+
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5) if params else None
 
@@ -109,7 +114,10 @@ def system_throughput(
         loss.backward()
         optimizer.step()
 
-    runs = [("score", score, module.eval)] + ([("train", step, module.train)] if train and optimizer else [])
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes, as `trainer=gpu` (benchmark: true) trains
+    runs = [("score", score, module.eval), ("encoder", encode, module.eval)]
+    runs += [("train", step, module.train)] if train and optimizer else []
     for name, fn, mode in runs:
         mode()
         if device.type == "cuda":
@@ -128,7 +136,8 @@ def system_throughput(
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table of :func:`system_throughput` results, one row per system."""
-    head = "| system | params M | trainable M | train clips/s | train TFLOP/s | train MFU | train peak GiB | score clips/s | score TFLOP/s | score MFU | score peak GiB |"
+    head = ("| system | params M | trainable M | train clips/s | train TFLOP/s | train MFU | train peak GiB | "
+            "score clips/s | score TFLOP/s | score MFU | score peak GiB | encoder alone clips/s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
     def f(v: float | None, spec: str) -> str:
@@ -137,8 +146,8 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     for name, r in rows.items():
         lines.append(
             f"| {name} | {f(r.get('params_m'), '.1f')} | {f(r.get('trainable_m'), '.2f')} | "
-            f"{f(r.get('train_clips_s'), '.1f')} | {f(r.get('train_tflops'), '.1f')} | {f(r.get('train_mfu'), '.1%')} | "
-            f"{f(r.get('train_peak_gib'), '.1f')} | {f(r.get('score_clips_s'), '.1f')} | {f(r.get('score_tflops'), '.1f')} | "
-            f"{f(r.get('score_mfu'), '.1%')} | {f(r.get('score_peak_gib'), '.1f')} |"
+            f"{f(r.get('train_clips_s'), '.1f')} | {f(r.get('train_tflops'), '.3g')} | {f(r.get('train_mfu'), '.1%')} | "
+            f"{f(r.get('train_peak_gib'), '.1f')} | {f(r.get('score_clips_s'), '.1f')} | {f(r.get('score_tflops'), '.3g')} | "
+            f"{f(r.get('score_mfu'), '.1%')} | {f(r.get('score_peak_gib'), '.1f')} | {f(r.get('encoder_clips_s'), '.1f')} |"
         )
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from aqa.config import ConfigError, available, compose, save_config
+from aqa.config import ConfigError, available, check_values, compose, save_config
 
 log = logging.getLogger("aqa")
 
@@ -59,7 +59,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     The resolved config is written to ``run_dir/config.yaml`` and beside the checkpoints. With
     ``resume=true`` training continues from ``run_dir/checkpoints/last.ckpt`` (model, optimizer, scheduler,
     loop state). A run directory that already holds checkpoints is never overwritten silently.
+
+    Raises:
+        ConfigError: before anything is built or written, when a value is out of range or the shards are
+            missing or empty (:func:`aqa.config.check_values`).
     """
+    check_values(cfg)  # first: a bad value must not leave a run folder, a W&B run or a built model behind
+
     import lightning as L
 
     from aqa.tasks import build_module, build_trainer, init_from_checkpoint

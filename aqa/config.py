@@ -8,12 +8,22 @@ any of their settings. Composition order, later wins:
 
 A command-line override whose key is a group (``encoder=wavlm_base_plus``, ``tasks.mos.loss=l1``) swaps the
 whole component file; any other key must already exist (``trainer.max_epochs=3``), so typos fail loudly.
+Every trainer config also accepts ``max_steps`` and ``max_time`` (null: no limit).
+
+:func:`check_values` checks the values of a composed config (types, ranges, that the shards exist and hold
+samples) before ``aqa train`` builds or writes anything. Relative shard paths are read from ``$AQA_DATA``
+when set, else from the checkout (:func:`aqa.data.datamodule.data_root`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+import json
+import logging
+import math
+import re
+import tarfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +35,10 @@ GROUPS = ("encoder", "data", "trainer")
 TASK_GROUPS = ("head", "loss")
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 NAN_POLICIES = ("skip", "stop")
+# trainer keys every trainer config accepts, added by `compose` when its file lacks them (null: no limit)
+TRAINER_LIMITS: dict[str, Any] = {"max_steps": None, "max_time": None}
+
+log = logging.getLogger(__name__)
 
 # `_target_` may only name these (issue: configs downloaded from strangers must not run arbitrary code).
 ALLOWED_TARGET_PREFIXES = ("torch.optim.", "lightning.pytorch.callbacks.", "lightning.pytorch.loggers.")
@@ -98,6 +112,9 @@ def compose(experiment: str, overrides: Sequence[str] = (), config_dir: Path = C
         if name is None:
             raise ConfigError(f"experiment {experiment!r} selects no {group}; add `defaults: {{{group}: NAME}}`")
         cfg[group] = _load_group(group, name, config_dir)
+    for key, default in TRAINER_LIMITS.items():
+        if key not in cfg.trainer:
+            cfg.trainer[key] = default
     cfg.experiment = experiment
     cfg = OmegaConf.merge(cfg, exp)
 
@@ -154,6 +171,252 @@ def validate(cfg: DictConfig) -> None:
     check("monitor mode", cfg.monitor.mode, ("min", "max"))
     check("nan_policy", cfg.get("nan_policy", "skip"), NAN_POLICIES)
     _check_targets(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Values: checked before a run builds or writes anything (`aqa train`), one line per problem.
+
+_ABSENT = object()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: _is_int(v) and v >= low
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _positive(v: Any) -> bool:
+    return _is_number(v) and v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return _is_number(v) and v >= 0
+
+
+def _batches(allow_zero: bool) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:  # an int counts batches, a float is a fraction of the epoch
+        if _is_int(v):
+            return v >= (0 if allow_zero else 1)
+        return isinstance(v, float) and (0.0 <= v <= 1.0 if allow_zero else 0.0 < v <= 1.0)
+
+    return ok
+
+
+def _devices(v: Any) -> bool:
+    if _is_int(v):
+        return v >= 1 or v == -1
+    if isinstance(v, str):
+        return v == "auto" or re.fullmatch(r"-1|\d+|\d+(\s*,\s*\d+)*,?", v.strip()) is not None
+    if isinstance(v, ListConfig | list | tuple):
+        return len(v) > 0 and all(_is_int(i) and i >= 0 for i in v)
+    return False
+
+
+def _max_time(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", v.strip()) is not None
+    if isinstance(v, DictConfig | dict):
+        keys = {"weeks", "days", "hours", "minutes", "seconds"}
+        return len(v) > 0 and set(v) <= keys and all(_non_negative(x) for x in v.values())
+    return False
+
+
+# key, check, what a valid value is; a key the config does not have is not checked
+_VALUE_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    ("checkpoint_every_n_steps", _optional(_int_at_least(0)), "an integer >= 0 (0: off)"),
+    ("trainer.max_steps", _optional(lambda v: _is_int(v) and (v == -1 or v >= 1)),
+     "an integer >= 1, or -1/null (no step limit)"),
+    ("trainer.max_time", _max_time, "null, 'DD:HH:MM:SS' (e.g. 00:12:00:00) or {days: D, hours: H, minutes: M, seconds: S}"),
+    ("trainer.devices", _devices, "an integer >= 1, -1 or 'auto' (all), or a list of device indices like [0,1]"),
+    ("trainer.num_nodes", _int_at_least(1), "an integer >= 1"),
+    ("trainer.limit_train_batches", _optional(_batches(False)),
+     "null, a number of batches >= 1 or a fraction in (0.0, 1.0]"),
+    ("trainer.limit_val_batches", _optional(_batches(True)), "null, a number of batches >= 0 or a fraction in [0.0, 1.0]"),
+    ("trainer.limit_test_batches", _optional(_batches(True)), "null, a number of batches >= 0 or a fraction in [0.0, 1.0]"),
+    ("trainer.gradient_clip_val", _optional(_non_negative), "a number >= 0, or null (no clipping)"),
+    ("trainer.log_every_n_steps", _optional(_int_at_least(1)), "an integer >= 1"),
+    ("trainer.num_sanity_val_steps", _optional(_int_at_least(-1)), "an integer >= 0, or -1 (all)"),
+    ("trainer.check_val_every_n_epoch", _optional(_int_at_least(1)), "an integer >= 1"),
+    ("trainer.accumulate_grad_batches", _int_at_least(1), "an integer >= 1"),
+    ("optimizer.lr", _positive, "a positive finite number, e.g. 1e-4"),
+    ("optimizer.weight_decay", _non_negative, "a finite number >= 0"),
+    ("scheduler.factor", lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    ("scheduler.patience", _int_at_least(0), "an integer >= 0"),
+    ("data.groups_per_batch", _int_at_least(1), "an integer >= 1"),
+    ("data.crop_s", _optional(_positive), "a positive number of seconds, or null (whole clips)"),
+    ("data.val_crop_s", _optional(_positive), "a positive number of seconds, or null (whole clips)"),
+    ("data.num_workers", _int_at_least(0), "an integer >= 0"),
+    ("data.shuffle_groups", _int_at_least(0), "an integer >= 0 (<= 1: no shuffling)"),
+    ("data.versions_per_group", _optional(_int_at_least(1)), "an integer >= 1, or null (all versions)"),
+)
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{key}: cannot be resolved ({err})".replace("\n", " ")) from None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value)
+    return repr(value)
+
+
+def _bad(key: str, value: Any, expected: str) -> str:
+    return f"{key}={_show(value)} is invalid: expected {expected}"
+
+
+def value_problems(cfg: DictConfig) -> list[str]:
+    """Every value of ``cfg`` outside its valid type or range, one line each (empty: all fine)."""
+    problems = []
+    for key, check, expected in _VALUE_RULES:
+        value = _select(cfg, key)
+        if value is not _ABSENT and not check(value):
+            problems.append(_bad(key, value, expected))
+
+    epochs = _select(cfg, "trainer.max_epochs")
+    if epochs is _ABSENT or (_is_int(epochs) and epochs >= 1):
+        pass
+    elif epochs is None or (_is_int(epochs) and epochs == -1):
+        steps, time = _select(cfg, "trainer.max_steps"), _select(cfg, "trainer.max_time")
+        bounded = (_is_int(steps) and steps >= 1) or time not in (None, _ABSENT)
+        if not bounded:
+            problems.append(
+                f"trainer.max_epochs={_show(epochs)} would train without end: give an integer >= 1, or ask for "
+                "no epoch limit with trainer.max_steps=N or trainer.max_time=DD:HH:MM:SS as well"
+            )
+    else:
+        problems.append(_bad("trainer.max_epochs", epochs,
+                             "an integer >= 1 (or -1 together with trainer.max_steps or trainer.max_time)"))
+    return problems
+
+
+def _tar_state(path: str) -> str:
+    """``"samples"`` when the tar file has a member, ``"empty"`` when none, else why it cannot be read."""
+    try:
+        if Path(path).stat().st_size == 0:
+            return "empty"
+        with tarfile.open(path, "r:*") as tar:
+            return "samples" if tar.next() is not None else "empty"
+    except tarfile.ReadError as err:
+        return f"not a readable tar file ({err})"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+
+
+def _manifest_note(shards: Sequence[str]) -> str:
+    """What the ``manifest.json`` beside empty shards says about their split (``aqa prep`` writes it)."""
+    folder = Path(shards[0]).parent
+    path = folder / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    names = {Path(s).name for s in shards}
+    parts = [
+        f"split {name!r} has {split.get('samples', '?')} samples"
+        for name, split in (manifest.get("splits") or {}).items()
+        if names & set(split.get("shards", []))
+    ]
+    skipped = manifest.get("skipped") or []
+    if skipped:
+        first = skipped[0]
+        parts.append(f"prep skipped {len(skipped)} input(s), e.g. {first.get('unit', first.get('source', '?'))}: "
+                     f"{first.get('reason', '?')}")
+    return f"; {path}: {', '.join(parts)}" if parts else ""
+
+
+def _shard_problem(key: str, urls: list[str], what: str) -> tuple[str, str]:
+    """(``"ok"``, ``""``) when a shard holds samples (remote URLs are assumed to), else (``"empty"`` or
+    ``"unreadable"``, the problem line)."""
+    local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
+    if len(local) < len(urls):
+        return "ok", ""
+    for url in local:
+        state = _tar_state(url)
+        if state == "samples":
+            return "ok", ""
+        if state != "empty":
+            return "unreadable", f"{key}: {what} {url} is {state}"
+    shown = local[0] if len(local) == 1 else f"{len(local)} shards, e.g. {local[0]}"
+    return "empty", f"{key}: the {what} hold no samples ({shown} is an empty tar file{_manifest_note(local)})"
+
+
+def data_problems(cfg: DictConfig) -> list[str]:
+    """The train and validation shards: that they exist and hold samples, and that a ``val/`` metric to
+    monitor has validation data. At most one line (empty: all fine)."""
+    from aqa.data.datamodule import expand_shard_urls
+
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or "train_urls" not in data:
+        return []
+    train_urls = _select(cfg, "data.train_urls")
+    if not train_urls:
+        return [_bad("data.train_urls", train_urls, "shard paths, e.g. data/codec/train-*.tar")]
+    try:
+        train = expand_shard_urls(_as_list(train_urls), "training shards")
+    except FileNotFoundError as err:
+        return [f"data.train_urls: {err}"]
+    state, problem = _shard_problem("data.train_urls", train, "training shards")
+    if state != "ok":
+        return [f"{problem}; rebuild them with `aqa prep codec` or point data.train_urls at other shards"]
+
+    metric = _select(cfg, "monitor.metric")
+    needs_val = isinstance(metric, str) and metric.startswith("val/")
+    fix = (f"monitor.metric={metric} (best checkpoint, LR scheduler) needs validation data: add some (more or "
+           "longer clips for `aqa prep`), or monitor a training metric: monitor.metric=train/loss monitor.mode=min")
+    if needs_val and _select(cfg, "trainer.limit_val_batches") == 0:
+        return [f"trainer.limit_val_batches=0 turns validation off, but {fix}"]
+    val_urls = _select(cfg, "data.val_urls")
+    if not val_urls:  # null: no validation
+        return [f"data.val_urls={_show(val_urls)} (no validation), but {fix}"] if needs_val else []
+    try:
+        val = expand_shard_urls(_as_list(val_urls), "validation shards")
+    except FileNotFoundError as err:
+        return [f"data.val_urls: {err}"]
+    state, problem = _shard_problem("data.val_urls", val, "validation shards")
+    if state == "unreadable" or (state == "empty" and needs_val):
+        return [f"{problem}, but {fix}" if state == "empty" else problem]
+    if state == "empty":
+        log.warning("%s: training runs without validation", problem)
+    return []
+
+
+def _as_list(urls: Any) -> str | list[str]:
+    return [str(u) for u in urls] if isinstance(urls, ListConfig | list | tuple) else str(urls)
+
+
+def check_values(cfg: DictConfig, data: bool = True) -> None:
+    """Check a composed config's values before a run builds or writes anything.
+
+    Types and ranges of the trainer, optimizer, scheduler and data settings; an unbounded
+    ``trainer.max_epochs`` (-1) only with ``trainer.max_steps`` or ``trainer.max_time``; with ``data``, that
+    the train and validation shards exist and hold samples (validation too when ``monitor.metric`` is a
+    ``val/`` metric).
+
+    Raises:
+        ConfigError: one line, each problem naming the key, the value and the valid range (``; `` between).
+    """
+    problems = value_problems(cfg)
+    if data and not problems:
+        problems = data_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _check_targets(node: Any) -> None:

@@ -568,7 +568,7 @@ def test_datamodule_workers_epochs_and_missing_shards(shards, tmp_path):
     val = [b for b in dm.val_dataloader()]
     assert sum(len(b["group"].unique()) for b in val) == manifest["splits"]["val"]["groups"]
 
-    with pytest.raises(FileNotFoundError, match=r"make data-demo.*data_prep\.codec"):
+    with pytest.raises(FileNotFoundError, match=r"make data-demo.*aqa prep codec"):
         AQADataModule(train_urls=str(tmp_path / "none" / "train-*.tar"), sample_rate=16000).setup("fit")
     with pytest.raises(FileNotFoundError):
         expand_shard_urls([str(tmp_path / "x-{00000..00002}.tar")])

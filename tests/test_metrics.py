@@ -369,3 +369,14 @@ def test_run_serial_matches_records(wavs: dict[str, str]) -> None:
     pytest.importorskip("pystoi")
     recs = run("stoi", [(wavs["ref"], wavs["deg"]), (wavs["ref"], wavs["corrupt"])])
     assert "stoi" in recs[0] and "error" in recs[1]
+
+
+def test_metric_cli_errors_keep_their_quotes(tmp_path, capsys):
+    from aqa.cli import main
+
+    missing = tmp_path / "nope.csv"
+    assert main(["metric", "visqol", "--pairs", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"'{missing}'") and len(err.splitlines()) == 1  # the path's closing quote is kept
+    assert main(["metric", "nope", "--ref", "a.wav", "--deg", "b.wav"]) == 2
+    assert "unknown metric 'nope'; choose from" in capsys.readouterr().err

@@ -101,8 +101,9 @@ def test_cli_rejects_bad_overrides(capsys):
     assert "unknown encoder 'nope'; choose from" in capsys.readouterr().err
 
 
-def test_full_deepaq_without_weights_fails_fast(tmp_path, capsys):
+def test_full_deepaq_without_weights_fails_fast(shards, tmp_path, capsys):
     missing = tmp_path / "MERT-v1-95M"
-    assert main(["train", "deepaq_lora", f"encoder.checkpoint={missing}", f"run_dir={tmp_path / 'r'}"]) == 2
+    data = [f"data.train_urls={shards}/train-*.tar", f"data.val_urls={shards}/val-*.tar"]  # checked first
+    assert main(["train", "deepaq_lora", *data, f"encoder.checkpoint={missing}", f"run_dir={tmp_path / 'r'}"]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "encoder.checkpoint" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,28 @@ from torch.utils.data import DataLoader
 
 from aqa.data.dataset import GroupedBatchDataset
 
-__all__ = ["AQADataModule", "expand_shard_urls"]
+__all__ = ["AQADataModule", "data_root", "expand_shard_urls"]
 
 _BUILD_HINT = (
     "build the demo shards with `make data-demo`, or your own with "
-    "`python -m data_prep.codec --src <audio folder or list.csv> --out <dir>`"
+    "`aqa prep codec --src <audio folder or list.csv> --out <dir>`"
 )
 _GLOB_CHARS = set("*?[")
+# The checkout (the folder holding the `aqa` package and `configs/`): relative data paths in configs
+# (`data/codec_demo/train-*.tar`) are read from here, or from $AQA_DATA when it is set.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_ROOT_ENV = "AQA_DATA"
+
+
+def data_root() -> tuple[Path, str]:
+    """The folder relative shard paths resolve against, and how it was chosen (for messages).
+
+    ``$AQA_DATA`` when set, else the checkout (never the current folder).
+    """
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser(), f"{DATA_ROOT_ENV}={env}"
+    return REPO_ROOT, f"the checkout {REPO_ROOT}; set {DATA_ROOT_ENV} to read them from another folder"
 
 
 def _is_remote(url: str) -> bool:
@@ -30,7 +46,8 @@ def _is_remote(url: str) -> bool:
 def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[str]:
     """Expand brace patterns and (for local paths) globs into a sorted, de-duplicated shard list.
 
-    ``pipe:`` commands and ``scheme://`` URLs are brace-expanded but not checked.
+    ``pipe:`` commands and ``scheme://`` URLs are brace-expanded but not checked. Relative local paths
+    resolve against :func:`data_root` (``$AQA_DATA``, else the checkout), never the current folder.
 
     Args:
         urls: one pattern or a list of patterns, e.g. ``"data/codec_demo/train-*.tar"`` or
@@ -41,13 +58,21 @@ def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[s
         FileNotFoundError: a local pattern matches no file (the message says how to build shards).
     """
     patterns = [urls] if isinstance(urls, str | Path) else list(urls)
+    root, root_note = data_root()
     out: list[str] = []
     missing: list[str] = []
+    relative = False
     for pattern in patterns:
         for url in braceexpand(str(pattern)):
             if _is_remote(url):
                 out.append(url)
-            elif _GLOB_CHARS & set(url):
+                continue
+            if not Path(url).expanduser().is_absolute():
+                relative = True
+                url = str(root / url)
+            else:
+                url = str(Path(url).expanduser())
+            if _GLOB_CHARS & set(url):
                 hits = sorted(glob.glob(url))
                 if hits:
                     out.extend(hits)
@@ -59,7 +84,8 @@ def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[s
                 missing.append(url)
     if missing or not out:
         shown = ", ".join(repr(m) for m in (missing or [str(p) for p in patterns])[:3])
-        raise FileNotFoundError(f"no {what} found for {shown} (cwd {Path.cwd()}); {_BUILD_HINT}")
+        where = f" (relative paths are read from {root_note})" if relative else ""
+        raise FileNotFoundError(f"no {what} found for {shown}{where}; {_BUILD_HINT}")
     return list(dict.fromkeys(out))
 
 

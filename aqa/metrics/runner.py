@@ -328,7 +328,8 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.jobs < 1:
             return usage("--jobs must be >= 1")
     except (KeyError, ValueError, OSError) as err:
-        return usage(str(err).strip("'\""))
+        # KeyError's str() is the repr of its message: take the message itself (never cut quotes off a path)
+        return usage(err.args[0] if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str) else str(err))
     out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115 - closed below
     n_err = 0
     try:

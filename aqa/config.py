@@ -8,7 +8,9 @@ any of their settings. Composition order, later wins:
 
 A command-line override whose key is a group (``encoder=wavlm_base_plus``, ``tasks.mos.loss=l1``) swaps the
 whole component file; any other key must already exist (``trainer.max_epochs=3``), so typos fail loudly.
-Every trainer config also accepts ``max_steps`` and ``max_time`` (null: no limit).
+Every trainer config also accepts ``max_steps`` and ``max_time`` (null: no limit). A fusion encoder's members
+(encoder names, or mappings overriding their files) are resolved to complete encoder configs
+(:func:`resolve_encoder`), so the encoders never read YAML.
 
 :func:`check_values` checks the values of a composed config (types, ranges, that the shards exist and hold
 samples) before ``aqa train`` builds or writes anything. Relative shard paths are read from ``$AQA_DATA``
@@ -17,6 +19,7 @@ when set, else from the checkout (:func:`aqa.data.datamodule.data_root`).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -30,11 +33,15 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from aqa.data.urls import expand_shard_urls
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 GROUPS = ("encoder", "data", "trainer")
 TASK_GROUPS = ("head", "loss")
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 NAN_POLICIES = ("skip", "stop")
+# the encoder whose `encoders` lists other encoders, resolved by `resolve_encoder` (aqa.encoders.fusion)
+FUSION = "fusion"
 # trainer keys every trainer config accepts, added by `compose` when its file lacks them (null: no limit)
 TRAINER_LIMITS: dict[str, Any] = {"max_steps": None, "max_time": None}
 
@@ -138,7 +145,49 @@ def compose(experiment: str, overrides: Sequence[str] = (), config_dir: Path = C
             raise ConfigError(_unknown_key_message(cfg, err)) from None
         except OmegaConfBaseException as err:
             raise ConfigError(f"invalid override: {err}") from None
+    resolve_encoder(cfg.encoder, config_dir)
     validate(cfg)
+    return cfg
+
+
+def encoder_config(entry: Any, config_dir: Path = CONFIG_DIR) -> DictConfig:
+    """An encoder's complete config, as :func:`aqa.encoders.build_encoder` takes it, from a name or a mapping.
+
+    A name loads ``configs/encoder/NAME.yaml``. A mapping's ``name`` picks the file and its other keys override
+    the file's (``{name: wavlm_base_plus, checkpoint: /path}``, ``{name: wavlm_base_plus_tiny, freeze: true}``)
+    or add to them. The result keeps the file's own ``name``, the registry key (a ``NAME_tiny.yaml`` names its
+    full-size builder). A fusion's members are resolved the same way (:func:`resolve_encoder`).
+
+    Raises:
+        ConfigError: not a name or a mapping with ``name``, or no such encoder file.
+    """
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if isinstance(entry, DictConfig):
+        entry = OmegaConf.to_container(entry)
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ConfigError(f"an encoder must be a name or a mapping with `name`, got {entry!r}")
+    overrides = {k: v for k, v in entry.items() if k != "name"}
+    cfg = OmegaConf.merge(_load_group("encoder", entry["name"], config_dir), OmegaConf.create(overrides))
+    assert isinstance(cfg, DictConfig)
+    return resolve_encoder(cfg, config_dir)
+
+
+def resolve_encoder(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> DictConfig:
+    """Resolve a fusion's members in place: each entry of ``encoders`` (a name, or a mapping with ``name``
+    overriding that file) becomes its complete config (:func:`encoder_config`), so the encoders never read
+    YAML. Any other encoder config is returned unchanged. Returns ``cfg``.
+
+    Raises:
+        ConfigError: ``encoders`` is not a list, or a member is not a name or a mapping with ``name``, or
+            names no encoder file.
+    """
+    if cfg.get("name") != FUSION or "encoders" not in cfg:
+        return cfg
+    members = cfg.encoders
+    if not isinstance(members, ListConfig):
+        raise ConfigError(f"fusion `encoders` must be a list of encoder names or configs, got {members!r}")
+    cfg.encoders = [encoder_config(member, config_dir) for member in members]
     return cfg
 
 
@@ -153,6 +202,8 @@ def _unknown_key_message(cfg: DictConfig, err: OmegaConfBaseException) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Check every component name against its registry and every ``_target_`` against the allow-list."""
+    # The registries import every encoder family (transformers, peft: seconds); `aqa prep`, `aqa metric` and
+    # `aqa list`, which read this module, never validate, so they do not pay for them.
     from aqa.encoders import ENCODERS
     from aqa.heads import HEADS
     from aqa.losses import LOSSES
@@ -360,8 +411,6 @@ def _shard_problem(key: str, urls: list[str], what: str) -> tuple[str, str]:
 def data_problems(cfg: DictConfig) -> list[str]:
     """The train and validation shards: that they exist and hold samples, and that a ``val/`` metric to
     monitor has validation data. At most one line (empty: all fine)."""
-    from aqa.data.datamodule import expand_shard_urls
-
     data = cfg.get("data")
     if not isinstance(data, DictConfig) or "train_urls" not in data:
         return []
@@ -442,7 +491,6 @@ def instantiate(node: DictConfig | dict, *args: Any, **kwargs: Any) -> Any:
     With ``_partial_: true`` returns a ``functools.partial`` to be completed by the caller (e.g. with the
     parameters of an optimizer).
     """
-    import functools
 
     spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     assert isinstance(spec, dict)
@@ -464,7 +512,16 @@ def save_config(cfg: DictConfig, path: Path) -> None:
 
 
 def load_config(path: Path) -> DictConfig:
-    """Read a saved resolved config (e.g. ``runs/NAME/config.yaml``)."""
+    """Read a saved resolved config (e.g. ``runs/NAME/config.yaml``).
+
+    Runs saved before the tiny encoders became YAML variants name the variant (``mert_v1_95m_tiny``) where
+    the builder now stands, and a fusion's members by name: both are read as today's configs would hold them.
+    """
     cfg = OmegaConf.load(path)
     assert isinstance(cfg, DictConfig)
+    encoder = cfg.get("encoder")
+    if isinstance(encoder, DictConfig) and isinstance(encoder.get("name"), str):
+        if (CONFIG_DIR / "encoder" / f"{encoder.name}.yaml").is_file():
+            encoder.name = _load_group("encoder", encoder.name, CONFIG_DIR).name
+        resolve_encoder(encoder)
     return cfg

@@ -27,3 +27,18 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory):
+    """A small codec shard set (3 pieces plus a corrupt, a silent and a short file): (root, sources, manifest)."""
+    import shutil
+
+    from synth import build, write_pieces
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed (`make install`)")
+    root = tmp_path_factory.mktemp("codec")
+    sources = write_pieces(root / "src")
+    manifest = build(sources, root / "out", jobs=1)
+    return root, sources, manifest

@@ -1,7 +1,16 @@
 import pytest
 from omegaconf import OmegaConf
 
-from aqa.config import ConfigError, available, check_target, compose, instantiate, load_config, save_config
+from aqa.config import (
+    ConfigError,
+    available,
+    check_target,
+    compose,
+    encoder_config,
+    instantiate,
+    load_config,
+    save_config,
+)
 
 
 @pytest.mark.parametrize("experiment", available("experiment"))
@@ -20,6 +29,34 @@ def test_overrides_apply_and_groups_swap():
     assert compose("deepaq_lora_tiny", ["encoder=mert_v1_95m"]).encoder.name == "mert_v1_95m"
 
 
+def test_tiny_encoder_files_name_their_full_size_builder():
+    cfg = compose("deepaq_lora_tiny", ["encoder=wavlm_base_plus_tiny"]).encoder
+    assert cfg.name == "wavlm_base_plus" and cfg.checkpoint is None and cfg.arch.hidden_size == 32
+    assert {"mert_v1_95m", "mert_v1_95m_tiny", "fusion", "fusion_tiny"} <= set(available("encoder"))
+
+
+def test_compose_resolves_fusion_members():
+    members = compose("mmmos_tiny").encoder.encoders
+    assert [m.name for m in members] == ["wavlm_base_plus", "muq_large_msd", "m2d_vit_base"]
+    assert members[0] == encoder_config("wavlm_base_plus_tiny")  # each member's complete file
+    assert members[2].arch.input_size == [80, 64] and members[2].checkpoint is None
+    # a mapping's `name` picks the file, its other keys override the file's; names given on the command line too
+    cfg = compose("mmmos_tiny", ["encoder.encoders=[{name: wavlm_base_plus_tiny, freeze: true, adapter: {r: 2}},"
+                                 "mert_v1_95m_tiny]"])
+    first, second = cfg.encoder.encoders
+    assert first.name == "wavlm_base_plus" and first.freeze is True and first.arch.hidden_size == 32
+    assert first.adapter.r == 2 and list(first.adapter.target_modules) == ["q_proj", "v_proj"]
+    assert second == encoder_config("mert_v1_95m_tiny")
+    full = compose("mmmos", ["encoder.encoders=[{name: wavlm_base_plus, checkpoint: null}]"]).encoder.encoders[0]
+    assert full.checkpoint is None and full.adapter.r == 8 and "arch" not in full
+    with pytest.raises(ConfigError, match="unknown encoder 'nope'; choose from .*wavlm_base_plus_tiny"):
+        compose("mmmos_tiny", ["encoder.encoders=[nope]"])
+    with pytest.raises(ConfigError, match="a name or a mapping with `name`"):
+        compose("mmmos_tiny", ["encoder.encoders=[{freeze: true}]"])
+    with pytest.raises(ConfigError, match="list of encoder names"):
+        compose("mmmos_tiny", ["encoder.encoders=wavlm_base_plus_tiny"])
+
+
 def test_unknown_key_is_refused_with_valid_keys():
     with pytest.raises(ConfigError, match="unknown config key 'no_such_key'.*trainer"):
         compose("deepaq_lora_tiny", ["no_such_key=1"])
@@ -30,7 +67,7 @@ def test_unknown_key_is_refused_with_valid_keys():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("encoder.name=nope", "unknown encoder 'nope'; choose from .*mert_v1_95m_tiny"),
+        ("encoder.name=nope", "unknown encoder 'nope'; choose from .*'mert_v1_95m'"),
         ("encoder=nope", "unknown encoder 'nope'; choose from .*mert_v1_95m"),
         ("tasks.bitrate.head=nope", "unknown head 'nope'; choose from .*rnc_embedding"),
         ("tasks.nope.head=mean_pool", "unknown task 'nope'"),
@@ -65,3 +102,17 @@ def test_saved_config_round_trips(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     loaded = load_config(tmp_path / "config.yaml")
     assert OmegaConf.to_container(loaded) == OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_runs_saved_before_tiny_encoders_became_yaml_variants_still_load(tmp_path):
+    from aqa.config import load_config, save_config
+    from aqa.encoders import build_encoder
+
+    old = compose("mmmos_tiny")
+    old.encoder.name = "fusion_tiny"  # how runs were saved: the variant's name, members by name
+    old.encoder.encoders = ["wavlm_base_plus_tiny", "muq_large_msd_tiny", "m2d_vit_base_tiny"]
+    save_config(old, tmp_path / "config.yaml")
+    cfg = load_config(tmp_path / "config.yaml")
+    assert cfg.encoder.name == "fusion" and [m.name for m in cfg.encoder.encoders] == [
+        "wavlm_base_plus", "muq_large_msd", "m2d_vit_base"]
+    assert build_encoder(OmegaConf.to_container(cfg.encoder)).output_dim > 0

@@ -51,7 +51,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     """One piece (2 excerpts = 2 groups) per shard: 2 training shards, 2 validation shards (one per DDP rank)."""
-    from aqa.data.codec_shards import build_codec_shards
+    from data_prep.codec import build_codec_shards
 
     root = tmp_path_factory.mktemp("music")
     import soundfile as sf
@@ -103,7 +103,7 @@ def ckpt(run: Path, name: str = "last") -> dict:
 
 @needs_ffmpeg
 def test_sigterm_checkpoints_and_sigkill_resume_matches_uninterrupted_run(shards, tmp_path):
-    from aqa.cli import train
+    from aqa.tasks.training import train
 
     steps_per_epoch = 4  # 2 shards x 2 groups, one group per batch
     reference = train(compose("deepaq_lora_tiny", tiny_overrides(shards, tmp_path / "uninterrupted")))
@@ -261,7 +261,8 @@ def test_training_loader_skips_bad_members_with_a_reason(tmp_path, caplog):
 
 @needs_ffmpeg
 def test_eval_scores_the_good_groups_of_a_hostile_val_shard(shards, tmp_path, caplog):
-    from aqa.cli import evaluate, train
+    from aqa.eval.runs import evaluate
+    from aqa.tasks.training import train
 
     run = tmp_path / "run"
     train(compose("deepaq_lora_tiny", tiny_overrides(shards, run, "trainer.max_epochs=1", "logger=none")))
@@ -297,7 +298,7 @@ def test_property_load_and_resample(rate, target, channels, frames, seed, scale)
 
     import soundfile as sf
 
-    from aqa.data.audio import load_audio, resample, to_mono
+    from aqa.audio import load_audio, resample_np, to_mono_np
     from aqa.encoders.base import prepare
 
     x = (np.random.default_rng(seed).uniform(-1, 1, (frames, channels)) * scale).astype(np.float32)
@@ -308,12 +309,12 @@ def test_property_load_and_resample(rate, target, channels, frames, seed, scale)
     except ValueError:
         return
     assert sr == rate and y.shape == (channels, frames) and np.isfinite(y).all()
-    mono = to_mono(y)
+    mono = to_mono_np(y)
     assert mono.shape == (frames,)
     if frames * target / rate > 2e6:
         return  # output would exceed 2 M samples: not a resampling question any more
     try:
-        out = resample(mono, rate, target)
+        out = resample_np(mono, rate, target)
     except ValueError:
         out = None
     if out is not None:
@@ -373,7 +374,7 @@ def test_load_run_refuses_a_pickle_that_runs_code(tmp_path):
 
 @needs_ffmpeg
 def test_resume_refuses_a_pickle_that_runs_code(shards, tmp_path):
-    from aqa.cli import train
+    from aqa.tasks.training import train
 
     run, marker = tmp_path / "run", tmp_path / "marker"
     _evil_file(run / "checkpoints" / "last.ckpt", marker)

@@ -11,9 +11,10 @@ import soundfile as sf
 import torch
 
 import aqa.metrics
-from aqa.cli import calibrate, evaluate, train
 from aqa.config import ConfigError, available, compose
+from aqa.eval.runs import calibrate, evaluate
 from aqa.tasks import build_module, init_from_checkpoint
+from aqa.tasks.training import train
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (make install)")
 
@@ -40,10 +41,10 @@ def _fake_haaqi(name, ref, sr_ref, deg, sr_deg, audiogram, level_db):  # determi
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     """Shards for every tiny experiment, made by the project's own recipes."""
-    from aqa.data.codec_shards import build_codec_shards
-    from aqa.data.jnd_shards import build_jnd_shards
+    from data_prep.codec import build_codec_shards
     from data_prep.haaqi import main as haaqi_main
-    from data_prep.import_tests import main as import_main
+    from data_prep.jnd import build_jnd_shards
+    from data_prep.rated import main as import_main
 
     root = tmp_path_factory.mktemp("systems")
     src = [voice(root / "src" / f"utt{i}.wav", 1.3, f0, i) for i, f0 in enumerate((110.0, 150.0, 210.0))]

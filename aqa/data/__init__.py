@@ -1,39 +1,6 @@
-"""Data: audio I/O, real codecs, codec shard building, grouped streaming dataset and the DataModule.
+"""What training reads: :mod:`aqa.data.dataset` (grouped batches streamed from WebDataset shards),
+:mod:`aqa.data.datamodule` (the Lightning DataModule) and :mod:`aqa.data.urls` (where shard paths point).
 
-``AQADataModule`` is imported lazily so that data preparation does not pay for importing Lightning.
+Building shards is :mod:`data_prep`'s job (``aqa prep NAME``); audio I/O is :mod:`aqa.audio`. Nothing is
+imported here, so reading shard paths (``aqa.config``) does not pay for importing Lightning.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-from aqa.data.audio import load_audio, resample, to_mono
-from aqa.data.codec_shards import build_codec_shards
-from aqa.data.codecs import CODECS, encode_decode
-
-if TYPE_CHECKING:
-    from aqa.data.datamodule import AQADataModule
-    from aqa.data.dataset import GroupedBatchDataset
-
-__all__ = [
-    "AQADataModule",
-    "CODECS",
-    "GroupedBatchDataset",
-    "build_codec_shards",
-    "encode_decode",
-    "load_audio",
-    "resample",
-    "to_mono",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "AQADataModule":
-        from aqa.data.datamodule import AQADataModule
-
-        return AQADataModule
-    if name == "GroupedBatchDataset":
-        from aqa.data.dataset import GroupedBatchDataset
-
-        return GroupedBatchDataset
-    raise AttributeError(f"module 'aqa.data' has no attribute {name!r}")

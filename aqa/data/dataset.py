@@ -1,7 +1,7 @@
 """Streaming dataset over codec shards that yields whole groups per batch (for Rank-N-Contrast).
 
 A *group* is one excerpt with all its versions (clean reference + every codec/bit rate); the shards
-written by :mod:`aqa.data.codec_shards` store each group as consecutive samples. This dataset reads
+written by :mod:`data_prep.codec` store each group as consecutive samples. This dataset reads
 shards with webdataset, re-assembles groups, shuffles them in a bounded buffer (train only) and emits
 one batch per ``groups_per_batch`` groups, so contrastive losses always see every version of an
 excerpt together and time-aligned.
@@ -21,7 +21,7 @@ import webdataset as wds
 from braceexpand import braceexpand
 from torch.utils.data import IterableDataset
 
-from aqa.data.audio import check_audio, decode_flac, resample, to_mono
+from aqa.audio import check_audio, decode_flac, resample_np, to_mono_np
 
 __all__ = ["GroupedBatchDataset", "Batch"]
 
@@ -232,7 +232,7 @@ class GroupedBatchDataset(IterableDataset):
             n = total if self.crop_s is None else min(total, int(round(self.crop_s * sr)))
             offset = rng.randrange(total - n + 1) if self.train else 0
             for (meta, _), (x, _) in zip(raw, decoded, strict=True):
-                seg = resample(to_mono(x[:, offset : offset + n]), sr, self.sample_rate)
+                seg = resample_np(to_mono_np(x[:, offset : offset + n]), sr, self.sample_rate)
                 wavs.append(seg)
                 metas.append({**meta, "crop_start_s": offset / sr})
                 group_idx.append(gi)

@@ -1,13 +1,19 @@
-"""Encoder registry: plain dict keyed by the name of each encoder's YAML file under ``configs/encoder/``.
+"""Encoder registry: a plain dict of one builder per published model, keyed by its ``configs/encoder/`` YAML.
 
 Every encoder is built as ``ENCODERS[name](**cfg_without_name)`` and follows the contract in
 :mod:`aqa.encoders.base`: ``forward(wav (B, T), lengths (B,) | None) -> EncoderOutput(layers, lengths)``
-with attributes ``sample_rate``, ``output_dim``, ``num_layers`` and ``frame_rate``. Every full-size entry
-has a ``NAME_tiny`` twin with random weights for tests.
+with attributes ``sample_rate``, ``output_dim``, ``num_layers`` and ``frame_rate``.
+
+Each builder loads the published ``checkpoint``, or with ``checkpoint: null`` builds random weights of the
+published architecture overridden by an optional ``arch`` mapping. Other variants are only YAML files: the
+tiny random-weight twins for tests (``configs/encoder/NAME_tiny.yaml``) name the full-size builder
+(``name: NAME``) with ``checkpoint: null`` and a small ``arch``; ``aqa.config.available("encoder")`` lists
+them all. Adding a family is one module, one YAML per variant and one line here.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,27 +33,30 @@ from aqa.encoders.base import (
     resample,
     to_mono,
 )
-from aqa.encoders.beats import build_beats_iter3_plus_as2m, build_beats_iter3_plus_as2m_tiny
+from aqa.encoders.beats import build_beats_iter3_plus_as2m
 from aqa.encoders.fusion import FusionEncoder, build_fusion
-from aqa.encoders.hf import WAV2VEC2_BASE, WAVLM_BASE_PLUS, WAVLM_LARGE, HFEncoder, load_hf_encoder, register
-from aqa.encoders.m2d import build_m2d_vit_base, build_m2d_vit_base_tiny
+from aqa.encoders.hf import (
+    WAV2VEC2_BASE,
+    WAVLM_BASE_PLUS,
+    WAVLM_LARGE,
+    HFEncoder,
+    build_hf_encoder,
+    load_hf_encoder,
+)
+from aqa.encoders.m2d import build_m2d_vit_base
 from aqa.encoders.mert import MERT_V1_95M, MERT_V1_330M, MERTEncoder, load_mert
-from aqa.encoders.muq import build_muq_large_msd, build_muq_large_msd_tiny
+from aqa.encoders.muq import build_muq_large_msd
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
-    **register(MERT_V1_95M),
-    **register(MERT_V1_330M),
-    **register(WAVLM_BASE_PLUS),
-    **register(WAVLM_LARGE),
-    **register(WAV2VEC2_BASE),
+    "mert_v1_95m": functools.partial(build_hf_encoder, MERT_V1_95M),
+    "mert_v1_330m": functools.partial(build_hf_encoder, MERT_V1_330M),
+    "wavlm_base_plus": functools.partial(build_hf_encoder, WAVLM_BASE_PLUS),
+    "wavlm_large": functools.partial(build_hf_encoder, WAVLM_LARGE),
+    "wav2vec2_base": functools.partial(build_hf_encoder, WAV2VEC2_BASE),
     "beats_iter3_plus_as2m": build_beats_iter3_plus_as2m,
-    "beats_iter3_plus_as2m_tiny": build_beats_iter3_plus_as2m_tiny,
     "m2d_vit_base": build_m2d_vit_base,
-    "m2d_vit_base_tiny": build_m2d_vit_base_tiny,
     "muq_large_msd": build_muq_large_msd,
-    "muq_large_msd_tiny": build_muq_large_msd_tiny,
     "fusion": build_fusion,
-    "fusion_tiny": build_fusion,
 }
 
 

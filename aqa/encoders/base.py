@@ -16,6 +16,7 @@ Shared helpers, written once for every family:
   turn any rate / channel count into mono at the encoder's rate (pure torch, runs on any device);
 - :func:`chunked_forward`: long clips in chunks, frames concatenated on the unchunked frame grid;
 - :func:`check_min_length`: a clear ``ValueError`` for clips too short for one frame;
+- :func:`frame_mask`, :func:`masked_time_mean`: valid frames and the mean over them (pooling for heads and fusion);
 - :class:`LayerWeightedSum`: softmax-weighted sum of the layers (s3prl's Featurizer; per-layer LayerNorm as
   in HAAQI-Net);
 - :func:`freeze`, :func:`apply_lora`, :func:`apply_adapter`.
@@ -23,14 +24,15 @@ Shared helpers, written once for every family:
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
 from torch import Tensor, nn
+
+from aqa.audio import resample, resampled_lengths, to_mono
 
 
 class EncoderOutput(NamedTuple):
@@ -102,8 +104,6 @@ def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, target_modu
         dropout: dropout on the adapter input.
         target_modules: suffixes of module names to adapt, e.g. ``["q_proj", "v_proj"]``.
     """
-    from peft import LoraConfig, inject_adapter_in_model
-
     config = LoraConfig(
         r=int(r),
         lora_alpha=int(alpha),
@@ -131,99 +131,6 @@ def apply_adapter(model: nn.Module, adapter: Mapping[str, Any] | None) -> nn.Mod
 
 # ----------------------------------------------------------------------------------------------------------
 # Input adaptation: any channel count and sample rate -> mono at the encoder's rate
-
-
-def to_mono(wav: Tensor) -> Tensor:
-    """Down-mix to mono by averaging channels.
-
-    Args:
-        wav: (T,) one clip, (B, T) mono clips, or (B, C, T) multi-channel clips.
-
-    Returns:
-        (B, T) float.
-    """
-    if wav.dim() == 1:
-        return wav[None].float()
-    if wav.dim() == 2:
-        return wav.float()
-    if wav.dim() == 3:
-        return wav.float().mean(dim=1)
-    raise ValueError(f"expected wav of shape (T,), (B, T) or (B, C, T), got {tuple(wav.shape)}")
-
-
-MAX_KERNEL_TAPS = 1 << 22  # 32 MB of float64 per cached kernel; every usual rate pair needs far fewer
-
-
-@functools.lru_cache(maxsize=32)
-def _sinc_kernel(up: int, down: int, zeros: int, rolloff: float, beta: float) -> tuple[Tensor, int]:
-    # Polyphase bank of a Kaiser-windowed sinc low-pass, time measured in input samples. Output sample
-    # q * up + p sits at input time q * down + p * down / up; its phase-p kernel tap j multiplies input
-    # sample q * down + j - width. Cut-off: `rolloff` x the lower of the two Nyquist frequencies.
-    cutoff = rolloff * min(1.0, up / down)  # fraction of the input Nyquist frequency
-    half = zeros / cutoff  # window half-width in input samples
-    width = math.ceil(half)
-    taps = 2 * width + down
-    phase = torch.arange(up, dtype=torch.float64)[:, None] * down / up
-    tau = phase + width - torch.arange(taps, dtype=torch.float64)[None, :]  # output time - input time
-    inside = tau.abs() <= half
-    window = torch.special.i0(beta * torch.sqrt((1 - (tau / half) ** 2).clamp_min(0))) / torch.special.i0(
-        torch.tensor(beta, dtype=torch.float64)
-    )
-    kernel = cutoff * torch.sinc(cutoff * tau) * window * inside
-    return kernel[:, None, :], width  # (up, 1, taps)
-
-
-def resample(
-    wav: Tensor, orig_rate: int, new_rate: int, zeros: int = 64, rolloff: float = 0.945, beta: float = 14.77
-) -> Tensor:
-    """Band-limited resampling along the last axis (polyphase windowed sinc, pure torch, any device).
-
-    The rate ratio is reduced by its gcd (44100 -> 16000 is 160 / 441); one strided ``conv1d`` evaluates
-    all ``up`` phases. The low-pass has its -6 dB point at ``rolloff`` x the lower Nyquist frequency and a
-    Kaiser window (``beta``) spanning ``zeros`` zero crossings on each side. With the defaults (44.1 -> 16 kHz):
-    within 0.05 dB up to 0.9 x Nyquist, -68 dB at Nyquist, below -150 dB from 1.06 x Nyquist; ~0.1 s per
-    10 s of audio on one CPU core. The signal is taken as zero outside ``[0, T)``, so a zero-padded clip
-    resamples exactly as the clip alone within its own length.
-
-    Args:
-        wav: (..., T) float at ``orig_rate`` Hz.
-        orig_rate: input sample rate in Hz (integer).
-        new_rate: output sample rate in Hz (integer).
-
-    Returns:
-        (..., ceil(T * new_rate / orig_rate)) at ``new_rate`` Hz, same dtype and device.
-    """
-    orig_rate, new_rate = int(orig_rate), int(new_rate)
-    if orig_rate <= 0 or new_rate <= 0:
-        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
-    if orig_rate == new_rate:
-        return wav
-    g = math.gcd(orig_rate, new_rate)
-    up, down = new_rate // g, orig_rate // g
-    taps = up * (2 * math.ceil(zeros / (rolloff * min(1.0, up / down))) + down)
-    if taps > MAX_KERNEL_TAPS:  # e.g. 44101 -> 16000 Hz would build a 5.7 GB filter bank
-        raise ValueError(
-            f"cannot resample {orig_rate} Hz -> {new_rate} Hz here: the filter bank would hold {taps} taps "
-            f"(limit {MAX_KERNEL_TAPS}); resample the audio beforehand (aqa.data.audio.resample handles any pair)"
-        )
-    kernel, width = _sinc_kernel(up, down, zeros, rolloff, beta)
-    shape, samples = wav.shape[:-1], wav.shape[-1]
-    out_len = -(-samples * up // down)
-    dtype = wav.dtype if wav.is_floating_point() else torch.float32
-    x = wav.reshape(-1, 1, samples).to(dtype)
-    blocks = -(-out_len // up)  # conv outputs (one per `up` output samples)
-    right = (blocks - 1) * down + kernel.shape[-1] - width - samples
-    x = F.pad(x, (width, max(right, 0)))
-    y = F.conv1d(x, kernel.to(device=wav.device, dtype=dtype), stride=down)  # (N, up, blocks)
-    y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, :out_len]
-    return y.reshape(*shape, out_len)
-
-
-def resampled_lengths(lengths: Tensor, orig_rate: int, new_rate: int) -> Tensor:
-    """Valid samples after :func:`resample`: ``ceil(L * new_rate / orig_rate)`` (output samples before L)."""
-    g = math.gcd(int(orig_rate), int(new_rate))
-    up, down = int(new_rate) // g, int(orig_rate) // g
-    return torch.div(lengths.long() * up + down - 1, down, rounding_mode="floor")
 
 
 def prepare(
@@ -363,6 +270,30 @@ def chunked_forward(
 # Layer combination
 
 
+def frame_mask(lengths: Tensor | None, frames: int, batch: int, device: torch.device | None = None) -> Tensor:
+    """(B, F) bool mask of valid frames (all valid when ``lengths`` is None)."""
+    if lengths is None:
+        return torch.ones(batch, frames, dtype=torch.bool, device=device)
+    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def masked_time_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Mean over valid frames.
+
+    Args:
+        x: (B, F, D) frame features.
+        lengths: (B,) number of valid frames per clip, or None when all frames are valid.
+
+    Returns:
+        (B, D) time-averaged features; padding frames never contribute.
+    """
+    if lengths is None:
+        return x.mean(dim=1)
+    mask = frame_mask(lengths, x.shape[1], x.shape[0]).to(x.dtype)  # (B, F)
+    return (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+
 class LayerWeightedSum(nn.Module):
     """Learned softmax-weighted sum of an encoder's layers: ``sum_l softmax(w)_l * norm_l(h_l)``.
 
@@ -394,6 +325,7 @@ class LayerWeightedSum(nn.Module):
 
 __all__ = [
     "AdaptedEncoder",
+    "random_arch",
     "EncoderOutput",
     "LayerWeightedSum",
     "adapt_input",
@@ -402,7 +334,9 @@ __all__ = [
     "check_min_length",
     "chunked_forward",
     "frame_lengths",
+    "frame_mask",
     "freeze",
+    "masked_time_mean",
     "prepare",
     "resample",
     "resampled_lengths",
@@ -447,6 +381,24 @@ def load_state_strict(model: nn.Module, state: Mapping[str, Tensor], source: obj
     if wrong:
         raise ValueError(f"weights in {source} have the wrong shapes for {arch}: {preview(wrong)}")
     model.load_state_dict(state, strict=True)
+
+
+def random_arch(name: str, arch: Mapping[str, Any] | None, checkpoint: object) -> dict[str, Any]:
+    """``arch`` as a plain dict; refused with a checkpoint, which brings its own architecture.
+
+    ``arch`` overrides the published architecture of random weights (``checkpoint: null``): the tiny test
+    variants are such overrides in YAML.
+
+    Raises:
+        ValueError: both ``arch`` and ``checkpoint`` are given.
+    """
+    arch = dict(plain(arch or {}))
+    if checkpoint is not None and arch:
+        raise ValueError(
+            f"{name}: `arch` {sorted(arch)} shapes random weights only (checkpoint: null); the checkpoint "
+            f"{checkpoint!r} brings its own architecture: set checkpoint: null or leave arch empty"
+        )
+    return arch
 
 
 def finish(encoder: nn.Module, freeze_backbone: bool, adapter: Mapping[str, Any] | None) -> nn.Module:

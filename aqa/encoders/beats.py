@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain
+from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain, random_arch
 
 CHECKPOINT_NAME = "BEATs_iter3_plus_AS2M.pt"
 FBANK_MEAN = 15.41663
@@ -543,43 +543,28 @@ def build_beats_iter3_plus_as2m(
     freeze: bool = False,
     adapter: Mapping[str, Any] | None = None,
     tokens: str = "mean",
+    arch: Mapping[str, Any] | None = None,
 ) -> BEATsEncoder:
     """BEATs iter3+ (AS2M): the published ``BEATs_iter3_plus_AS2M.pt`` from ``checkpoint``, or random weights.
 
     Args:
-        checkpoint: path to the ``.pt`` file; None builds the full-size architecture with random weights.
+        checkpoint: path to the ``.pt`` file; None builds random weights of the published architecture
+            overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (e.g. ``[q_proj, v_proj]``) or None.
         tokens: ``mean`` (one frame per 160 ms step) or ``all`` (the 8 frequency-patch tokens of each step).
+        arch: BEATsConfig fields overriding the published ones (e.g. encoder_embed_dim 32, 2 layers; the tiny
+            YAML). Random weights only: must be empty with a ``checkpoint``, whose ``cfg`` gives the architecture.
+
+    Raises:
+        ValueError: ``arch`` given together with a ``checkpoint``.
     """
+    arch = random_arch("beats_iter3_plus_as2m", arch, checkpoint)
     if checkpoint is None:
-        encoder = BEATsEncoder(BEATS_ITER3_PLUS_AS2M_CFG, tokens)
+        encoder = BEATsEncoder(arch, tokens)  # the published cfg overridden by arch (see beats_config)
     else:
         encoder = load_beats(checkpoint, tokens)
     return finish(encoder, freeze, adapter)
-
-
-def build_beats_iter3_plus_as2m_tiny(
-    arch: Mapping[str, Any],
-    checkpoint: str | None = None,
-    freeze: bool = False,
-    adapter: Mapping[str, Any] | None = None,
-    tokens: str = "mean",
-) -> BEATsEncoder:
-    """A small random-weight BEATs for tests and demos: same fbank, patches and framing (6.25 Hz).
-
-    Args:
-        arch: BEATsConfig fields overriding the published ones (e.g. encoder_embed_dim 32, 2 layers).
-        checkpoint: must be None (random weights only).
-        freeze: stop gradients for the whole backbone (applied before the adapter).
-        adapter: ``{name: lora, r, alpha, dropout, target_modules}`` or None.
-        tokens: ``mean`` or ``all`` (see :class:`BEATsEncoder`).
-    """
-    if checkpoint is not None:
-        raise ValueError(
-            "beats_iter3_plus_as2m_tiny has random weights; load checkpoints with beats_iter3_plus_as2m"
-        )
-    return finish(BEATsEncoder(plain(arch), tokens), freeze, adapter)
 
 
 __all__ = [
@@ -588,7 +573,6 @@ __all__ = [
     "BEATsModel",
     "beats_config",
     "build_beats_iter3_plus_as2m",
-    "build_beats_iter3_plus_as2m_tiny",
     "kaldi_fbank",
     "kaldi_mel_banks",
     "load_beats",

@@ -12,6 +12,9 @@ frames, the layers are reduced to one vector (``layers: weighted`` -- a learned 
 ``last``; one choice for all members or a list with one per member: MMMOS' published model weighs WavLM's
 layers and takes the last layer of MuQ and M2D), and the vector is L2-normalised so that no member dominates
 by scale.
+
+Members arrive as complete encoder configs: the YAML names them (or overrides their files' keys) and
+:func:`aqa.config.compose` resolves them, so this module never reads a config file.
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from aqa.encoders.base import EncoderOutput, LayerWeightedSum, prepare
+from aqa.encoders.base import EncoderOutput, LayerWeightedSum, masked_time_mean, prepare
 from aqa.encoders.base import freeze as freeze_module
-from aqa.heads.pooling import masked_time_mean
 
 LAYER_REDUCTIONS = ("weighted", "mean", "last")
 
@@ -98,23 +100,22 @@ class FusionEncoder(nn.Module):
         return EncoderOutput(layers=[fused[:, None, :]], lengths=ones)
 
 
-def _member_config(entry: str | Mapping[str, Any]) -> DictConfig:
-    # A registry name loads configs/encoder/NAME.yaml; a mapping with `name` overrides that file.
-    from aqa.config import CONFIG_DIR
-
-    if isinstance(entry, str):
-        entry = {"name": entry}
-    if "name" not in entry:
-        raise ValueError(f"a fusion member must be an encoder name or a mapping with `name`, got {entry!r}")
-    path = CONFIG_DIR / "encoder" / f"{entry['name']}.yaml"
-    base = OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
-    cfg = OmegaConf.merge(base, OmegaConf.create(dict(entry)))
+def _member_config(entry: Any) -> DictConfig:
+    # Members arrive complete: aqa.config.compose (or aqa.config.resolve_encoder) reads each member's YAML.
+    if not isinstance(entry, Mapping) or "name" not in entry:
+        hint = (
+            " (a name is resolved to its configs/encoder/ YAML by aqa.config.compose or aqa.config.resolve_encoder; "
+            "build the fusion from such a config)"
+            if isinstance(entry, str) else ""
+        )
+        raise ValueError(f"a fusion member must be a complete encoder config with `name`, got {entry!r}{hint}")
+    cfg = OmegaConf.create(dict(entry))
     assert isinstance(cfg, DictConfig)
     return cfg
 
 
 def build_fusion(
-    encoders: Sequence[str | Mapping[str, Any]],
+    encoders: Sequence[Mapping[str, Any]],
     sample_rate: int | None = None,
     layers: str | Sequence[str] = "weighted",
     freeze: bool | None = None,
@@ -124,8 +125,10 @@ def build_fusion(
     """Build a :class:`FusionEncoder` from member configs.
 
     Args:
-        encoders: members, each a registry name (its YAML under ``configs/encoder/``) or a mapping with
-            ``name`` whose other keys override that YAML (``{name: wavlm_base_plus, checkpoint: /w}``).
+        encoders: the members' complete encoder configs, each as :func:`aqa.encoders.build_encoder` takes it
+            (``{name: wavlm_base_plus, checkpoint: ..., freeze: ..., adapter: ...}``). In a YAML a member is an
+            encoder file name or a mapping with ``name`` overriding that file's keys; ``aqa.config.compose``
+            resolves those into complete configs before anything is built.
         sample_rate: input rate in Hz; None takes the highest member rate.
         layers: layer reduction (``weighted``, ``mean``, ``last``) for all members, or a list, one per member.
         freeze: when not None, sets every member's ``freeze``; true also freezes the layer weights.
@@ -133,7 +136,7 @@ def build_fusion(
             merged over each member's adapter (so ``{r: 4}`` keeps each family's ``target_modules``).
         checkpoint: must be None (members carry their own checkpoints).
     """
-    from aqa.encoders import build_encoder
+    from aqa.encoders import build_encoder  # the registry imports this module
 
     if checkpoint is not None:
         raise ValueError("fusion has no checkpoint of its own; set encoder.encoders[i].checkpoint")

@@ -14,12 +14,12 @@ norm" for the large models). This module holds everything they share, written on
   remapping the published key layout (wrapper prefixes, old weight-norm names, pre-training heads) and
   loading strictly;
 - the WavLM (microsoft/wavlm-base-plus, microsoft/wavlm-large) and wav2vec 2.0 (facebook/wav2vec2-base)
-  variants and their builders. MERT's variants live in :mod:`aqa.encoders.mert`.
+  variants, and :func:`build_hf_encoder`, the one builder of every variant (MERT's variants live in
+  :mod:`aqa.encoders.mert`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -49,6 +49,7 @@ from aqa.encoders.base import (
     frame_lengths,
     load_state_strict,
     plain,
+    random_arch,
 )
 
 # Always off: layer drop and SpecAugment would change the number / content of hidden states in train mode.
@@ -477,66 +478,40 @@ def load_hf_encoder(
 # Builders (registered in aqa.encoders.ENCODERS)
 
 
-def build_full(
+def build_hf_encoder(
     variant: HFVariant,
     checkpoint: str | None = None,
     freeze: bool = False,
     adapter: Mapping[str, Any] | None = None,
     max_chunk_s: float | None = None,
+    arch: Mapping[str, Any] | None = None,
 ) -> HFEncoder:
-    """A full-size encoder: the published weights from ``checkpoint``, or random weights when it is None.
+    """An encoder of ``variant``: the published weights from ``checkpoint``, or random weights when it is None.
 
     Args:
-        variant: which model (bound by the registry, e.g. ``functools.partial(build_full, WAVLM_BASE_PLUS)``).
-        checkpoint: local directory or cached hub id (see :func:`load_hf_encoder`); None builds the
-            full-size architecture with random weights (parameter counts, benchmarks).
+        variant: which model (bound by the registry: ``functools.partial(build_hf_encoder, WAVLM_BASE_PLUS)``).
+        checkpoint: local directory or cached hub id (see :func:`load_hf_encoder`); None builds random weights
+            of the published architecture overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` or None for no adapter.
         max_chunk_s: run clips longer than this in chunks (None: one pass).
+        arch: config fields overriding the published ones (e.g. hidden_size 32, 2 layers; the tiny YAMLs);
+            may hold ``sample_rate`` (Hz) and ``normalize``. Random weights only: must be empty with a
+            ``checkpoint``, whose ``config.json`` gives the architecture.
+
+    Raises:
+        ValueError: ``arch`` given together with a ``checkpoint``.
     """
-    if checkpoint is None:
-        encoder = HFEncoder(
-            variant.model_cls, variant.config(), variant.sample_rate, variant.normalize, max_chunk_s, variant.name
-        )
-    else:
-        encoder = load_hf_encoder(checkpoint, variant, max_chunk_s=max_chunk_s)
-    return finish(encoder, freeze, adapter)
-
-
-def build_tiny(
-    variant: HFVariant,
-    arch: Mapping[str, Any],
-    checkpoint: str | None = None,
-    freeze: bool = False,
-    adapter: Mapping[str, Any] | None = None,
-    max_chunk_s: float | None = None,
-) -> HFEncoder:
-    """A small random-weight encoder of ``variant``'s family for tests and demos (same 320x framing).
-
-    Args:
-        variant: the full-size variant whose architecture ``arch`` shrinks.
-        arch: config fields overriding the published ones (e.g. hidden_size 32, 2 layers); may hold
-            ``sample_rate`` (Hz) and ``normalize``.
-        checkpoint: must be None (load real checkpoints with the full-size encoder).
-        freeze, adapter, max_chunk_s: as for :func:`build_full`.
-    """
+    arch = random_arch(variant.name, arch, checkpoint)
     if checkpoint is not None:
-        raise ValueError(f"{variant.name}_tiny has random weights; load a checkpoint with the {variant.name} encoder")
-    arch = dict(plain(arch))
-    sample_rate = int(arch.pop("sample_rate", variant.sample_rate))
-    normalize = bool(arch.pop("normalize", variant.normalize))
-    encoder = HFEncoder(
-        variant.model_cls, variant.config(**arch), sample_rate, normalize, max_chunk_s, f"{variant.name}_tiny"
-    )
+        encoder = load_hf_encoder(checkpoint, variant, max_chunk_s=max_chunk_s)
+    else:
+        sample_rate = int(arch.pop("sample_rate", variant.sample_rate))
+        normalize = bool(arch.pop("normalize", variant.normalize))
+        encoder = HFEncoder(
+            variant.model_cls, variant.config(**arch), sample_rate, normalize, max_chunk_s, variant.name
+        )
     return finish(encoder, freeze, adapter)
-
-
-def register(variant: HFVariant) -> dict[str, Callable[..., nn.Module]]:
-    """Registry entries ``{name: full builder, name_tiny: tiny builder}`` for one variant."""
-    return {
-        variant.name: functools.partial(build_full, variant),
-        f"{variant.name}_tiny": functools.partial(build_tiny, variant),
-    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -627,11 +602,9 @@ __all__ = [
     "WAV2VEC2_BASE",
     "WAVLM_BASE_PLUS",
     "WAVLM_LARGE",
-    "build_full",
-    "build_tiny",
+    "build_hf_encoder",
     "load_hf_encoder",
     "normalize_waveform",
-    "register",
     "remap_published_keys",
     "resolve_checkpoint",
 ]

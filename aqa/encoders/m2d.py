@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain
+from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain, random_arch
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -456,42 +456,31 @@ def build_m2d_vit_base(
     freeze: bool = False,
     adapter: Mapping[str, Any] | None = None,
     variant: str | None = None,
+    arch: Mapping[str, Any] | None = None,
 ) -> M2DEncoder:
     """M2D ViT-Base: published weights from ``checkpoint`` or random weights (``variant`` sets the size).
 
     Args:
-        checkpoint: path to the ``.pth`` inside its release folder; None builds random weights.
+        checkpoint: path to the ``.pth`` inside its release folder; None builds random weights of the
+            ViT-Base architecture overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (the ViT's fused projection is ``qkv``)
             or None.
         variant: e.g. ``m2d_vit_base-80x608p16x16`` (default for random weights) or
             ``m2d_clap_vit_base-80x1001p16x16``; None with a checkpoint reads it from the folder name.
+        arch: fields overriding ``M2D_VIT_BASE_ARCH`` and the variant's sizes (e.g. embed_dim 32, depth 2,
+            input_size [80, 64]; the tiny YAML). Random weights only: must be empty with a ``checkpoint``.
+
+    Raises:
+        ValueError: ``arch`` given together with a ``checkpoint``.
     """
+    arch = random_arch("m2d_vit_base", arch, checkpoint)
     if checkpoint is None:
         sizes = parse_variant(variant or VARIANTS[0])
-        encoder = M2DEncoder({"input_size": sizes["input_size"], "patch_size": sizes["patch_size"]})
+        encoder = M2DEncoder({"input_size": sizes["input_size"], "patch_size": sizes["patch_size"], **arch})
     else:
         encoder = load_m2d(checkpoint, variant)
     return finish(encoder, freeze, adapter)
-
-
-def build_m2d_vit_base_tiny(
-    arch: Mapping[str, Any],
-    checkpoint: str | None = None,
-    freeze: bool = False,
-    adapter: Mapping[str, Any] | None = None,
-) -> M2DEncoder:
-    """A small random-weight M2D for tests and demos: same log-mel front end, patches and chunking.
-
-    Args:
-        arch: fields overriding ``M2D_VIT_BASE_ARCH`` (e.g. embed_dim 32, depth 2, input_size [80, 64]).
-        checkpoint: must be None (random weights only).
-        freeze: stop gradients for the whole backbone (applied before the adapter).
-        adapter: ``{name: lora, r, alpha, dropout, target_modules}`` or None.
-    """
-    if checkpoint is not None:
-        raise ValueError("m2d_vit_base_tiny has random weights; load checkpoints with m2d_vit_base")
-    return finish(M2DEncoder(arch), freeze, adapter)
 
 
 __all__ = [
@@ -500,7 +489,6 @@ __all__ = [
     "M2D_VIT_BASE_ARCH",
     "VARIANTS",
     "build_m2d_vit_base",
-    "build_m2d_vit_base_tiny",
     "load_m2d",
     "parse_variant",
     "read_m2d_state",

@@ -57,7 +57,15 @@ from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import (
     Wav2Vec2ConformerEncoderLayer,
 )
 
-from aqa.encoders.base import EncoderOutput, check_min_length, finish, load_state_strict, no_autocast, plain
+from aqa.encoders.base import (
+    EncoderOutput,
+    check_min_length,
+    finish,
+    load_state_strict,
+    no_autocast,
+    plain,
+    random_arch,
+)
 from aqa.encoders.hf import WEIGHT_FILES, read_weights, resolve_checkpoint
 
 NAME = "muq_large_msd"
@@ -593,38 +601,29 @@ def load_muq(checkpoint: str | Path, cache_dir: str | Path | None = None) -> MuQ
 
 
 def build_muq_large_msd(
-    checkpoint: str | None = None, freeze: bool = False, adapter: Mapping[str, Any] | None = None
-) -> MuQEncoder:
-    """MuQ-large-msd-iter: the published weights from ``checkpoint``, or random weights when it is None.
-
-    Args:
-        checkpoint: local directory or cached hub id (see :func:`load_muq`); None builds the full-size
-            architecture with random weights (parameter counts, benchmarks).
-        freeze: stop gradients for the whole backbone (applied before the adapter); BatchNorm then uses its
-            running statistics in train mode too.
-        adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (``[linear_q, linear_v]``) or None.
-    """
-    encoder = MuQEncoder(MUQ_LARGE_MSD_CONFIG) if checkpoint is None else load_muq(checkpoint)
-    return finish(encoder, freeze, adapter)
-
-
-def build_muq_large_msd_tiny(
     checkpoint: str | None = None,
     freeze: bool = False,
     adapter: Mapping[str, Any] | None = None,
     arch: Mapping[str, Any] | None = None,
 ) -> MuQEncoder:
-    """A small random-weight MuQ for tests and demos: same mel front end, subsampling and 25 Hz framing.
+    """MuQ-large-msd-iter: the published weights from ``checkpoint``, or random weights when it is None.
 
     Args:
-        checkpoint: must be None (random weights only).
-        freeze, adapter: as for :func:`build_muq_large_msd`.
+        checkpoint: local directory or cached hub id (see :func:`load_muq`); None builds random weights of
+            the published architecture overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
+        freeze: stop gradients for the whole backbone (applied before the adapter); BatchNorm then uses its
+            running statistics in train mode too.
+        adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (``[linear_q, linear_v]``) or None.
         arch: MuQConfig fields overriding the published ones (e.g. ``encoder_dim: 32``, ``encoder_depth: 2``,
-            ``w2v2_config: {num_attention_heads: 2, ...}``).
+            ``w2v2_config: {num_attention_heads: 2, ...}``, merged key by key; the tiny YAML). Random weights
+            only: must be empty with a ``checkpoint``, whose ``config.json`` gives the architecture.
+
+    Raises:
+        ValueError: ``arch`` given together with a ``checkpoint``.
     """
-    if checkpoint is not None:
-        raise ValueError(f"{NAME}_tiny has random weights; load checkpoints with {NAME}")
-    return finish(MuQEncoder(plain(arch or {}), name=f"{NAME}_tiny"), freeze, adapter)
+    arch = random_arch(NAME, arch, checkpoint)
+    encoder = MuQEncoder(arch) if checkpoint is None else load_muq(checkpoint)  # arch: see muq_config
+    return finish(encoder, freeze, adapter)
 
 
 __all__ = [
@@ -635,7 +634,6 @@ __all__ = [
     "MuQEncoder",
     "MuQMelFrontEnd",
     "build_muq_large_msd",
-    "build_muq_large_msd_tiny",
     "htk_mel_filters",
     "load_muq",
     "masked_batch_norm",

@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.table import Table
 from torch import nn
 
+from aqa.eval.calibration import load_calibrations
 from aqa.eval.functional import pearson, spearman
 from aqa.eval.inference import autocast, resolve_device, resolve_precision, to_device
+from aqa.heads import quality_scores
 
 
 @torch.no_grad()
@@ -38,8 +42,6 @@ def collect_scores(
         task -> list of ``{"score", "label", **meta}``; embedding tasks score by minus the distance to the
         group's reference, or with ``mismatched`` to another group's (references are left out).
     """
-    from aqa.tasks.multitask import quality_scores  # tasks import Lightning; keep it out of module import
-
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     model.eval().to(device)
@@ -49,7 +51,7 @@ def collect_scores(
         with autocast(device, precision):
             outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
         for name, pred in outputs.items():
-            scores, mask = quality_scores(pred, getattr(model.heads[name], "is_embedding", False), batch, mismatched)
+            scores, mask = quality_scores(pred, model.heads[name].is_embedding, batch, mismatched)
             target = batch["labels"][labels[name]]
             for i in torch.nonzero(mask & torch.isfinite(target)).flatten().tolist():
                 meta = batch["meta"][i] if "meta" in batch else {}
@@ -60,8 +62,6 @@ def collect_scores(
 def apply_calibration(records: Mapping[str, list[dict]], path: Path) -> bool:
     """Add ``calibrated`` (the score mapped onto the label's scale) to every record of a task that has a
     mapping in ``path`` (written by ``aqa calibrate``). Returns whether any mapping was found."""
-    from aqa.eval.calibration import load_calibrations
-
     fitted = load_calibrations(path)
     for task, rows in records.items():
         if task in fitted and rows:
@@ -104,9 +104,6 @@ def _fmt(value: float | None) -> str:
 
 def print_summary(summary: Mapping[str, Any], title: str = "evaluation") -> None:
     """Print the summary as a table (rich)."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=title)
     calibrated = any("rmse" in m for rows in summary.values() for m in rows.values())
     cols = ("task", "subset", "n", "SRCC", "PCC") + (("RMSE (mapped)", "PCC (mapped)") if calibrated else ())

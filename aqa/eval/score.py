@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aqa.data.audio import load_audio, resample, to_mono
+from aqa.audio import load_audio, resample_np, to_mono_np
 from aqa.eval.inference import autocast, resolve_device, resolve_precision
 from aqa.heads import as_float32, head_score
 
@@ -23,7 +23,7 @@ from aqa.heads import as_float32, head_score
 def load_for(path: str | Path, sample_rate: int) -> Tensor:
     """Decode ``path`` to a mono float32 tensor (T,) at ``sample_rate`` Hz (any input rate/channels)."""
     x, sr = load_audio(path)
-    return torch.from_numpy(resample(to_mono(x), sr, sample_rate).copy()).float()
+    return torch.from_numpy(resample_np(to_mono_np(x), sr, sample_rate).copy()).float()
 
 
 @torch.no_grad()
@@ -64,7 +64,7 @@ def score_clips(
     scores: dict[str, list[Tensor]] = {}
     for clip in clips:
         for task, out in run(clip).items():
-            if getattr(module.heads[task], "is_embedding", False):
+            if module.heads[task].is_embedding:
                 if ref_out is None:
                     continue
                 value = -torch.linalg.vector_norm(out - ref_out[task], dim=-1)
@@ -91,7 +91,7 @@ def score_files(
     reference for a run whose every task is an embedding task, or a condition (audiogram) a head reads.
     """
     heads = module.heads
-    dims = {k: n for h in heads.values() for k, n in getattr(h, "condition_dims", {}).items()}
+    dims = {k: n for h in heads.values() for k, n in h.condition_dims.items()}
     given = conditions or {}
     missing = sorted(set(dims) - set(given))
     if missing:
@@ -100,7 +100,7 @@ def score_files(
     for key, dim in dims.items():
         if len(given[key]) != dim:
             raise ValueError(f"--{key} needs {dim} values, got {len(given[key])}")
-    if reference is None and all(getattr(h, "is_embedding", False) for h in heads.values()):
+    if reference is None and all(h.is_embedding for h in heads.values()):
         raise ValueError(
             "this model scores by embedding distance to a reference: pass --reference CLEAN.wav "
             "(the clean original, or any recording as a mismatched reference)"

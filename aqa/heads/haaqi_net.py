@@ -15,13 +15,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from aqa.heads.pooling import frame_mask
+from aqa.encoders.base import LayerWeightedSum, frame_mask
+from aqa.heads.base import Head, Kind
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.3), "elu": nn.ELU, "sigmoid": nn.Sigmoid,
                "softplus": nn.Softplus}  # the published get_act_fn (src/HAAQI_Net.py:8-34)
 
 
-class HaaqiNetHead(nn.Module):
+class HaaqiNetHead(Head):
     """Frame- and utterance-level HAAQI from encoder layers and an audiogram.
 
     Defaults are the published ones (``src/config.yaml`` and ``src/HAAQI_Net.py``).
@@ -51,8 +52,7 @@ class HaaqiNetHead(nn.Module):
     "frames": (B, F), "frame_mask": (B, F) bool}``, scores in [0, 1].
     """
 
-    is_embedding = False
-    frame_scores = True  # returns per-frame scores for frame-level losses (``frame_utterance``)
+    output = Kind.FRAMES  # per-frame scores for frame-level losses (``frame_utterance``), and the clip score
 
     def __init__(
         self,
@@ -73,16 +73,13 @@ class HaaqiNetHead(nn.Module):
         attention_dropout: float = 0.0,
         condition_key: str = "audiogram",
     ) -> None:
-        super().__init__()
-        from aqa.encoders.base import LayerWeightedSum
-
+        super().__init__(condition_dims={condition_key: audiogram_dim})  # batch conditions it reads, and sizes
         if attention_dim % attention_heads:
             raise ValueError(f"attention_heads={attention_heads} must divide attention_dim={attention_dim}")
         if not 0 <= first_layer < num_layers:
             raise ValueError(f"first_layer={first_layer} leaves no layer of the encoder's {num_layers}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation {activation!r} is not one of {sorted(ACTIVATIONS)}")
-        self.condition_dims = {condition_key: audiogram_dim}  # batch conditions this head reads, and their sizes
         self.condition_key, self.audiogram_dim = condition_key, audiogram_dim
         self.first_layer, self.audiogram_scale = int(first_layer), float(audiogram_scale)
         # src/HAAQI_Net.py:84-91, 114-122: LayerNorm per layer, softmax weights starting equal

@@ -5,31 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def frame_mask(lengths: Tensor | None, frames: int, batch: int, device: torch.device | None = None) -> Tensor:
-    """(B, F) bool mask of valid frames (all valid when ``lengths`` is None)."""
-    if lengths is None:
-        return torch.ones(batch, frames, dtype=torch.bool, device=device)
-    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+from aqa.encoders.base import LayerWeightedSum, masked_time_mean
+from aqa.heads.base import Head, Kind
 
 
-def masked_time_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Mean over valid frames.
-
-    Args:
-        x: (B, F, D) frame features.
-        lengths: (B,) number of valid frames per clip, or None when all frames are valid.
-
-    Returns:
-        (B, D) time-averaged features; padding frames never contribute.
-    """
-    if lengths is None:
-        return x.mean(dim=1)
-    mask = frame_mask(lengths, x.shape[1], x.shape[0]).to(x.dtype)  # (B, F)
-    return (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
-
-
-class RnCEmbeddingHead(nn.Module):
+class RnCEmbeddingHead(Head):
     """DeePAQ's embedding head: time-mean of every hidden state, concatenated, ReLU, Linear.
 
     For MERT-v1-95M this maps 13 layers x 768 dims = 9984 features to a 256-dim quality embedding.
@@ -40,7 +20,7 @@ class RnCEmbeddingHead(nn.Module):
         dim: embedding size.
     """
 
-    is_embedding = True
+    output = Kind.EMBEDDING
 
     def __init__(self, num_layers: int, input_dim: int, dim: int = 256) -> None:
         super().__init__()
@@ -55,10 +35,10 @@ class RnCEmbeddingHead(nn.Module):
         return self.proj(torch.relu(pooled))
 
 
-class MeanPoolHead(nn.Module):
+class MeanPoolHead(Head):
     """Regression head: time-mean of the last hidden state, then a linear layer to ``out_dim`` scores."""
 
-    is_embedding = False
+    output = Kind.SCORE
 
     def __init__(self, num_layers: int, input_dim: int, out_dim: int = 1) -> None:
         super().__init__()
@@ -70,7 +50,7 @@ class MeanPoolHead(nn.Module):
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
-class WeightedSumPoolHead(nn.Module):
+class WeightedSumPoolHead(Head):
     """Regression head over all layers: learned softmax layer weights (optional per-layer LayerNorm, as in
     HAAQI-Net), time-mean over valid frames, then a linear layer to ``out_dim`` scores (the SUPERB recipe).
 
@@ -81,12 +61,10 @@ class WeightedSumPoolHead(nn.Module):
         layer_norm: LayerNorm each layer before weighting.
     """
 
-    is_embedding = False
+    output = Kind.SCORE
 
     def __init__(self, num_layers: int, input_dim: int, out_dim: int = 1, layer_norm: bool = False) -> None:
         super().__init__()
-        from aqa.encoders.base import LayerWeightedSum
-
         self.layer_sum = LayerWeightedSum(num_layers, input_dim, layer_norm=layer_norm)
         self.proj = nn.Linear(input_dim, out_dim)
 
@@ -96,7 +74,7 @@ class WeightedSumPoolHead(nn.Module):
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
-class MLPHead(nn.Module):
+class MLPHead(Head):
     """MMMOS's MLP aggregation: layer-weighted features, time-mean over valid frames, then a two-layer MLP.
 
     With the ``fusion`` encoder the single "layer" is already the time-pooled concatenation of its members.
@@ -111,7 +89,7 @@ class MLPHead(nn.Module):
             training starts at plausible scores instead of spending its first steps finding the offset.
     """
 
-    is_embedding = False
+    output = Kind.SCORE
 
     def __init__(
         self,
@@ -123,8 +101,6 @@ class MLPHead(nn.Module):
         bias_init: float = 0.0,
     ) -> None:
         super().__init__()
-        from aqa.encoders.base import LayerWeightedSum
-
         self.layer_sum = LayerWeightedSum(num_layers, input_dim)
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         if hidden:

@@ -1,9 +1,10 @@
 """Loss registry: plain dict keyed by the name of each loss's YAML file under ``configs/loss/``.
 
-A loss is called as ``loss(head_output, target)``; losses with ``uses_group = True`` also get
-``group=batch["group"]`` (which clips belong together, e.g. the mixtures of one utterance). Each declares
-``input_kind``: ``embedding`` (B, D), ``score`` (B,) or ``frames`` (a frame-level head's dict), checked
-against the head when a module is built.
+Every loss is an :class:`~aqa.losses.base.Loss` and is called as ``loss(head_output, target)``; losses
+declaring ``uses_group = True`` also get ``group=batch["group"]`` (which clips belong together, e.g. the mixtures
+of one utterance). Each declares its ``input_kind`` (:class:`~aqa.heads.base.Kind`): ``EMBEDDING`` (B, D),
+``SCORE`` (B,) or ``FRAMES`` (a frame-level head's dict), checked against the head's ``output`` when a module is
+built.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from torch import nn
-
+from aqa.losses.base import Loss
 from aqa.losses.contrastive import JNDContrastiveLoss, jnd_contrastive
 from aqa.losses.ranking import RnCLoss, rank_n_contrast
 from aqa.losses.regression import (
@@ -32,7 +32,7 @@ from aqa.losses.regression import (
     utmos_loss,
 )
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {
+LOSSES: dict[str, Callable[..., Loss]] = {
     "rnc": RnCLoss,
     "l1": MaskedL1Loss,
     "mse": MaskedMSELoss,
@@ -45,7 +45,7 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_loss(cfg: Mapping[str, Any]) -> nn.Module:
+def build_loss(cfg: Mapping[str, Any]) -> Loss:
     """Build a loss from its config: ``name`` picks the registry entry, the other keys are its kwargs."""
     name = cfg["name"]
     if name not in LOSSES:
@@ -59,6 +59,7 @@ __all__ = [
     "DCQLoss",
     "FrameUtteranceLoss",
     "JNDContrastiveLoss",
+    "Loss",
     "MaskedL1Loss",
     "MaskedMSELoss",
     "PairwiseMarginLoss",

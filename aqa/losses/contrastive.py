@@ -11,7 +11,10 @@ positives and negative-L2 similarities, so the embedding distance to the clean r
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from aqa.heads.base import Kind
+from aqa.losses.base import Loss
 
 
 def jnd_contrastive(
@@ -64,10 +67,10 @@ def jnd_contrastive(
     return per_anchor[anchors].mean()
 
 
-class JNDContrastiveLoss(nn.Module):
+class JNDContrastiveLoss(Loss):
     """:func:`jnd_contrastive` as a module; called with ``(features, snr_db, group=...)``."""
 
-    input_kind = "embedding"
+    input_kind = Kind.EMBEDDING
     uses_group = True
 
     def __init__(self, jnd_db: float = 3.0, temperature: float = 1.0, negatives: str = "group") -> None:

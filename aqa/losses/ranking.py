@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from aqa.heads.base import Kind
+from aqa.losses.base import Loss
 
 
 def _as_2d(labels: Tensor) -> Tensor:
@@ -47,10 +50,10 @@ def rank_n_contrast(features: Tensor, labels: Tensor, temperature: float = 2.0) 
     return -log_prob[off_diag].mean()
 
 
-class RnCLoss(nn.Module):
+class RnCLoss(Loss):
     """Module form of :func:`rank_n_contrast`. Call with ``(features (N, D), labels (N,) or (N, K))``."""
 
-    input_kind = "embedding"
+    input_kind = Kind.EMBEDDING
 
     def __init__(self, temperature: float = 2.0) -> None:
         super().__init__()

@@ -8,7 +8,10 @@ from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from aqa.heads.base import Kind
+from aqa.losses.base import Loss
 
 
 def _finite(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -100,11 +103,11 @@ def frame_utterance_mse(pred: Mapping[str, Tensor], target: Tensor, frame_weight
     return utt + frame_weight * frames
 
 
-class _ScoreLoss(nn.Module):
+class _ScoreLoss(Loss):
     """Module form of a score loss ``fn(pred (B,), target (B,), **options)``; options are checked against
     ``fn``'s signature when the module is built, so a misspelt YAML key fails at once."""
 
-    input_kind = "score"
+    input_kind = Kind.SCORE
     fn: Callable[..., Tensor]
 
     def __init__(self, **options: float) -> None:
@@ -152,10 +155,10 @@ class DCQLoss(_ScoreLoss):
     fn = staticmethod(dcq_loss)
 
 
-class FrameUtteranceLoss(nn.Module):
+class FrameUtteranceLoss(Loss):
     """:func:`frame_utterance_mse` as a module (for heads returning frame scores, e.g. ``haaqi_net``)."""
 
-    input_kind = "frames"
+    input_kind = Kind.FRAMES
 
     def __init__(self, frame_weight: float = 1.0) -> None:
         super().__init__()

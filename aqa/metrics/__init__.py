@@ -39,8 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
+from scipy.signal import correlate, correlation_lags
 
-from aqa.data.audio import check_audio, load_audio, resample, to_mono
+from aqa.audio import check_audio, load_audio, resample_np, to_mono_np
 
 __all__ = [
     "METRICS",
@@ -215,10 +217,10 @@ def prepare_pair(
     sr_ref, sr_deg = int(sr_ref), int(sr_deg)
     if sr_ref != sr_deg:
         if sr_deg < sr_ref:
-            deg = resample(deg, sr_deg, sr_ref)
+            deg = resample_np(deg, sr_deg, sr_ref)
             notes.append(f"degraded resampled {sr_deg} -> {sr_ref} Hz to match the reference")
         else:
-            ref = resample(ref, sr_ref, sr_deg)
+            ref = resample_np(ref, sr_ref, sr_deg)
             notes.append(f"reference resampled {sr_ref} -> {sr_deg} Hz to match the degraded")
     sr = max(sr_ref, sr_deg)
     if ref.shape[0] != deg.shape[0]:
@@ -229,15 +231,13 @@ def prepare_pair(
         notes.append(
             f"reference has {ref.shape[0]} channel(s), degraded {deg.shape[0]}: both down-mixed to mono"
         )
-        ref, deg = to_mono(ref, keepdims=True), to_mono(deg, keepdims=True)
+        ref, deg = to_mono_np(ref, keepdims=True), to_mono_np(deg, keepdims=True)
     return ref, deg, sr, notes
 
 
 def _lag(ref: np.ndarray, deg: np.ndarray, max_lag: int) -> int:
     # Delay of `deg` against `ref` in samples (positive: deg lags), from the peak of their FFT
     # cross-correlation within +/- max_lag. Channels are averaged first.
-    from scipy.signal import correlate, correlation_lags
-
     r = ref.mean(axis=0) if ref.ndim == 2 else ref
     d = deg.mean(axis=0) if deg.ndim == 2 else deg
     corr = correlate(d.astype(np.float64), r.astype(np.float64), mode="full", method="fft")
@@ -343,8 +343,6 @@ def read(path: str | Path, what: str = "audio") -> tuple[np.ndarray, int]:
     if not Path(path).is_file():
         raise MetricError(f"{what} file not found: {path}")
     try:
-        import soundfile as sf
-
         duration = sf.info(str(path)).duration
     except Exception:  # noqa: BLE001 - not a soundfile format: checked after decoding below
         duration = 0.0

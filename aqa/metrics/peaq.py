@@ -42,6 +42,8 @@ import warnings
 import numpy as np
 from scipy.signal import lfilter
 
+from aqa.audio import resample_np
+
 __all__ = [
     "MOV_NAMES",
     "peaq",
@@ -590,10 +592,8 @@ def _prepare(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> t
         n = max(ref.shape[0], deg.shape[0])
         ref, deg = np.broadcast_to(ref, (n, ref.shape[1])), np.broadcast_to(deg, (n, deg.shape[1]))
     if int(sample_rate) != FS:
-        from aqa.data.audio import resample
-
-        ref = resample(np.ascontiguousarray(ref), int(sample_rate), FS)
-        deg = resample(np.ascontiguousarray(deg), int(sample_rate), FS)
+        ref = resample_np(np.ascontiguousarray(ref), int(sample_rate), FS)
+        deg = resample_np(np.ascontiguousarray(deg), int(sample_rate), FS)
     if ref.shape[1] != deg.shape[1]:
         n = min(ref.shape[1], deg.shape[1])
         warnings.warn(

@@ -21,7 +21,17 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from aqa.metrics import NO_REFERENCE, MetricError, accepted_options, compute_arrays, parse_names, read
+from tqdm import tqdm
+
+from aqa.metrics import (
+    METRICS,
+    NO_REFERENCE,
+    MetricError,
+    accepted_options,
+    compute_arrays,
+    parse_names,
+    read,
+)
 
 __all__ = ["score_pair", "iter_results", "run", "read_pairs", "parse_options", "main"]
 
@@ -170,8 +180,6 @@ def iter_results(
     opts = opts or {}
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    from tqdm import tqdm
-
     bar = tqdm(total=len(pairs), unit="pair", file=sys.stderr, disable=not progress, desc=",".join(names))
     stream: Iterable[tuple[int, dict]]
     if jobs == 1 or len(pairs) <= 1:
@@ -286,8 +294,6 @@ def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser |
 
 def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``aqa metric`` arguments to ``p`` (used by :mod:`aqa.cli`)."""
-    from aqa.metrics import METRICS
-
     p.add_argument("name", help=f"metric, or a comma list of them: {', '.join(sorted(METRICS))}")
     p.add_argument("--ref", help="reference audio file")
     p.add_argument("--deg", help="degraded audio file")

@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from aqa.data.audio import resample as resample_audio
-from aqa.data.audio import to_mono
+from aqa.audio import resample_np as resample_audio
+from aqa.audio import to_mono_np
 from aqa.metrics import MetricError, require
 
 __all__ = ["visqol", "AUDIO_RATE", "SPEECH_RATE"]
@@ -116,8 +116,8 @@ def visqol(
         raise MetricError("visqol: unscaled applies to speech mode only (pass mode=speech)")
     notes: list[str] = []
     rate = AUDIO_RATE if mode == "audio" else SPEECH_RATE
-    r = to_mono(np.asarray(ref, dtype=np.float64))
-    d = to_mono(np.asarray(deg, dtype=np.float64))
+    r = to_mono_np(np.asarray(ref, dtype=np.float64))
+    d = to_mono_np(np.asarray(deg, dtype=np.float64))
     if resample and sr != rate:
         r, d = resample_audio(r, sr, rate), resample_audio(d, sr, rate)
         notes.append(f"resampled {sr} -> {rate} Hz for visqol {mode} mode")

@@ -2,7 +2,7 @@
 
 Every function has the registry signature ``fn(ref, deg, sr, **opts) -> dict``: ``ref``/``deg`` are float
 audio ``(C, T)`` or ``(T,)`` at rate ``sr`` (Hz, full scale +/-1). Each down-mixes to mono and resamples
-to the rate its metric is defined at (:mod:`aqa.data.audio`), and returns its value under the usual name
+to the rate its metric is defined at (:mod:`aqa.audio`), and returns its value under the usual name
 plus ``notes`` on what it changed. Libraries are imported on first use; a missing one raises
 :class:`~aqa.metrics.MissingDependency` naming the ``metrics`` extra. Models (DNSMOS ONNX sessions, the
 CDPAM network) are loaded once per process.
@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from aqa.data.audio import resample, to_mono
+from aqa.audio import resample_np, to_mono_np
 from aqa.metrics import MetricError, match_lengths, require
 
 __all__ = ["pesq", "stoi", "estoi", "haaqi", "dnsmos", "cdpam", "AUDIOGRAM_FREQUENCIES"]
@@ -31,7 +33,7 @@ _MODELS: dict[str, Any] = {}
 
 
 def _mono(x: np.ndarray, sr: int, rate: int, dtype: type = np.float64) -> np.ndarray:
-    return resample(to_mono(np.asarray(x, dtype=dtype)), sr, rate)
+    return resample_np(to_mono_np(np.asarray(x, dtype=dtype)), sr, rate)
 
 
 def _resample_note(sr: int, rate: int, metric: str) -> list[str]:
@@ -83,7 +85,7 @@ def stoi(ref: np.ndarray, deg: np.ndarray, sr: int) -> dict[str, Any]:
         ``{"stoi": float (0..1)}``.
     """
     r, d, notes = match_lengths(
-        to_mono(np.asarray(ref, np.float64)), to_mono(np.asarray(deg, np.float64)), sr
+        to_mono_np(np.asarray(ref, np.float64)), to_mono_np(np.asarray(deg, np.float64)), sr
     )
     return {"stoi": _stoi(r, d, sr, extended=False), "notes": notes}
 
@@ -95,7 +97,7 @@ def estoi(ref: np.ndarray, deg: np.ndarray, sr: int) -> dict[str, Any]:
         ``{"estoi": float}``.
     """
     r, d, notes = match_lengths(
-        to_mono(np.asarray(ref, np.float64)), to_mono(np.asarray(deg, np.float64)), sr
+        to_mono_np(np.asarray(ref, np.float64)), to_mono_np(np.asarray(deg, np.float64)), sr
     )
     return {"estoi": _stoi(r, d, sr, extended=True), "notes": notes}
 
@@ -146,6 +148,7 @@ def haaqi(
     if channels not in ("mix", "mean"):
         raise MetricError(f"haaqi channels must be 'mix' or 'mean', got {channels!r}")
     require("clarity", "pyclarity", "haaqi")
+    # optional extra (pyclarity, heavy): imported only when HAAQI is asked for
     from clarity.evaluator.haaqi import compute_haaqi
     from clarity.utils.audiogram import Audiogram
 
@@ -153,8 +156,8 @@ def haaqi(
     r2 = np.atleast_2d(np.asarray(ref, np.float64))
     d2 = np.atleast_2d(np.asarray(deg, np.float64))
     if channels == "mix" or r2.shape[0] == 1:
-        r2, d2 = to_mono(r2, keepdims=True), to_mono(d2, keepdims=True)
-    r2, d2 = resample(r2, sr, HAAQI_RATE), resample(d2, sr, HAAQI_RATE)
+        r2, d2 = to_mono_np(r2, keepdims=True), to_mono_np(d2, keepdims=True)
+    r2, d2 = resample_np(r2, sr, HAAQI_RATE), resample_np(d2, sr, HAAQI_RATE)
     r2, d2, notes = match_lengths(r2, d2, HAAQI_RATE)
     notes = [*_resample_note(sr, HAAQI_RATE, "haaqi"), *notes]
     scores = []
@@ -205,8 +208,7 @@ def dnsmos(ref: np.ndarray | None, deg: np.ndarray, sr: int, *, personalized: bo
 def _cdpam_model() -> Any:
     if "cdpam" not in _MODELS:
         pkg = require("cdpam", "cdpam", "cdpam")
-        import torch
-        from cdpam.models import FINnet
+        from cdpam.models import FINnet  # optional extra: imported only when CDPAM is asked for
 
         # The checkpoint ships inside the installed package and is a full pickle (it does not load with
         # weights_only=True). Only this bundled file is ever loaded this way, never a user-supplied path.
@@ -238,9 +240,6 @@ def cdpam(ref: np.ndarray, deg: np.ndarray, sr: int) -> dict[str, Any]:
     Returns:
         ``{"cdpam": float}`` (0 for identical signals; larger is more different).
     """
-    import torch
-    import torch.nn.functional as F
-
     model = _cdpam_model()
     r, d = _mono(ref, sr, CDPAM_RATE, np.float32), _mono(deg, sr, CDPAM_RATE, np.float32)
     r, d, notes = match_lengths(r, d, CDPAM_RATE)

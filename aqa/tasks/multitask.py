@@ -15,11 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import SpearmanCorrCoef
 
-from aqa.config import NAN_POLICIES, instantiate, load_config, validate
+from aqa.config import NAN_POLICIES, ConfigError, instantiate, load_config, validate
 from aqa.encoders import build_encoder
-from aqa.eval.functional import reference_distances
-from aqa.heads import as_float32, build_head, head_score
-from aqa.losses import build_loss
+from aqa.encoders.base import prepare
+from aqa.heads import Head, Kind, as_float32, build_head, head_score, quality_scores
+from aqa.losses import Loss, build_loss
 
 log = logging.getLogger(__name__)
 # validation SRCC keeps one score and one label per validation clip (a few MB for 10^5 clips): expected here
@@ -34,32 +34,10 @@ class NonFiniteLossError(FloatingPointError):
 class Task:
     """One training objective on the shared encoder."""
 
-    head: nn.Module
-    loss: nn.Module
+    head: Head
+    loss: Loss
     label: str
     weight: float = 1.0
-
-
-def quality_scores(
-    head_output: Tensor | Mapping[str, Tensor], is_embedding: bool, batch: Mapping[str, Any], mismatched: bool = False
-) -> tuple[Tensor, Tensor]:
-    """Per-clip quality scores (higher = better) and a mask of the clips they are defined for.
-
-    Embedding heads score a clip by minus its embedding's L2 distance to its group's reference (DeePAQ's
-    full-reference mode), or with ``mismatched`` to another group's reference (DeePAQ's mismatched-reference
-    mode); references themselves are excluded. Score heads are used as they are.
-
-    Args:
-        head_output: (B, D) embeddings, (B,) scores or a dict with ``"score"`` (B,).
-        batch: needs ``group`` (B,) and ``is_reference`` (B,) for embedding heads.
-    Returns:
-        scores (B,), mask (B,) bool.
-    """
-    if not is_embedding:
-        scores = head_score(head_output)
-        return scores, torch.ones_like(scores, dtype=torch.bool)
-    distance = reference_distances(head_output.detach(), batch["group"], batch["is_reference"], mismatched)
-    return -distance, torch.isfinite(distance) & ~batch["is_reference"]
 
 
 class MultiTaskModule(L.LightningModule):
@@ -117,7 +95,7 @@ class MultiTaskModule(L.LightningModule):
             if not shared:
                 raise ValueError(f"the teacher has none of the tasks {list(tasks)} (it has {list(teacher.heads)})")
             for name in shared:
-                if getattr(teacher.heads[name], "is_embedding", False) or getattr(self.heads[name], "is_embedding", False):
+                if teacher.heads[name].is_embedding or self.heads[name].is_embedding:
                     raise ValueError(f"task {name!r}: distillation works on score heads, not embedding heads")
 
     def forward(
@@ -130,7 +108,7 @@ class MultiTaskModule(L.LightningModule):
         conditions = conditions or {}
         outputs = {}
         for name, head in self.heads.items():
-            keys = list(getattr(head, "condition_dims", {}))
+            keys = list(head.condition_dims)
             missing = [k for k in keys if k not in conditions]
             if missing:
                 raise ValueError(
@@ -151,8 +129,8 @@ class MultiTaskModule(L.LightningModule):
             for name, pred in outputs.items():
                 target = batch["labels"][self.labels[name]].float()
                 loss_fn = self.losses[name]
-                extra = {"group": batch["group"]} if getattr(loss_fn, "uses_group", False) else {}
-                inp = head_score(pred) if loss_fn.input_kind == "score" else pred
+                extra = {"group": batch["group"]} if loss_fn.uses_group else {}
+                inp = head_score(pred) if loss_fn.input_kind is Kind.SCORE else pred
                 task_losses[name] = loss_fn(inp, target, **extra)
                 total = total + self.weights[name] * task_losses[name]
             for name, loss in self._distill(teacher_out, outputs).items():
@@ -167,8 +145,6 @@ class MultiTaskModule(L.LightningModule):
 
     @torch.no_grad()
     def _teacher_outputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        from aqa.encoders.base import prepare
-
         teacher = self._teacher[0].to(batch["wav"].device)
         wav, lengths = prepare(batch["wav"], self.encoder.sample_rate, teacher.encoder.sample_rate, batch["lengths"])
         return {name: as_float32(out) for name, out in teacher(wav, lengths, batch.get("conditions")).items()}
@@ -181,7 +157,7 @@ class MultiTaskModule(L.LightningModule):
                 continue
             target = teacher_out[name]
             loss = (head_score(pred) - head_score(target)).pow(2).mean()
-            if isinstance(pred, Mapping) and isinstance(target, Mapping) and "frames" in pred and "frames" in target:
+            if self.heads[name].output is Kind.FRAMES and self._teacher[0].heads[name].output is Kind.FRAMES:
                 frames = torch.nn.functional.interpolate(
                     target["frames"][:, None], size=pred["frames"].shape[-1], mode="linear", align_corners=False
                 )[:, 0]
@@ -224,7 +200,7 @@ class MultiTaskModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         _, outputs = self._shared_step(batch, "val")
         for name, pred in outputs.items():
-            scores, mask = quality_scores(pred, getattr(self.heads[name], "is_embedding", False), batch)
+            scores, mask = quality_scores(pred, self.heads[name].is_embedding, batch)
             target = batch["labels"][self.labels[name]].to(scores.dtype)
             mask = mask & torch.isfinite(target)  # unrated clips (NaN label) are not scored
             if mask.any():
@@ -247,22 +223,18 @@ class MultiTaskModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"}}
 
 
-def check_head_loss(head: nn.Module, loss: nn.Module, task: str = "task") -> None:
+def check_head_loss(head: Head, loss: Loss, task: str = "task") -> None:
     """Refuse a head/loss pair that cannot work together (``ConfigError`` naming both and the fix).
 
-    Losses declare ``input_kind``: ``embedding`` (needs an embedding head), ``score`` (a score head; heads
-    returning frame scores give their clip score) or ``frames`` (a head with ``frame_scores``).
+    Reads the declared contracts: the loss's ``input_kind`` must be among what the head ``gives`` (its
+    ``output`` kind; a ``FRAMES`` head also gives its clip score to ``SCORE`` losses).
     """
-    from aqa.config import ConfigError
-
     kind = loss.input_kind
-    emb = getattr(head, "is_embedding", False)
-    ok = {"embedding": emb, "score": not emb, "frames": getattr(head, "frame_scores", False)}[kind]
-    if not ok:
-        wants = {"embedding": "embeddings", "score": "scores", "frames": "frame scores"}[kind]
+    if kind not in head.gives:
+        wants = {Kind.EMBEDDING: "embeddings", Kind.SCORE: "scores", Kind.FRAMES: "frame scores"}[kind]
         raise ConfigError(
             f"task {task!r}: loss {type(loss).__name__} needs a head giving {wants}, but {type(head).__name__} "
-            f"gives {'embeddings' if emb else 'clip scores'}; pick a matching head or loss (`aqa list`)"
+            f"gives {'embeddings' if head.is_embedding else 'clip scores'}; pick a matching head or loss (`aqa list`)"
         )
 
 

@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-full-mert", action="store_true")
     args = parser.parse_args(argv)
 
-    from aqa.data.codec_shards import build_codec_shards
-    from aqa.data.jnd_shards import build_jnd_shards
+    from data_prep.codec import build_codec_shards
+    from data_prep.jnd import build_jnd_shards
 
     tmp = Path(tempfile.mkdtemp(prefix="aqa_bench_data_"))
     src = tmp / "music"

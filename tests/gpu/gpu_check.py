@@ -35,13 +35,14 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "benchmarks")]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from throughput import format_table, system_throughput  # noqa: E402
 
+from aqa.audio import encode_flac  # noqa: E402
 from aqa.cli import main as aqa  # noqa: E402
-from aqa.cli import train  # noqa: E402
 from aqa.config import compose  # noqa: E402
-from aqa.data.audio import encode_flac  # noqa: E402
 from aqa.tasks import build_module, load_run  # noqa: E402
+from aqa.tasks.training import train  # noqa: E402
 
 SR = 16000
 FUSION_NULL = "encoder.encoders=[{name: wavlm_base_plus, checkpoint: null},{name: muq_large_msd, checkpoint: null},{name: m2d_vit_base, checkpoint: null}]"
@@ -102,7 +103,8 @@ def architecture(exp: str, tiny: bool) -> tuple[str, list[str]]:
     """The experiment to compose for system ``exp`` and the overrides that give it random weights."""
     name = SYSTEMS[exp][0] if tiny else exp
     if tiny:  # jsqa_mos has no tiny twin: it takes the stage-1 tiny encoder
-        return name, [f"encoder={compose('jsqa_jnd_tiny').encoder.name}"] if name == "jsqa_mos" else []
+        stage1 = OmegaConf.load(REPO / "configs" / "experiment" / "jsqa_jnd_tiny.yaml").defaults.encoder
+        return name, [f"encoder={stage1}"] if name == "jsqa_mos" else []
     return name, [FUSION_NULL] if compose(exp).encoder.name == "fusion" else ["encoder.checkpoint=null"]
 
 
@@ -152,8 +154,8 @@ def check_system(exp: str, args: argparse.Namespace, shards: Path, runs: Path, f
     if aqa(["eval", str(run), "--no-plot", *prec]) != 0:
         raise RuntimeError(f"{name}: aqa eval failed")
     module, cfg = load_run(run)
-    embedding = all(getattr(h, "is_embedding", False) for h in module.heads.values())
-    conditioned = any(getattr(h, "condition_dims", None) for h in module.heads.values())
+    embedding = all(h.is_embedding for h in module.heads.values())
+    conditioned = any(h.condition_dims for h in module.heads.values())
     score_args = ["score", str(run), str(files["degraded"]), "--no-progress", "--out", str(run / "scores.jsonl"), *prec]
     score_args += ["--reference", str(files["reference"])] if embedding else []
     score_args += ["--audiogram", ",".join(map(str, AUDIOGRAM))] if conditioned else []

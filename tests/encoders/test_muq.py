@@ -25,12 +25,12 @@ from aqa.encoders.muq import (  # noqa: E402
     HUB_ID,
     MUQ_LARGE_MSD_CONFIG,
     MuQEncoder,
-    build_muq_large_msd_tiny,
+    build_muq_large_msd,
     load_muq,
     masked_batch_norm,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "encoder"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "encoder"
 SR = 24000
 TINY = OmegaConf.to_container(OmegaConf.load(CONFIGS / "muq_large_msd_tiny.yaml"))["arch"]
 STAT = {"melspec_2048_cnt": 123, "melspec_2048_mean": 5.0, "melspec_2048_std": 20.0}
@@ -42,7 +42,7 @@ def seeded(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 def tiny(**arch: object) -> MuQEncoder:
     torch.manual_seed(0)
-    enc = build_muq_large_msd_tiny(arch={**TINY, **arch}, adapter=None)
+    enc = build_muq_large_msd(arch={**TINY, **arch}, adapter=None)
     with torch.no_grad():  # make every weight and BatchNorm statistic matter
         for p in enc.parameters():
             p.add_(0.05 * torch.randn_like(p))

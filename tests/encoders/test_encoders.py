@@ -1,7 +1,7 @@
 """Encoder contract, shared helpers, LoRA, checkpoint loading (published layouts), fusion and registry tests.
 
-The contract tests are parametrized over every ``*_tiny`` registry entry (built from its YAML), so a newly
-registered encoder gets forward/backward, padding, input-adapter, short-input, LoRA/frozen and one-step
+The contract tests are parametrized over every ``configs/encoder/*_tiny.yaml`` (the full-size builder with a
+small ``arch``), so a newly registered encoder gets forward/backward, padding, input-adapter, short-input, LoRA/frozen and one-step
 training checks automatically. CPU, seconds.
 """
 
@@ -21,11 +21,12 @@ from omegaconf import OmegaConf  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
+from aqa.config import resolve_encoder  # noqa: E402
 from aqa.encoders import ENCODERS, EncoderOutput, apply_lora, build_encoder, frame_lengths, freeze  # noqa: E402
 from aqa.encoders.hf import normalize_waveform, resolve_checkpoint  # noqa: E402
 from aqa.encoders.mert import MERTEncoder, load_mert, mert_config  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "encoder"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "encoder"
 SR = 24000
 TINY_ARCH = {
     "hidden_size": 32,
@@ -43,7 +44,7 @@ def tiny(adapter: dict | None = None, freeze_backbone: bool = False) -> MERTEnco
     torch.manual_seed(0)
     return build_encoder(
         {
-            "name": "mert_v1_95m_tiny",
+            "name": "mert_v1_95m",
             "checkpoint": None,
             "arch": TINY_ARCH,
             "freeze": freeze_backbone,
@@ -415,26 +416,65 @@ def test_yaml_configs_build() -> None:
     assert mert_config().num_hidden_layers == 12
 
 
+def test_registry_is_one_builder_per_published_model_and_tiny_twins_are_yaml() -> None:
+    full = sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.endswith("_tiny"))
+    assert sorted(ENCODERS) == full
+    assert TINY and all(name.removesuffix("_tiny") in ENCODERS for name in TINY)
+    for name in TINY:
+        cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+        assert cfg.name == name.removesuffix("_tiny") and cfg.checkpoint is None, name
+        assert cfg.name == "fusion" or cfg.arch, f"{name}: a tiny twin is the full-size builder with a smaller arch"
+    for path in CONFIGS.glob("*.yaml"):
+        assert OmegaConf.load(path).compile is False, path.name
+
+
+@pytest.mark.parametrize("name", sorted(set(ENCODERS) - {"fusion"}))
+def test_arch_is_refused_with_a_checkpoint(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"`arch` \['depth'\] shapes random weights only"):
+        build_encoder({"name": name, "checkpoint": str(tmp_path / "weights"), "arch": {"depth": 1}})
+
+
+def test_encoders_read_no_config_files() -> None:
+    import ast
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "aqa" / "encoders").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in modules if m and m.startswith("aqa.config")}, path.name
+        assert "OmegaConf.load" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_fusion_takes_complete_member_configs() -> None:
+    with pytest.raises(ValueError, match="complete encoder config.*aqa.config"):
+        build_encoder({"name": "fusion", "encoders": ["mert_v1_95m_tiny"]})
+    members = [{"name": "mert_v1_95m", "checkpoint": None, "arch": TINY_ARCH, "adapter": None}]
+    fusion = build_encoder({"name": "fusion", "encoders": members, "freeze": True})
+    assert fusion.names == ["mert_v1_95m"] and fusion.sample_rate == 24000
+    assert not any(p.requires_grad for p in fusion.parameters())
+
+
 def test_unknown_encoder_lists_choices() -> None:
-    with pytest.raises(KeyError, match=r"unknown encoder 'nope'; choose from \[.*'mert_v1_95m', 'mert_v1_95m_tiny'"):
+    with pytest.raises(KeyError, match=r"unknown encoder 'nope'; choose from \[.*'mert_v1_95m', 'muq_large_msd'"):
         build_encoder({"name": "nope"})
 
 
 
 # ============================================================================================================
-# Every tiny encoder in the registry: the contract, padding, input adaptation, short input, LoRA / frozen
+# Every tiny encoder YAML: the contract, padding, input adaptation, short input, LoRA / frozen
 
 
-TINY = sorted(name for name in ENCODERS if name.endswith("_tiny"))
+TINY = sorted(p.stem for p in CONFIGS.glob("*_tiny.yaml"))
 
 
 def build_tiny(name: str, **overrides: object) -> nn.Module:
-    """A tiny encoder from its YAML (configs/encoder/NAME.yaml) with top-level keys overridden."""
+    """A tiny encoder from its YAML (configs/encoder/NAME.yaml) with top-level keys overridden; a fusion's
+    members resolved to their complete configs as ``aqa.config.compose`` does."""
     cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
     for key, value in overrides.items():
         cfg[key] = value
     torch.manual_seed(0)
-    return build_encoder(OmegaConf.to_container(cfg))
+    return build_encoder(OmegaConf.to_container(resolve_encoder(cfg)))
 
 
 def seeded(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -442,7 +482,7 @@ def seeded(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 
 
 def pooled(out: EncoderOutput, index: int) -> list[torch.Tensor]:
-    from aqa.heads import masked_time_mean
+    from aqa.encoders.base import masked_time_mean
 
     return [masked_time_mean(h, out.lengths)[index] for h in out.layers]
 
@@ -915,7 +955,7 @@ def test_every_full_size_yaml_names_its_hub_checkpoint() -> None:
 
 def test_fusion_concatenates_unit_vectors_of_any_subset() -> None:
     fusion = build_tiny("fusion_tiny", adapter=None).eval()
-    assert fusion.names == ["wavlm_base_plus_tiny", "muq_large_msd_tiny", "m2d_vit_base_tiny"]  # MMMOS' members
+    assert fusion.names == ["wavlm_base_plus", "muq_large_msd", "m2d_vit_base"]  # MMMOS' members (tiny twins)
     assert fusion.dims == [32, 32, 160]  # M2D: 32 dims x 5 frequency patches per frame
     assert fusion.sample_rate == 24000 and fusion.num_layers == 1 and fusion.output_dim == 224
     wav, lengths = seeded((2, 24000), 12), torch.tensor([24000, 12000])

@@ -1,7 +1,7 @@
-"""Import a published listening test into WebDataset shards: ``python -m data_prep.import_tests --src CORPUS --out OUT``.
+"""Import a published listening test into WebDataset shards: ``aqa prep import --src CORPUS --out OUT``.
 
 ``--src`` is the unpacked corpus (or, for ``--format csv`` / ``aes``, the score file itself); ``--format``
-picks the reader (:data:`aqa.data.importers.READERS`; ``auto`` guesses it from the files). Each rated
+picks the reader (:data:`data_prep.corpora.READERS`; ``auto`` guesses it from the files). Each rated
 stimulus becomes one sample: ``{key}.flac`` (16-bit FLAC at the source rate, or ``--store-rate``) and
 ``{key}.json`` with ``corpus, split, mos, scores`` (per axis, also at top level: NISQA ``noi col dis loud``,
 AES ``pq pc ce cu``), ``scale, system, reference, group, sample_rate, duration_s, source``. Splits are the
@@ -9,7 +9,7 @@ corpus' own (NISQA ``db``, BVCC list, AES file name; ODAQ and TCD-VoIP are test 
 without a split are hashed into train/val). Unreadable, silent, too short or non-finite audio is skipped
 and listed in ``manifest.json``. Example::
 
-    python -m data_prep.import_tests --src ~/data/NISQA_Corpus --out data/nisqa --store-rate 16000 --jobs 4
+    aqa prep import --src ~/data/NISQA_Corpus --out data/nisqa --store-rate 16000 --jobs 4
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
 
-from aqa.data.audio import encode_flac, load_audio, resample, to_mono
-from aqa.data.importers import READERS, Rating, read_corpus
-from aqa.data.shards import (
+from aqa.audio import encode_flac, load_audio, resample_np, to_mono_np
+from data_prep.corpora import READERS, Rating, read_corpus
+from data_prep.shards import (
     Sample,
     Skip,
     SourceInfo,
@@ -52,9 +52,9 @@ def build_rating(
         yield Skip(src, why)
         return
     if mono:
-        x = to_mono(x, keepdims=True)
+        x = to_mono_np(x, keepdims=True)
     if store_rate and store_rate != sr:
-        x, sr = resample(x, sr, store_rate), store_rate
+        x, sr = resample_np(x, sr, store_rate), store_rate
     dur = x.shape[-1] / sr
     meta = {**rating.meta(), "group": rating.key, "sample_rate": sr, "duration_s": round(dur, 6), "source": src}
     yield [Sample(key=rating.key, fields={"flac": encode_flac(x, sr)}, meta=meta, duration_s=dur, source=src)]

@@ -1,10 +1,10 @@
 """Readers for published listening tests: each turns a corpus folder into :class:`Rating` records.
 
 One reader per published layout (``READERS``), all returning the same record, so the ``import`` recipe
-(:mod:`data_prep.import_tests`) writes every corpus into one shard format. A reader only parses the
+(:mod:`data_prep.rated`) writes every corpus into one shard format. A reader only parses the
 corpus' own files: it never opens audio, so a whole corpus is listed in seconds and a missing or broken
 audio file is reported by the shard builder (``manifest["skipped"]``), not here. Rows a reader cannot use
-(no score, unparsable number) are returned as :class:`~aqa.data.shards.Skip` entries.
+(no score, unparsable number) are returned as :class:`~data_prep.shards.Skip` entries.
 
 Layouts (``root`` is the folder you unpacked; paths inside the corpus files are resolved against it):
 
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from aqa.data.shards import AUDIO_SUFFIXES, Skip, safe_id
+from data_prep.shards import AUDIO_SUFFIXES, Skip, safe_id
 
 __all__ = ["Rating", "READERS", "read_corpus", "detect_layout", "AES_AXES", "NISQA_AXES"]
 

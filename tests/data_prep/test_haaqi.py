@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 import aqa.metrics
-from aqa.data.haaqi_shards import BISGAARD, process, profile_levels, sample_audiogram
+from data_prep.haaqi import BISGAARD, process, profile_levels, sample_audiogram
 from data_prep.haaqi import main as haaqi_main
 
 SR = 24000

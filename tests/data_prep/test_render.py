@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from aqa.data.render import find_soundfont, music_scores, render_speech
+from data_prep.render import find_soundfont, music_scores, render_speech
 from data_prep.render import main as render_main
 
 needs_espeak = pytest.mark.skipif(

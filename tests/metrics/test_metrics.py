@@ -61,14 +61,14 @@ def wavs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     deg = _degrade(ref)
     nan = deg.copy()
     nan[0, 1000] = np.nan
-    from aqa.data.audio import resample
+    from aqa.audio import resample_np
 
     files = {
         "ref": _write(d / "ref.wav", ref),
         "deg": _write(d / "deg.wav", deg),
         "deg_short": _write(d / "deg_short.wav", deg[:, : int(1.5 * SR)]),
         "deg_mono": _write(d / "deg_mono.wav", deg.mean(axis=0)),
-        "deg_8k": _write(d / "deg_8k.wav", resample(deg, SR, 8000), sr=8000),
+        "deg_8k": _write(d / "deg_8k.wav", resample_np(deg, SR, 8000), sr=8000),
         "deg_nan": _write(d / "deg_nan.wav", nan),
         "silent": _write(d / "silent.wav", np.zeros_like(ref)),
         "six_ch": _write(d / "six_ch.wav", np.tile(deg[:1], (6, 1))),

@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
+from aqa.heads import Kind
 from aqa.losses import (
     LOSSES,
+    Loss,
     build_loss,
     ccc_loss,
     frame_utterance_mse,
@@ -65,16 +67,30 @@ def test_rnc_rejects_infinite_labels():
 def loss_inputs(loss_fn, n: int, rng) -> tuple[object, torch.Tensor, dict, torch.Tensor]:
     """(prediction, target, extra kwargs, leaf tensor) of the kind a loss declares in ``input_kind``."""
     target = torch.randn(n, generator=rng)
-    extra = {"group": torch.arange(n) // 3} if getattr(loss_fn, "uses_group", False) else {}
-    if loss_fn.input_kind == "embedding":
+    extra = {"group": torch.arange(n) // 3} if loss_fn.uses_group else {}
+    if loss_fn.input_kind is Kind.EMBEDDING:
         leaf = torch.randn(n, 4, generator=rng, requires_grad=True)
         return leaf, target * 3, extra, leaf
     leaf = torch.randn(n, 5, generator=rng, requires_grad=True)
-    if loss_fn.input_kind == "frames":
+    if loss_fn.input_kind is Kind.FRAMES:
         frames = torch.sigmoid(leaf)
         mask = torch.arange(5)[None, :] < torch.tensor([5, 4, 3, 2, 1, 5])[:n, None]
         return {"score": frames.mean(1), "frames": frames, "frame_mask": mask}, target, extra, leaf
     return leaf.mean(1), target, extra, leaf
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_declares_its_contract(name):
+    """Every registered loss is a Loss declaring the head output it takes and whether it reads groups."""
+    assert isinstance(LOSSES[name], type) and issubclass(LOSSES[name], Loss)
+    loss_fn = build_loss({"name": name})
+    assert isinstance(loss_fn, Loss) and isinstance(loss_fn.input_kind, Kind)
+    assert isinstance(loss_fn.uses_group, bool)
+
+
+def test_a_loss_with_an_unknown_kind_is_refused():
+    with pytest.raises(TypeError, match="input_kind"):
+        type("BadLoss", (Loss,), {"input_kind": "waveform"})
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from aqa.heads import HEADS, build_head, head_score, masked_time_mean
+from aqa.encoders.base import masked_time_mean
+from aqa.heads import HEADS, Head, Kind, build_head, head_score
 
 
 def conditions(head, batch: int, rng) -> dict:
     """Random inputs for the batch conditions a head reads (e.g. HAAQI-Net's audiogram, dB HL)."""
-    return {k: torch.rand(batch, n, generator=rng) * 80 for k, n in getattr(head, "condition_dims", {}).items()}
+    return {k: torch.rand(batch, n, generator=rng) * 80 for k, n in head.condition_dims.items()}
 
 
 def _build(name: str, num_layers: int, input_dim: int):
@@ -16,13 +17,29 @@ def _build(name: str, num_layers: int, input_dim: int):
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
+def test_every_head_declares_its_contract(name):
+    """Every registered head is a Head declaring one output kind and the conditions it reads."""
+    assert isinstance(HEADS[name], type) and issubclass(HEADS[name], Head)
+    assert isinstance(HEADS[name].__dict__.get("output"), Kind)  # declared once, on the class itself
+    head = _build(name, 2, 4)
+    assert isinstance(head, Head) and head.output in Kind and head.output in head.gives
+    assert head.is_embedding == (head.output is Kind.EMBEDDING)
+    assert all(isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in head.condition_dims.items())
+
+
+def test_a_head_with_an_unknown_kind_is_refused():
+    with pytest.raises(TypeError, match="output"):
+        type("BadHead", (Head,), {"output": "waveform"})
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
 def test_every_head_shapes_and_gradient(name, rng):
     layers = [torch.randn(3, 7, 8, generator=rng, requires_grad=True) for _ in range(4)]
     head = _build(name, 4, 8)
     out = head(layers, torch.tensor([7, 5, 2]), **conditions(head, 3, rng))
     score = head_score(out)
     assert score.shape[0] == 3 and torch.isfinite(score).all()
-    if getattr(head, "frame_scores", False):
+    if head.output is Kind.FRAMES:
         assert out["frames"].shape == (3, 7) and out["frame_mask"].sum().item() == 14
     score.sum().backward()
     assert any(h.grad is not None and h.grad.abs().sum() > 0 for h in layers)

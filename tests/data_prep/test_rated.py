@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from aqa.data.importers import detect_layout, read_corpus
-from data_prep.import_tests import main as import_main
+from data_prep.corpora import detect_layout, read_corpus
+from data_prep.rated import main as import_main
 
 SR = 8000
 

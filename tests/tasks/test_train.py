@@ -8,9 +8,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from aqa.cli import main, train
+from aqa.cli import main
 from aqa.config import compose
 from aqa.tasks import build_module
+from aqa.tasks.training import train
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (make install)")
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg n
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     """Three synthetic 'pieces' (harmonic tones + noise), coded with two codecs at two bitrates."""
-    from aqa.data.codec_shards import build_codec_shards
+    from data_prep.codec import build_codec_shards
 
     root = tmp_path_factory.mktemp("music")
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import correlate
 
-from aqa.data.audio import _read_soundfile, check_audio, resample, run_ffmpeg, to_mono
+from aqa.audio import _read_soundfile, check_audio, resample_np, run_ffmpeg, to_mono_np
 
 __all__ = ["CODECS", "encode_decode", "encode_decode_many", "codec_sample_rate", "estimate_lag", "align_to"]
 
@@ -89,8 +89,8 @@ def estimate_lag(ref: np.ndarray, y: np.ndarray, max_lag: int, window: int | Non
         max_lag: largest absolute lag searched, in samples.
         window: correlate only the first ``window`` samples (a codec delay is constant); ``None`` = all.
     """
-    r = to_mono(ref).astype(np.float64)
-    d = to_mono(y).astype(np.float64)
+    r = to_mono_np(ref).astype(np.float64)
+    d = to_mono_np(y).astype(np.float64)
     if window is not None and r.size > window:
         r, d = r[:window], d[: window + max(max_lag, 0)]
     if not np.any(r) or not np.any(d) or max_lag < 0:
@@ -202,7 +202,7 @@ def encode_decode_many(
         inputs = sorted(set(rates))
         enc_args: list[str] = []
         for i, r in enumerate(inputs):
-            sf.write(d / f"in{i}.wav", resample(x2, sr, r).T, r, subtype="FLOAT")
+            sf.write(d / f"in{i}.wav", resample_np(x2, sr, r).T, r, subtype="FLOAT")
             enc_args += ["-i", str(d / f"in{i}.wav")]
         dec_args: list[str] = []
         for k, (b, r) in enumerate(zip(bitrates_kbps, rates, strict=True)):
@@ -229,7 +229,7 @@ def encode_decode_many(
         for k, r in enumerate(rates):
             y, _ = _read_soundfile(d / f"out{k}.wav")
             if y.shape[0] != x2.shape[0]:  # a decoder could up/down-mix; keep the input layout
-                y = np.repeat(to_mono(y, keepdims=True), x2.shape[0], axis=0)
-            y = align_to(x2, resample(y, r, sr), max_lag=int(round(max_lag_s * sr)))
+                y = np.repeat(to_mono_np(y, keepdims=True), x2.shape[0], axis=0)
+            y = align_to(x2, resample_np(y, r, sr), max_lag=int(round(max_lag_s * sr)))
             outputs.append(y[0] if squeeze else y)
     return outputs

@@ -23,7 +23,7 @@ from aqa.metrics.peaq import (
     two_f_model_from_movs,
 )
 
-PEAQ_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "peaq_bs1387"
+PEAQ_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "peaq_bs1387"
 FS = 48000
 
 
@@ -253,7 +253,7 @@ def _golden_rows() -> list:
 def test_conformance_di(row: dict | None) -> None:
     if row is None:
         pytest.skip(f"PEAQ conformance items not found at {PEAQ_DIR} (../shared beside the checkout)")
-    from aqa.data.audio import load_audio
+    from aqa.audio import load_audio
 
     ref, sr_r = load_audio(PEAQ_DIR / row["reference"])
     deg, sr_t = load_audio(PEAQ_DIR / row["test"])

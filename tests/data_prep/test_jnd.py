@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from aqa.data.audio import encode_flac
+from aqa.audio import encode_flac
 from aqa.data.dataset import GroupedBatchDataset
-from aqa.data.jnd_shards import build_jnd_shards, jnd_pairs, make_noise, mix_at_snr, snr_grid, snr_key
-from aqa.data.shards import Sample, plan_shards, run_shards
+from data_prep.jnd import build_jnd_shards, jnd_pairs, make_noise, mix_at_snr, snr_grid, snr_key
 from data_prep.jnd import main as jnd_main
+from data_prep.shards import Sample, plan_shards, run_shards
 
 SR = 8000
 SNRS = (0.0, 2.0, 5.0, 10.0)

@@ -67,6 +67,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
+from aqa.audio import AUDIO_SUFFIXES
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -91,7 +94,6 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 RECORDS_DIR = ".records"
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _JOB_MANIFEST_RE = re.compile(r"^manifest-(\d{4})-of-(\d{4})\.json$")
 _MAX_ID = 60  # keeps tar member names under the 100-byte USTAR limit
@@ -513,8 +515,6 @@ def run_shards(
     Returns:
         The merged manifest when every job has finished, else this job's manifest.
     """
-    from tqdm import tqdm
-
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)

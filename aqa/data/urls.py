@@ -1,0 +1,87 @@
+"""Where shard paths point: brace patterns and globs expanded, relative paths read from the checkout or ``$AQA_DATA``.
+
+Kept apart from the DataModule so that checking a config (:func:`aqa.config.check_values`) does not import
+Lightning.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from braceexpand import braceexpand
+
+__all__ = ["DATA_ROOT_ENV", "REPO_ROOT", "data_root", "expand_shard_urls"]
+
+_BUILD_HINT = (
+    "build the demo shards with `make data-demo`, or your own with "
+    "`aqa prep codec --src <audio folder or list.csv> --out <dir>`"
+)
+_GLOB_CHARS = set("*?[")
+# The checkout (the folder holding the `aqa` package and `configs/`): relative data paths in configs
+# (`data/codec_demo/train-*.tar`) are read from here, or from $AQA_DATA when it is set.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_ROOT_ENV = "AQA_DATA"
+
+
+def data_root() -> tuple[Path, str]:
+    """The folder relative shard paths resolve against, and how it was chosen (for messages).
+
+    ``$AQA_DATA`` when set, else the checkout (never the current folder).
+    """
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser(), f"{DATA_ROOT_ENV}={env}"
+    return REPO_ROOT, f"the checkout {REPO_ROOT}; set {DATA_ROOT_ENV} to read them from another folder"
+
+
+def _is_remote(url: str) -> bool:
+    return url.startswith("pipe:") or "://" in url
+
+
+def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[str]:
+    """Expand brace patterns and (for local paths) globs into a sorted, de-duplicated shard list.
+
+    ``pipe:`` commands and ``scheme://`` URLs are brace-expanded but not checked. Relative local paths
+    resolve against :func:`data_root` (``$AQA_DATA``, else the checkout), never the current folder.
+
+    Args:
+        urls: one pattern or a list of patterns, e.g. ``"data/codec_demo/train-*.tar"`` or
+            ``"data/x/train-{00000..00009}.tar"``.
+        what: name used in the error message.
+
+    Raises:
+        FileNotFoundError: a local pattern matches no file (the message says how to build shards).
+    """
+    patterns = [urls] if isinstance(urls, str | Path) else list(urls)
+    root, root_note = data_root()
+    out: list[str] = []
+    missing: list[str] = []
+    relative = False
+    for pattern in patterns:
+        for url in braceexpand(str(pattern)):
+            if _is_remote(url):
+                out.append(url)
+                continue
+            if not Path(url).expanduser().is_absolute():
+                relative = True
+                url = str(root / url)
+            else:
+                url = str(Path(url).expanduser())
+            if _GLOB_CHARS & set(url):
+                hits = sorted(glob.glob(url))
+                if hits:
+                    out.extend(hits)
+                else:
+                    missing.append(url)
+            elif Path(url).is_file():
+                out.append(url)
+            else:
+                missing.append(url)
+    if missing or not out:
+        shown = ", ".join(repr(m) for m in (missing or [str(p) for p in patterns])[:3])
+        where = f" (relative paths are read from {root_note})" if relative else ""
+        raise FileNotFoundError(f"no {what} found for {shown}{where}; {_BUILD_HINT}")
+    return list(dict.fromkeys(out))

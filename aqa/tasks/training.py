@@ -1,0 +1,60 @@
+"""``train(cfg)``: one experiment config in, a trained run directory out (what ``aqa train`` calls)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig
+
+from aqa.config import ConfigError, check_values, save_config
+from aqa.data.datamodule import datamodule_from_config
+from aqa.tasks.multitask import build_module, init_from_checkpoint
+from aqa.tasks.trainer import build_trainer
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the experiment ``cfg`` describes; returns the final logged metrics and the best checkpoint path.
+
+    The resolved config is written to ``run_dir/config.yaml`` and beside the checkpoints. With
+    ``resume=true`` training continues from ``run_dir/checkpoints/last.ckpt`` (model, optimizer, scheduler,
+    loop state). A run directory that already holds checkpoints is never overwritten silently.
+
+    Raises:
+        ConfigError: before anything is built or written, when a value is out of range or the shards are
+            missing or empty (:func:`aqa.config.check_values`).
+    """
+    check_values(cfg)  # first: a bad value must not leave a run folder, a W&B run or a built model behind
+    run_dir = Path(cfg.run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = None
+    if cfg.resume:
+        if last.is_file():
+            ckpt_path = str(last)
+            log.info("resuming from %s", last)
+        else:
+            log.warning("resume=true but %s does not exist: starting from scratch", last)
+    elif last.is_file() and not cfg.overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints: pass resume=true to continue that run, "
+            f"overwrite=true to start it again, or run_dir=... for a new one"
+        )
+    L.seed_everything(cfg.seed, workers=True)
+    module = build_module(cfg)
+    if cfg.get("init_from") and ckpt_path is None:  # a resumed run already holds its own weights
+        init_from_checkpoint(module, cfg.init_from)
+    datamodule = datamodule_from_config(cfg, module.encoder.sample_rate)
+    save_config(cfg, run_dir / "config.yaml")
+    save_config(cfg, run_dir / "checkpoints" / "config.yaml")
+    trainer = build_trainer(cfg, run_dir)
+    # weights_only: a resumed checkpoint cannot run code either (ours hold only tensors and plain values)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["best_model_path"] = (
+        trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    )
+    return metrics

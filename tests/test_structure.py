@@ -1,0 +1,137 @@
+"""The package's shape, read from its own imports: no import circles, and imports point down the layers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("aqa", "data_prep")
+# lower number = lower layer; a module may import its own package and anything on a lower layer
+LAYERS = {
+    "aqa.audio": 0,
+    "aqa.encoders": 1, "aqa.data": 1, "aqa.metrics": 1,
+    "aqa.heads": 2,
+    "aqa.losses": 3,
+    "aqa.config": 4,
+    "aqa.tasks": 5,
+    "aqa.eval": 6, "data_prep": 6,
+    "aqa.cli": 7,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
+
+
+def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
+    """The project modules ``path`` imports anywhere in it (functions included), plus the packages whose
+    ``__init__`` Python runs on the way (importing ``a.b.c`` runs ``a`` and ``a.b``, unless the importer
+    lives inside them)."""
+    is_pkg = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                anchor = name.split(".") if is_pkg else name.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            for i in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:i])
+                # a module's own ancestor packages are already running when it is imported: no edge
+                if prefix in known and prefix != name and not name.startswith(prefix + "."):
+                    found.add(prefix)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imports_of(path, name, known) for name, path in mods.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def layer(module: str) -> tuple[str, int]:
+    for prefix in sorted(LAYERS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix, LAYERS[prefix]
+    if module in ("aqa",):
+        return "aqa", 0
+    raise KeyError(f"{module} is on no layer: add its package to LAYERS in {__file__}")
+
+
+def test_cycle_finder_finds_a_planted_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_a_package_that_imports_it():
+    found = cycles(graph())
+    assert not found, f"import circles: {found}"
+
+
+def test_imports_point_down_the_layers():
+    up = []
+    for src, targets in graph().items():
+        (pkg, rank) = layer(src)
+        for dst in targets:
+            dpkg, drank = layer(dst)
+            if dpkg != pkg and drank >= rank and dst != "aqa":
+                up.append(f"{src} -> {dst}")
+    assert not up, "imports that do not point down the layers:\n" + "\n".join(sorted(up))
+
+
+@pytest.mark.parametrize("pkg", ["aqa/encoders", "aqa/heads", "aqa/losses", "aqa/metrics"])
+def test_only_tasks_and_the_datamodule_import_lightning(pkg):
+    for path in sorted((REPO / pkg).rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert "import lightning" not in text and "from lightning" not in text, path

@@ -190,7 +190,7 @@ def music_scores(composers: tuple[str, ...] = ("bach",)) -> list[str]:
     Raises:
         ModuleNotFoundError: music21 is not installed.
     """
-    from music21 import corpus
+    from music21 import corpus  # music21 takes seconds to import: only the music renderer reads it
 
     base = Path(corpus.__file__).resolve().parent
     paths: set[str] = set()
@@ -243,7 +243,7 @@ def _run_capped(cmd: list[str], out: Path, max_bytes: int, timeout_s: float) -> 
 
 
 def _prepare_score(rel_path: str, rng: random.Random, max_seconds: float) -> tuple[Any, dict[str, Any]]:
-    from music21 import corpus, instrument, tempo
+    from music21 import corpus, instrument, tempo  # (see music_scores)
 
     score = corpus.parse(rel_path)
     parts = list(getattr(score, "parts", []))

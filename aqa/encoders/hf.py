@@ -31,6 +31,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformers import (
     PretrainedConfig,
@@ -342,9 +345,6 @@ def resolve_checkpoint(
         return path
     if not _HUB_ID_RE.match(checkpoint):
         raise missing_checkpoint(checkpoint, f"no directory {path.resolve()}", variant)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
-
     try:
         snapshot = snapshot_download(
             checkpoint, local_files_only=True, cache_dir=None if cache_dir is None else str(cache_dir)
@@ -378,8 +378,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def read_weights(path: Path) -> dict[str, Tensor]:
     """A state dict from ``.safetensors`` or a ``torch.save`` file read with ``weights_only=True``."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path), device="cpu")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, Mapping):

@@ -124,7 +124,7 @@ def plot_scores(records: Mapping[str, list[dict]], path: Path, x: str = "bitrate
     ``x`` names a metadata field: the mean score at each of its values is drawn as a line (score against
     bit rate, SNR, ...); ``x="label"`` draws a scatter of score against the task's label instead.
     """
-    try:
+    try:  # plotting is optional: without matplotlib the results are still written
         import matplotlib
 
         matplotlib.use("Agg")

@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -93,15 +94,9 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
     if kind == "none":
         return False
     if kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
         return CSVLogger(save_dir=run_dir, name="csv")
     if kind == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         return TensorBoardLogger(save_dir=run_dir, name="tensorboard")
-    from lightning.pytorch.loggers import WandbLogger
-
     offline = "WANDB_MODE" not in os.environ and not wandb_has_credentials()
     if offline:
         log.info("W&B: no credentials and no WANDB_MODE, logging offline to %s/wandb", run_dir)

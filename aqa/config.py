@@ -306,6 +306,8 @@ _VALUE_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("optimizer.weight_decay", _non_negative, "a finite number >= 0"),
     ("scheduler.factor", lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
     ("scheduler.patience", _int_at_least(0), "an integer >= 0"),
+    ("early_stopping.patience", _int_at_least(1), "an integer >= 1 (validations without improvement)"),
+    ("early_stopping.min_delta", _optional(_non_negative), "a number >= 0, or null"),
     ("data.groups_per_batch", _int_at_least(1), "an integer >= 1"),
     ("data.crop_s", _optional(_positive), "a positive number of seconds, or null (whole clips)"),
     ("data.val_crop_s", _optional(_positive), "a positive number of seconds, or null (whole clips)"),

@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -112,7 +112,8 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callback]:
     """Best and last checkpoints under ``run_dir/checkpoints`` (``last.ckpt`` also every
-    ``checkpoint_every_n_steps`` training steps and on SIGTERM), rich progress bar, LR monitor."""
+    ``checkpoint_every_n_steps`` training steps and on SIGTERM), rich progress bar, LR monitor, and early
+    stopping when ``early_stopping: {patience: N}`` is set (on ``monitor.metric`` unless it names another)."""
     every = cfg.get("checkpoint_every_n_steps") or 0
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -131,6 +132,16 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callbac
     ]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    stopping = cfg.get("early_stopping")
+    if stopping:
+        callbacks.append(
+            EarlyStopping(
+                monitor=stopping.get("monitor") or cfg.monitor.metric,
+                mode=stopping.get("mode") or cfg.monitor.mode,
+                patience=int(stopping.patience),
+                min_delta=float(stopping.get("min_delta") or 0.0),
+            )
+        )
     return callbacks
 
 

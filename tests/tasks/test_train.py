@@ -108,3 +108,13 @@ def test_full_deepaq_without_weights_fails_fast(shards, tmp_path, capsys):
     assert main(["train", "deepaq_lora", *data, f"encoder.checkpoint={missing}", f"run_dir={tmp_path / 'r'}"]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "encoder.checkpoint" in err
+
+
+def test_early_stopping_ends_training_after_patience_validations(shards, tmp_path):
+    # min_delta 1000: no validation counts as an improvement, so training stops after 1 + patience epochs
+    run = tmp_path / "run"
+    metrics = train(tiny_cfg(shards, run, "logger=csv", "trainer.max_epochs=6",
+                             "early_stopping={patience: 2, monitor: val/loss, mode: min, min_delta: 1000.0}"))
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert np.isfinite(metrics["val/loss"])
+    assert last["epoch"] == 2, last["epoch"]  # epochs 0, 1, 2 ran; without early stopping: 6

@@ -47,7 +47,7 @@ eval: install
 # Demo shards: the five music clips of ../shared/data/clean, 5 s excerpts, every codec/bitrate, mono 24 kHz.
 data/codec_demo/manifest.json: | install
 	$(BIN)/aqa prep codec --src data_prep/lists/demo_music.csv --root $(SHARED)/clean --out data/codec_demo \
-		--excerpt-s 5 --max-excerpts 6 --store-rate 24000 --mono --jobs 2 --no-visqol
+		--excerpt-s 5 --max-excerpts 6 --versions-per-excerpt 0 --store-rate 24000 --mono --jobs 2 --no-visqol
 
 data-demo: data/codec_demo/manifest.json
 
@@ -87,7 +87,7 @@ data/haaqi_demo/manifest.json: data/lists/demo_haaqi_music.csv | install
 # labels (a pseudo-MOS standing in for a listening test; ~1 min on 2 cores).
 data/mos_demo/manifest.json: | install
 	$(BIN)/aqa prep codec --src data_prep/lists/demo_music.csv --root $(SHARED)/clean --out data/mos_demo \
-		--excerpt-s 4 --max-excerpts 1 --bitrates 16,48,128 --store-rate 24000 --mono --jobs 2 --no-progress
+		--excerpt-s 4 --max-excerpts 1 --versions-per-excerpt 0 --bitrates 16,48,128 --store-rate 24000 --mono --jobs 2 --no-progress
 
 # Listening tests: only real ratings are imported (none ship with the repository; MOS labels are never
 # invented). Point RATED at an unpacked corpus: make data RATED=~/NISQA_Corpus [RATED_FORMAT=nisqa].

@@ -97,12 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_args(p)
     p.set_defaults(handler=_eval)
 
-    p = sub.add_parser("ensemble", help="evaluate the mean score of several runs: aqa ensemble RUN RUN ... --out DIR")
+    p = sub.add_parser("ensemble", help="evaluate the mean score of several runs: aqa ensemble RUN RUN ... --out DIR "
+                                        "[--select K --on SET [--on SET]]")
     p.add_argument("run_dirs", nargs="+", help="trained run directories (the first one's data is used)")
     p.add_argument("--out", required=True, help="folder for ensemble_{split}.json")
     _which(p)
     p.add_argument("--split", default="val", choices=["val", "train"])
     p.add_argument("--zscore", action="store_true", help="standardise each run's scores before averaging")
+    p.add_argument("--select", type=int, metavar="K",
+                   help="MMMOS's selection (§V-D): keep the runs in the top K by SRCC on every --on set (one set: its "
+                        "top K; two: the intersection of their top K)")
+    p.add_argument("--on", action="append", dest="select_on", metavar="SET",
+                   help="a selection set for --select: val or train (the first run's shards) or a quoted shard "
+                        "pattern ('data/pam/val-*.tar'); repeat for a second set (default: val)")
+    p.add_argument("--rank-by", default="composite", metavar="TASK",
+                   help="the task whose SRCC ranks the runs (default composite: the mean of the tasks' scores "
+                        "against the mean of their labels)")
     _runtime_args(p)
     p.set_defaults(handler=_ensemble)
 
@@ -156,7 +166,8 @@ def _eval(args: argparse.Namespace) -> None:
 def _ensemble(args: argparse.Namespace) -> None:
     from aqa.eval.runs import ensemble
 
-    ensemble(args.run_dirs, args.out, args.which, args.split, args.zscore, args.device, args.precision)
+    ensemble(args.run_dirs, args.out, args.which, args.split, args.zscore, args.device, args.precision,
+             select=args.select, select_on=args.select_on or ("val",), rank_by=args.rank_by)
 
 
 def _calibrate(args: argparse.Namespace) -> None:

@@ -38,6 +38,7 @@ from aqa.data.urls import expand_shard_urls
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 GROUPS = ("encoder", "data", "trainer")
 TASK_GROUPS = ("head", "loss")
+ANCHORS = ("all", "coded", "reference")  # the samples a task's loss term is summed over (aqa.tasks.multitask.LossTerm)
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 NAN_POLICIES = ("skip", "stop")
 # the encoder whose `encoders` lists other encoders, resolved by `resolve_encoder` (aqa.encoders.fusion)
@@ -136,6 +137,10 @@ def compose(experiment: str, overrides: Sequence[str] = (), config_dir: Path = C
             if group not in task:
                 raise ConfigError(f"task {task_name!r} has no {group}; choose from {available(group, config_dir)}")
             task[group] = _task_component(group, task[group], config_dir)
+        for term_name, term in (task.get("terms") or {}).items():  # further loss terms on the same head
+            if not isinstance(term, DictConfig) or "loss" not in term or "label" not in term:
+                raise ConfigError(f"task {task_name!r} term {term_name!r} needs `loss` and `label`, got {term!r}")
+            term.loss = _task_component("loss", term.loss, config_dir)
 
     OmegaConf.set_struct(cfg, True)
     if dotlist:
@@ -218,6 +223,10 @@ def validate(cfg: DictConfig) -> None:
     for task in cfg.tasks.values():
         check("head", task.head.name, HEADS)
         check("loss", task.loss.name, LOSSES)
+        check("anchors", task.get("anchors", "all"), ANCHORS)
+        for term in (task.get("terms") or {}).values():
+            check("loss", term.loss.name, LOSSES)
+            check("anchors", term.get("anchors", "all"), ANCHORS)
     check("logger", cfg.logger, LOGGERS)
     check("monitor mode", cfg.monitor.mode, ("min", "max"))
     check("nan_policy", cfg.get("nan_policy", "skip"), NAN_POLICIES)

@@ -1,11 +1,12 @@
 """Build HAAQI-Net shards: ``aqa prep haaqi --src MUSIC --out OUT``.
 
 Music excerpts (mono, 24 kHz) x processings (clean, real codec, low-pass, noise) x sampled listeners
-(Bisgaard-based 8-value audiogram at 250-8000 Hz and a presentation level around 65 dB SPL), each labelled
-with HAAQI from pyclarity; see :mod:`data_prep.haaqi` for the sampling. ``--src`` is a folder
-(recursive) or a ``.csv``/``.txt`` list (``path[,split]``). Samples ``{piece}-{excerpt}-{processing}-{k}``
-hold ``.flac`` and ``.json`` (``audiogram, audiogram_profile, level_db, processing, haaqi, group, ...``).
-HAAQI costs ~1.5x real time per sample on one core: budget ``excerpts x processings x audiograms x
+(Bisgaard-based 8-value audiogram at 250-8000 Hz), each labelled with HAAQI from pyclarity at 65 dB SPL
+(``--spl``: one level, a list for the SPL-robustness study, or a range); see :mod:`data_prep.haaqi` for the
+sampling. ``--src`` is a folder (recursive) or a ``.csv``/``.txt`` list (``path[,split]``). Samples
+``{piece}-{excerpt}-{processing}-{k}`` (plus ``-spl{level}`` when several levels are listed) hold ``.flac`` and
+``.json`` (``audiogram, audiogram_profile, level_db, processing, haaqi, group, ...``).
+HAAQI costs ~1.5x real time per sample on one core: budget ``excerpts x processings x audiograms x levels x
 excerpt_s x 1.5`` CPU-seconds. Example (the demo set)::
 
     aqa prep haaqi --src data_prep/lists/demo_music.csv --root ../shared/data/clean \\
@@ -16,8 +17,8 @@ HAAQI-Net training data: music x processing x sampled hearing loss, labelled wit
 A source file is a *piece*; it is cut into excerpts of ``excerpt_s`` seconds (mono, ``sample_rate`` Hz,
 24 kHz by default: the rate of HAAQI's ear model). Each excerpt is one *group*: for every processing in
 ``processings`` one version is made with drawn parameters, and for each version ``audiograms_per_version``
-listeners are drawn (an 8-value audiogram and a presentation level); every (version, listener) pair is a
-sample labelled with HAAQI (clean excerpt as reference, presented at the drawn level).
+listeners (8-value audiograms) are drawn; every (version, listener, level) is a sample labelled with HAAQI
+(clean excerpt as reference, presented at that level).
 
 Processings:
 
@@ -30,8 +31,21 @@ Audiograms: a profile is drawn from normal hearing (``NH``) and the Bisgaard et 
 (:data:`BISGAARD`: flat/moderately sloping ``N1``-``N7``, steep ``S1``-``S3``), read at the clarity
 frequencies 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz (8 kHz takes the 6 kHz value: the standard defines no
 8 kHz threshold), shifted by a common offset N(0, 3 dB) plus per-frequency N(0, 3 dB), rounded to 1 dB and
-clipped to -10..120 dB HL. The default excludes ``N7`` (profound) to span normal to severe loss. The level
-is uniform in ``level_range_db`` (default 55-75 dB SPL, around the 65 dB SPL of the Cadenza baselines).
+clipped to -10..120 dB HL. The default excludes ``N7`` (profound) to span normal to severe loss.
+
+Presentation level (``--spl``, :func:`parse_spl`), the level of the clean reference in dB SPL (HAAQI's
+``level1``). HAAQI-Net never sees it, so training labels come from one fixed level: 65 dB SPL by default, the
+reference SPL at which Wisnu et al. (2025) find HAAQI-Net best (and the level of the Cadenza baselines). For
+their SPL-robustness study:
+
+- ``--spl 55,65,75``: every (version, listener) is labelled at each listed level, one sample per level
+  (key suffix ``-spl55``; an experiment with ``report.by: level_db`` reports the correlation per level);
+- ``--spl 55:75``: one level per listener, drawn uniform in 55-75 dB SPL (the earlier default; a data
+  augmentation that makes the label noisy for a model that cannot hear the level).
+
+A single level (``--spl 60``) also makes a set paired with the default one: levels are drawn after the
+audiogram, so the same seed gives the same audio and listeners at any fixed level. ``level_db`` is kept in
+every sample's metadata.
 
 Everything random is drawn from ``sha1(seed, piece, excerpt, ...)`` streams, so samples do not depend on
 job counts, shard splits or interruptions.
@@ -73,10 +87,12 @@ from data_prep.shards import (
 
 __all__ = [
     "AUDIOGRAM_FREQUENCIES",
+    "DEFAULT_SPL_DB",
     "BISGAARD",
     "BISGAARD_FREQUENCIES",
     "PROCESSINGS",
     "HaaqiConfig",
+    "parse_spl",
     "sample_audiogram",
     "process",
     "build_piece",
@@ -101,6 +117,8 @@ BISGAARD: dict[str, tuple[float, ...]] = {
 DEFAULT_PROFILES = ("NH", "N1", "N2", "N3", "N4", "N5", "N6", "S1", "S2", "S3")
 PROCESSINGS = ("clean", "codec", "lowpass", "noise")
 CODEC_BITRATES = (16, 32, 48, 64, 80, 96, 128)
+# Presentation level of the labels, dB SPL: HAAQI-Net's best reference SPL (Wisnu et al. 2025, SPL study).
+DEFAULT_SPL_DB = 65.0
 
 
 def profile_levels(name: str) -> np.ndarray:
@@ -155,9 +173,48 @@ def process(x: np.ndarray, sr: int, kind: str, rng: random.Random) -> tuple[np.n
     raise KeyError(f"unknown processing {kind!r}; choose from {list(PROCESSINGS)}")
 
 
+def parse_spl(text: str) -> tuple[tuple[float, ...], tuple[float, float] | None]:
+    """Read ``--spl``: ``"65"`` (one level), ``"55,65,75"`` (each level), or ``"55:75"`` (uniform draw).
+
+    Returns:
+        ``(levels, None)`` for a level or a list (every sample labelled at each), or ``((), (lo, hi))`` for a
+        range (one level per listener drawn uniform in it). Levels are in dB SPL, finite, in (0, 130].
+
+    Raises:
+        ValueError: not numbers, a level outside (0, 130], repeated levels or ``lo >= hi``.
+    """
+    text = str(text).strip()
+    try:
+        if ":" in text:
+            lo_s, hi_s = text.split(":")
+            values = [float(lo_s), float(hi_s)]
+        else:
+            values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--spl must be a level, a comma list or MIN:MAX in dB SPL (e.g. 65, 55,65,75 or "
+                         f"55:75), got {text!r}") from None
+    if not values or any(not np.isfinite(v) or not 0 < v <= 130 for v in values):
+        raise ValueError(f"--spl levels must be numbers in (0, 130] dB SPL, got {text!r}")
+    if ":" in text:
+        if values[0] >= values[1]:
+            raise ValueError(f"--spl MIN:MAX needs MIN < MAX, got {text!r} (one level: --spl {values[0]:g})")
+        return (), (values[0], values[1])
+    if len({_spl_tag(v) for v in values}) != len(values):  # the tags name the samples: they must differ
+        raise ValueError(f"--spl lists a level twice: {text!r}")
+    return tuple(values), None
+
+
+def _spl_tag(level: float) -> str:
+    return "spl" + f"{level:g}".replace(".", "p")
+
+
 @dataclass(frozen=True)
 class HaaqiConfig:
-    """Settings of the HAAQI recipe (all JSON-serialisable; see the module docstring)."""
+    """Settings of the HAAQI recipe (all JSON-serialisable; see the module docstring).
+
+    ``levels_db``: every (version, listener) is labelled at each of these levels (dB SPL); with
+    ``level_range_db`` set instead (and ``levels_db`` empty) one level per listener is drawn uniform in it.
+    """
 
     excerpt_s: float = 10.0
     max_excerpts: int | None = None
@@ -165,9 +222,14 @@ class HaaqiConfig:
     processings: tuple[str, ...] = PROCESSINGS
     audiograms_per_version: int = 2
     profiles: tuple[str, ...] = DEFAULT_PROFILES
-    level_range_db: tuple[float, float] = (55.0, 75.0)
+    levels_db: tuple[float, ...] = (DEFAULT_SPL_DB,)
+    level_range_db: tuple[float, float] | None = None
     seed: int = 0
     silence_db: float = -50.0
+
+    def __post_init__(self) -> None:
+        if bool(self.levels_db) == (self.level_range_db is not None):
+            raise ValueError("HaaqiConfig needs either levels_db (each level) or level_range_db (one drawn level)")
 
 
 def _rng(cfg: HaaqiConfig, *parts: Any) -> random.Random:
@@ -212,26 +274,31 @@ def build_piece(path: str, cfg: HaaqiConfig, piece: str | None = None) -> Iterat
                 for k in range(cfg.audiograms_per_version):
                     lrng = _rng(cfg, pid, i, kind, "listener", k)
                     profile, levels = sample_audiogram(lrng, cfg.profiles)
-                    level = round(lrng.uniform(*cfg.level_range_db), 2)
-                    score = metrics.compute_arrays("haaqi", ref, sr, y, sr, audiogram=levels, level_db=level)["haaqi"]
-                    meta = {
-                        "piece": pid,
-                        "group": group,
-                        "excerpt": i,
-                        "start_s": round(i * cfg.excerpt_s, 6),
-                        "processing": desc,
-                        "processing_kind": kind,
-                        "is_reference": kind == "clean",
-                        "audiogram": levels,
-                        "audiogram_frequencies": list(AUDIOGRAM_FREQUENCIES),
-                        "audiogram_profile": profile,
-                        "level_db": level,
-                        "haaqi": round(float(score), 6),
-                        "sample_rate": sr,
-                        "source": path,
-                    }
-                    key = f"{group}-{kind}-{k}"
-                    samples.append(Sample(key=key, fields={"flac": flac}, meta=meta, duration_s=cfg.excerpt_s, source=path))
+                    if cfg.level_range_db is not None:  # drawn after the audiogram: fixed levels keep the listeners
+                        spls = [round(lrng.uniform(*cfg.level_range_db), 2)]
+                    else:
+                        spls = list(cfg.levels_db)
+                    for level in spls:
+                        score = metrics.compute_arrays("haaqi", ref, sr, y, sr, audiogram=levels, level_db=level)
+                        meta = {
+                            "piece": pid,
+                            "group": group,
+                            "excerpt": i,
+                            "start_s": round(i * cfg.excerpt_s, 6),
+                            "processing": desc,
+                            "processing_kind": kind,
+                            "is_reference": kind == "clean",
+                            "audiogram": levels,
+                            "audiogram_frequencies": list(AUDIOGRAM_FREQUENCIES),
+                            "audiogram_profile": profile,
+                            "level_db": level,
+                            "haaqi": round(float(score["haaqi"]), 6),
+                            "sample_rate": sr,
+                            "source": path,
+                        }
+                        key = f"{group}-{kind}-{k}" + (f"-{_spl_tag(level)}" if len(spls) > 1 else "")
+                        samples.append(Sample(key=key, fields={"flac": flac}, meta=meta, duration_s=cfg.excerpt_s,
+                                              source=path))
         except (MetricError, RuntimeError, ValueError) as exc:
             yield Skip(path, f"excerpt {i}: {short_error(exc)}", {"excerpt": i})
             continue
@@ -258,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audiograms", type=int, default=2, help="listeners drawn per processed version (default 2)")
     p.add_argument("--profiles", default=",".join(DEFAULT_PROFILES), help="hearing-loss profiles to draw from "
                    "(NH, Bisgaard N1-N7, S1-S3; default NH,N1-N6,S1-S3)")
-    p.add_argument("--level-min", type=float, default=55.0, help="lowest presentation level, dB SPL (default 55)")
-    p.add_argument("--level-max", type=float, default=75.0, help="highest presentation level, dB SPL (default 75)")
+    p.add_argument("--spl", default=f"{DEFAULT_SPL_DB:g}", metavar="DB",
+                   help="presentation level of the reference in dB SPL for the HAAQI labels (default "
+                   f"{DEFAULT_SPL_DB:g}, HAAQI-Net's best reference SPL). A comma list (55,65,75) labels every "
+                   "sample at each level (SPL-robustness study); MIN:MAX (55:75) draws one level per listener")
     return p
 
 
@@ -271,8 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiles = tuple(t.strip() for t in args.profiles.split(",") if t.strip())
         if not procs or any(t not in PROCESSINGS for t in procs):
             raise ValueError(f"--processings must name some of {list(PROCESSINGS)}, got {args.processings!r}")
-        if args.excerpt_s <= 0 or args.audiograms < 1 or args.level_min > args.level_max:
-            raise ValueError("need --excerpt-s > 0, --audiograms >= 1 and --level-min <= --level-max")
+        if args.excerpt_s <= 0 or args.audiograms < 1:
+            raise ValueError("need --excerpt-s > 0 and --audiograms >= 1")
+        levels_db, level_range_db = parse_spl(args.spl)
         for name in profiles:
             profile_levels(name)
         cfg = HaaqiConfig(
@@ -282,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             processings=procs,
             audiograms_per_version=args.audiograms,
             profiles=profiles,
-            level_range_db=(args.level_min, args.level_max),
+            levels_db=levels_db,
+            level_range_db=level_range_db,
             seed=args.seed,
         )
         sources, splits = list_sources(args.src, args.root)

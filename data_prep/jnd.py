@@ -3,10 +3,12 @@
 Clean speech (``--src``: folder or .csv/.txt list, as for ``aqa prep codec``) is mixed with noise at every
 SNR of a grid (default -5..40 dB in 1 dB steps); each (utterance, noise) is a group of mixtures plus the
 clean reference, and pairs of mixtures are "same" when their SNRs differ by less than ``--jnd-db``
-(default 3 dB, the speech-to-noise-ratio JND of McShefferty et al. 2015). Noise comes from ``--noise-dir``
-or is generated (``--noise-types white,pink,babble``). See :mod:`data_prep.jnd`. Example::
+(default 3 dB, the speech-to-noise-ratio JND of McShefferty et al. 2015). Noise comes from real recordings
+in ``--noise-dir`` (a folder or a .txt/.csv list; JSQA uses the CHiME-3 background recordings) and is generated
+(``--noise-types white,pink,babble``) only when no recordings are given. See :mod:`data_prep.jnd`. Examples::
 
-    aqa prep jnd --src ../shared/data/clean/speech --out data/jnd_demo --snr-step 2.5 --jobs 2
+    aqa prep jnd --src LibriSpeech/train-clean-100 --noise-dir chime3_backgrounds_ch1.txt --out data/jnd --jobs 8
+    aqa prep jnd --src ../shared/data/clean/speech --out data/jnd_demo --snr-step 2.5 --jobs 2   # generated noise
 
 Build JSQA-style JND data: clean speech mixed with noise on an SNR grid, with same/different pairs.
 
@@ -17,8 +19,15 @@ resumable shards, manifests). For each utterance, ``noises_per_utterance`` noise
 consecutively. ``utterances_per_shard`` utterances make one shard, so shards are grouped by utterance and
 a split never shares an utterance.
 
-Noise pool: the audio files under ``noise_dir`` (looped and cut at a seeded random offset), or, without a
-folder, generated noises named in ``noise_types``:
+Noise pool: real noise recordings, the audio files under ``noise_dir`` (a folder, recursive, or a ``.txt``/
+``.csv`` list as for ``--src``), each resampled to ``sample_rate``, averaged to mono, looped and cut at a seeded
+random offset; a noise's id is its file stem (made unique in the pool). JSQA (Fan & Williamson 2025) pretrains
+on clean LibriSpeech utterances mixed with the background noise of CHiME-3 (Barker et al. 2015, "The third
+'CHiME' speech separation and recognition challenge": recordings in four environments, bus, cafe, pedestrian
+area and street junction, made with a six-microphone tablet array). That corpus is not bundled here:
+point ``noise_dir`` at its background recordings, at one channel only (CHiME-3 stores one WAV per array
+channel; a ``.txt`` list of the ``*.CH1.wav`` files keeps a recording from being drawn as six noises). Only
+without ``noise_dir`` are noises generated, those named in ``noise_types``:
 
 - ``white``: Gaussian white noise.
 - ``pink``: 1/f noise (white noise shaped by ``1/sqrt(f)`` in the frequency domain).
@@ -58,7 +67,7 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,6 +200,7 @@ class _Config:
     jnd_db: float
     max_pair_gap_db: float | None
     noise_pool: tuple[str, ...]  # file paths or generated type names
+    noise_ids: tuple[str, ...]  # key-safe id of each pool entry (unique)
     noise_files: bool
     noises_per_utterance: int
     sample_rate: int
@@ -243,8 +253,7 @@ def _build_utterance(utt: _Utt, cfg: _Config) -> Iterator[list[Sample] | Skip | 
         utt.source,
         {"utterance": utt.utterance, "split": utt.split, "duration_s": round(dur, 3), "noises": names},
     )
-    for name in names:
-        noise_id = safe_id(Path(name).stem if cfg.noise_files else name, 24)
+    for name, noise_id in ((cfg.noise_pool[i], cfg.noise_ids[i]) for i in picks):
         group = f"{utt.utterance}-{noise_id}"
         try:
             noise = _noise_for(cfg, name, n, _rng(cfg.seed, utt.utterance, name), speech)
@@ -279,6 +288,20 @@ def _build_utterance(utt: _Utt, cfg: _Config) -> Iterator[list[Sample] | Skip | 
         yield samples
 
 
+def _unique_ids(ids: Iterable[str]) -> tuple[str, ...]:
+    """``ids`` with repeats suffixed ``_2``, ``_3``, ... so that each is unique (they become group keys)."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for uid in ids:
+        new, n = uid, 1
+        while new in taken:
+            n += 1
+            new = f"{uid}_{n}"
+        taken.add(new)
+        out.append(new)
+    return tuple(out)
+
+
 def build_jnd_shards(
     sources: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -309,7 +332,8 @@ def build_jnd_shards(
     Args:
         sources: clean speech files (one utterance each); every job must get the same list.
         out_dir: output folder (shards, per-job manifests, ``manifest.json``).
-        noise_dir: folder of noise recordings (recursive); ``None`` generates ``noise_types``.
+        noise_dir: noise recordings, a folder (recursive) or ``.txt``/``.csv`` list (JSQA: the CHiME-3
+            backgrounds); ``None`` generates ``noise_types``.
         noise_types: generated noises, subset of :data:`NOISE_TYPES` (ignored with ``noise_dir``).
         noises_per_utterance: noises (groups) per utterance, drawn without replacement.
         snrs: SNR grid in dB; default :func:`snr_grid` ``(-5, 40, 1)``.
@@ -341,18 +365,15 @@ def build_jnd_shards(
         raise ValueError("need jnd_db > 0, noises_per_utterance >= 1, sample_rate > 0 and max_s >= min_s")
     if noise_dir is not None:
         pool = tuple(str(p) for p in list_sources(noise_dir)[0])
+        noise_ids = _unique_ids(safe_id(Path(p).stem, 24) for p in pool)
     else:
         pool = tuple(noise_types)
         bad = [t for t in pool if t not in NOISE_TYPES]
-        if not pool or bad:
-            raise ValueError(f"noise_types must be from {list(NOISE_TYPES)}, got {list(pool)}")
+        if not pool or bad or len(set(pool)) != len(pool):
+            raise ValueError(f"noise_types must be distinct names from {list(NOISE_TYPES)}, got {list(pool)}")
+        noise_ids = pool
     paths = [Path(s) for s in sources]
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    for p in paths:
-        uid = safe_id(p.stem, 40)
-        seen[uid] = seen.get(uid, 0) + 1
-        ids.append(uid if seen[uid] == 1 else f"{uid}_{seen[uid]}")
+    ids = _unique_ids(safe_id(p.stem, 40) for p in paths)
     units = []
     for p, uid in zip(paths, ids, strict=True):
         split = None
@@ -366,6 +387,7 @@ def build_jnd_shards(
         float(jnd_db),
         max_pair_gap_db,
         pool,
+        noise_ids,
         noise_dir is not None,
         noises_per_utterance,
         int(sample_rate),
@@ -436,12 +458,23 @@ def build_parser() -> argparse.ArgumentParser:
     """Argument parser of the JND pair builder."""
     p = argparse.ArgumentParser(
         prog="aqa prep jnd",
-        description="Mix clean speech with noise on an SNR grid and write JND-pair WebDataset shards.",
+        description="Mix clean speech with noise on an SNR grid and write JND-pair WebDataset shards. JSQA "
+        "(Fan & Williamson 2025) mixes clean LibriSpeech utterances with the CHiME-3 background recordings "
+        "(bus, cafe, pedestrian area, street junction; not bundled): give them with --noise-dir. "
+        "Without --noise-dir the noise is generated (--noise-types).",
     )
     add_common_args(p, units_per_shard=16, unit="utterances")
-    p.add_argument("--noise-dir", type=Path, default=None, help="noise recordings (default: generated noise)")
     p.add_argument(
-        "--noise-types", default=",".join(NOISE_TYPES), help="generated noises: subset of white,pink,babble"
+        "--noise-dir",
+        type=Path,
+        default=None,
+        help="real noise recordings: a folder (recursive) or a .txt/.csv list of audio files, e.g. the CHiME-3 "
+        "backgrounds (one channel: list the *.CH1.wav files), as in the JSQA paper (default: generated noise)",
+    )
+    p.add_argument(
+        "--noise-types",
+        default=None,
+        help="generated noises, only without --noise-dir: subset of white,pink,babble (default: all three)",
     )
     p.add_argument(
         "--noises-per-utterance", type=int, default=1, help="noise groups per utterance (default 1)"
@@ -465,13 +498,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the builder; 0 on success, 1 when nothing was written, 2 on bad input."""
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
+        if args.noise_dir is not None and args.noise_types is not None:
+            raise ValueError("--noise-types names generated noises; with --noise-dir the noise is the recordings")
         sources, splits = list_sources(args.src, args.root)
         start = time.perf_counter()
         manifest = build_jnd_shards(
             sources,
             args.out,
             noise_dir=args.noise_dir,
-            noise_types=[t for t in args.noise_types.split(",") if t.strip()],
+            noise_types=[t.strip() for t in (args.noise_types or ",".join(NOISE_TYPES)).split(",") if t.strip()],
             noises_per_utterance=args.noises_per_utterance,
             snrs=snr_grid(args.snr_min, args.snr_max, args.snr_step),
             jnd_db=args.jnd_db,

@@ -119,7 +119,8 @@ def write_hostile_shard(path: Path, sr: int = 24000) -> dict[str, str]:
 
         def group(name: str, ref: bytes, deg: bytes) -> None:
             for i, (payload, is_ref) in enumerate(((ref, True), (deg, False))):
-                meta = {"group": name, "is_reference": is_ref, "bitrate_rank": 4 if is_ref else 1}
+                meta = {"group": name, "is_reference": is_ref, "bitrate_rank": 4 if is_ref else 1,
+                        "bitrate_kbps": None if is_ref else 64}
                 sink.write({"__key__": f"{name}-{i}", "json": json.dumps(meta).encode(), "flac": payload})
 
         good = _flac_bytes(tone(1.0, sr), sr)

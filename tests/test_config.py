@@ -22,10 +22,10 @@ def test_every_experiment_composes(experiment):
 
 
 def test_overrides_apply_and_groups_swap():
-    cfg = compose("deepaq_lora_tiny", ["trainer.max_epochs=3", "tasks.bitrate.loss=l1", "optimizer.lr=0.5"])
-    assert cfg.trainer.max_epochs == 3 and cfg.tasks.bitrate.loss.name == "l1" and cfg.optimizer.lr == 0.5
-    cfg = compose("deepaq_lora_tiny", ["tasks.bitrate.loss.temperature=0.5"])
-    assert cfg.tasks.bitrate.loss.temperature == 0.5
+    cfg = compose("deepaq_lora_tiny", ["trainer.max_epochs=3", "tasks.quality.loss=l1", "optimizer.lr=0.5"])
+    assert cfg.trainer.max_epochs == 3 and cfg.tasks.quality.loss.name == "l1" and cfg.optimizer.lr == 0.5
+    cfg = compose("deepaq_lora_tiny", ["tasks.quality.loss.temperature=0.5"])
+    assert cfg.tasks.quality.loss.temperature == 0.5
     assert compose("deepaq_lora_tiny", ["encoder=mert_v1_95m"]).encoder.name == "mert_v1_95m"
 
 
@@ -69,7 +69,7 @@ def test_unknown_key_is_refused_with_valid_keys():
     [
         ("encoder.name=nope", "unknown encoder 'nope'; choose from .*'mert_v1_95m'"),
         ("encoder=nope", "unknown encoder 'nope'; choose from .*mert_v1_95m"),
-        ("tasks.bitrate.head=nope", "unknown head 'nope'; choose from .*rnc_embedding"),
+        ("tasks.quality.head=nope", "unknown head 'nope'; choose from .*rnc_embedding"),
         ("tasks.nope.head=mean_pool", "unknown task 'nope'"),
         ("logger=paper", "unknown logger 'paper'"),
         ("justakey", "key=value"),

@@ -132,7 +132,7 @@ def test_sigterm_checkpoints_and_sigkill_resume_matches_uninterrupted_run(shards
         torch.testing.assert_close(final["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
     # (train/loss_epoch is not compared: Lightning does not checkpoint the running epoch mean, so after a
     # mid-epoch resume it averages only the steps run since)
-    for key in ("train/loss_step", "val/loss", "val/bitrate/srcc"):
+    for key in ("train/loss_step", "val/loss", "val/quality/srcc"):
         assert resumed[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-6), key
 
 
@@ -161,7 +161,7 @@ def test_ddp_two_cpu_processes_see_disjoint_samples_and_checkpoint_loads_in_one(
 
     module, cfg = load_run(run, "last")  # a single process, no process group
     out = module(torch.randn(2, 12000), torch.tensor([12000, 8000]))
-    assert torch.isfinite(out["bitrate"]).all()
+    assert torch.isfinite(out["quality"]).all()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -461,7 +461,8 @@ def _batch(nan: bool = False) -> dict:
     return {
         "wav": wav,
         "lengths": torch.full((4,), 7200),
-        "labels": {"bitrate_rank": torch.tensor([4.0, 1.0, 4.0, 2.0])},
+        "labels": {"bitrate_rank": torch.tensor([4.0, 1.0, 4.0, 2.0]),
+                   "bitrate_kbps": torch.tensor([float("nan"), 16.0, float("nan"), 48.0])},
         "group": torch.tensor([0, 0, 1, 1]),
         "is_reference": torch.tensor([True, False, True, False]),
         "meta": [{"key": f"k{i}"} for i in range(4)],

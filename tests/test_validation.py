@@ -65,8 +65,8 @@ def _data(shards: Path) -> list[str]:
         (["data.train_urls=/nonexistent/train-*.tar"], "data.train_urls", "aqa prep codec"),
         (["data.val_urls=/nonexistent/val-*.tar"], "data.val_urls", "no validation shards found"),
         (["data.val_urls={root}/shards/val-*.tar"], "data.val_urls", "hold no samples"),
-        (["data.val_urls=null"], "data.val_urls=None", "monitor.metric=val/bitrate/srcc"),
-        (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0", "monitor.metric=val/bitrate/srcc"),
+        (["data.val_urls=null"], "data.val_urls=None", "monitor.metric=val/quality/srcc"),
+        (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0", "monitor.metric=val/quality/srcc"),
     ],
 )
 def test_bad_values_fail_in_one_line_before_the_run_starts(shards, tmp_path, capsys, overrides, key, says):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -63,6 +63,7 @@ class AQADataModule(L.LightningDataModule):
         label_keys: numeric JSON fields returned as ``batch["labels"][key]``, e.g. ``["bitrate_rank"]``.
         condition_keys: numeric-list JSON fields returned as ``batch["conditions"][key]`` (B, K), e.g.
             ``["audiogram"]`` for HAAQI-Net.
+        condition_defaults: key -> value for samples without that field (see :class:`GroupedBatchDataset`).
         groups_per_batch: whole groups (excerpt x all versions) per batch.
         crop_s: training crop in seconds (random offset shared by a group); ``None`` = whole clips.
         val_crop_s: validation crop in seconds from the clip start; ``None`` = whole clips.
@@ -80,6 +81,7 @@ class AQADataModule(L.LightningDataModule):
         sample_rate: int,
         label_keys: Sequence[str] = ("bitrate_rank",),
         condition_keys: Sequence[str] = (),
+        condition_defaults: Mapping[str, Sequence[float]] | None = None,
         groups_per_batch: int = 4,
         crop_s: float | None = 10.0,
         val_crop_s: float | None = None,
@@ -94,6 +96,7 @@ class AQADataModule(L.LightningDataModule):
         self.sample_rate = int(sample_rate)
         self.label_keys = list(label_keys)
         self.condition_keys = list(condition_keys)
+        self.condition_defaults = dict(condition_defaults or {})
         self.groups_per_batch = groups_per_batch
         self.crop_s = crop_s
         self.val_crop_s = val_crop_s
@@ -110,6 +113,7 @@ class AQADataModule(L.LightningDataModule):
             sample_rate=self.sample_rate,
             label_keys=self.label_keys,
             condition_keys=self.condition_keys,
+            condition_defaults=self.condition_defaults,
             groups_per_batch=self.groups_per_batch,
             crop_s=self.crop_s if train else self.val_crop_s,
             train=train,

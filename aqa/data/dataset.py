@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,8 @@ class GroupedBatchDataset(IterableDataset):
         sample_rate: output rate in Hz (the encoder's rate).
         label_keys: numeric JSON fields returned under ``labels``.
         condition_keys: numeric-list JSON fields returned under ``conditions``.
+        condition_defaults: key -> the value a sample without that field gets (e.g. a normal-hearing
+            audiogram of zeros for a MOS corpus that carries none); a missing key without a default is an error.
         groups_per_batch: groups per batch.
         crop_s: crop length in seconds; ``None`` keeps whole clips. Training crops start at a
             random offset shared by all versions of a group; evaluation crops start at 0.
@@ -120,6 +122,7 @@ class GroupedBatchDataset(IterableDataset):
         sample_rate: int,
         label_keys: Sequence[str] = ("bitrate_rank",),
         condition_keys: Sequence[str] = (),
+        condition_defaults: Mapping[str, Sequence[float]] | None = None,
         groups_per_batch: int = 4,
         crop_s: float | None = 10.0,
         train: bool = True,
@@ -142,6 +145,7 @@ class GroupedBatchDataset(IterableDataset):
         self.sample_rate = int(sample_rate)
         self.label_keys = list(label_keys)
         self.condition_keys = list(condition_keys)
+        self.condition_defaults = {k: [float(x) for x in v] for k, v in (condition_defaults or {}).items()}
         self.groups_per_batch = groups_per_batch
         self.crop_s = crop_s
         self.train = train
@@ -219,7 +223,7 @@ class GroupedBatchDataset(IterableDataset):
                     for k in self.label_keys:
                         _label(meta, k)
                     for k in self.condition_keys:
-                        _condition(meta, k)
+                        _condition(meta, k, self.condition_defaults.get(k))
                 shortest = min(x.shape[-1] for x, _ in decoded) / next(iter(rates))
                 if shortest < self.min_s:
                     raise ValueError(f"a version lasts {shortest:.4f} s, under min_s={self.min_s} s")
@@ -247,7 +251,7 @@ class GroupedBatchDataset(IterableDataset):
         }
         conditions = {}
         for k in self.condition_keys:
-            rows = [_condition(m, k) for m in metas]
+            rows = [_condition(m, k, self.condition_defaults.get(k)) for m in metas]
             if len({len(r) for r in rows}) != 1:
                 raise ValueError(f"condition {k!r} has different lengths in one batch: {sorted({len(r) for r in rows})}")
             conditions[k] = torch.tensor(rows, dtype=torch.float32)
@@ -283,7 +287,9 @@ def _label(meta: dict[str, Any], key: str) -> float:
     raise ValueError(f"label {key!r} of sample {meta.get('key')!r} is not numeric: {v!r}")
 
 
-def _condition(meta: dict[str, Any], key: str) -> list[float]:
+def _condition(meta: dict[str, Any], key: str, default: list[float] | None = None) -> list[float]:
+    if key not in meta and default is not None:
+        return list(default)
     if key not in meta:
         raise KeyError(f"condition key {key!r} not in sample {meta.get('key')!r}; available: {sorted(meta)}")
     v = meta[key]

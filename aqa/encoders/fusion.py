@@ -1,17 +1,28 @@
-"""``fusion``: several encoders side by side, each time-pooled and L2-normalised, then concatenated (MMMOS).
+"""``fusion``: several encoders side by side, each L2-normalised, concatenated (MMMOS, Lin et al. 2025, §III-A).
 
-What it returns under the encoder contract: **one layer holding one "frame" per clip**, the concatenation
-of each member's clip vector: ``layers = [(B, 1, sum_i D_i)]``, ``lengths = ones(B)``, ``num_layers = 1``,
-``output_dim = sum_i D_i``, ``frame_rate = 0.0`` (no time axis left). Any head that pools over time
-(``rnc_embedding``, ``mean_pool``, ``weighted_sum_pool``) then sees exactly that vector.
+What it returns under the encoder contract, by ``pool``:
+
+- ``pool: true`` (MMMOS' MLP and BLSTM(h) aggregations): **one layer holding one "frame" per clip**, the
+  concatenation of each member's time-pooled clip vector: ``layers = [(B, 1, sum_i D_i)]``,
+  ``lengths = ones(B)``, ``frame_rate = 0.0`` (no time axis left). Any head that pools over time then sees
+  exactly that vector.
+- ``pool: false`` (MMMOS' BLSTM(t), "the concatenated frame-level sequence"): one layer of frames,
+  ``layers = [(B, F, sum_i D_i)]``: every member's frames are linearly interpolated, clip by clip over its valid
+  frames, onto the grid of the member with the highest frame rate (``frame_rate``), and concatenated per frame;
+  ``lengths`` are that member's valid frames.
+
+Either way ``num_layers = 1`` and ``output_dim = sum_i D_i``.
 
 Per member ``i`` (any registered encoder, any subset): the input is down-mixed and resampled to the
-member's own rate (:func:`aqa.encoders.base.prepare`), every layer is time-averaged over the member's valid
-frames, the layers are reduced to one vector (``layers: weighted`` -- a learned softmax weighting,
-:class:`~aqa.encoders.base.LayerWeightedSum`, trainable even when the members are frozen --, ``mean`` or
+member's own rate (:func:`aqa.encoders.base.prepare`; ``sample_rate: 16000`` band-limits every member to 8 kHz,
+as MMMOS resamples all audio to 16 kHz before feature extraction), the layers are reduced to one (``layers:
+weighted`` -- a learned softmax weighting, :class:`~aqa.encoders.base.LayerWeightedSum` --, ``mean`` or
 ``last``; one choice for all members or a list with one per member: MMMOS' published model weighs WavLM's
-layers and takes the last layer of MuQ and M2D), and the vector is L2-normalised so that no member dominates
-by scale.
+layers and takes the last layer of MuQ and M2D), time-averaged over the member's valid frames (``pool: true``),
+and L2-normalised (the clip vector, or each frame) so that no member dominates by scale.
+
+``freeze: true`` freezes the members only: the layer weights belong to the fusion and stay trainable, as in
+MMMOS' released model (its WavLM layer weights train while WavLM itself runs without gradients).
 
 Members arrive as complete encoder configs: the YAML names them (or overrides their files' keys) and
 :func:`aqa.config.compose` resolves them, so this module never reads a config file.
@@ -28,20 +39,20 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from aqa.encoders.base import EncoderOutput, LayerWeightedSum, masked_time_mean, prepare
-from aqa.encoders.base import freeze as freeze_module
 
 LAYER_REDUCTIONS = ("weighted", "mean", "last")
 
 
 class FusionEncoder(nn.Module):
-    """Concatenated, L2-normalised, time-pooled clip vectors of several encoders.
+    """Concatenated, L2-normalised features of several encoders: time-pooled clip vectors, or frames.
 
     Args:
         members: encoders following the contract (any rates, sizes and layer counts).
         names: one label per member (the registry names), kept for inspection.
         sample_rate: the rate the fusion's input arrives at (Hz); each member gets it resampled.
-        layers: how each member's layers become one vector: ``weighted``, ``mean`` or ``last``, for all
+        layers: how each member's layers become one: ``weighted``, ``mean`` or ``last``, for all
             members or as a list with one entry per member.
+        pool: True: one time-pooled vector per clip; False: frames on the fastest member's frame grid.
     """
 
     def __init__(
@@ -50,6 +61,7 @@ class FusionEncoder(nn.Module):
         names: Sequence[str],
         sample_rate: int,
         layers: str | Sequence[str] = "weighted",
+        pool: bool = True,
     ) -> None:
         super().__init__()
         if not members:
@@ -70,7 +82,18 @@ class FusionEncoder(nn.Module):
         self.dims = [int(m.output_dim) for m in members]
         self.output_dim = sum(self.dims)
         self.num_layers = 1
-        self.frame_rate = 0.0  # one vector per clip, whatever its duration
+        self.pool = bool(pool)
+        self.grid = max(range(len(members)), key=lambda i: float(members[i].frame_rate))  # the fastest member
+        # pooled: one vector per clip, whatever its duration; frames: the fastest member's grid
+        self.frame_rate = float(members[self.grid].frame_rate) if not self.pool else 0.0
+
+    def _reduce(self, i: int, layers: Sequence[Tensor]) -> Tensor:
+        # member i's layers (L x (B, F, D)) -> one (B, F, D)
+        if self.layer_reduction[i] == "weighted":
+            return self.layer_weights[str(i)](layers)
+        if self.layer_reduction[i] == "mean":
+            return torch.stack(list(layers)).mean(dim=0)
+        return layers[-1]
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """Encode a batch of clips.
@@ -80,24 +103,44 @@ class FusionEncoder(nn.Module):
             lengths: (B,) valid samples per clip, or None when all are valid.
 
         Returns:
-            ``EncoderOutput(layers=[(B, 1, output_dim)], lengths=ones(B))``; the slice of member ``i`` has
-            unit L2 norm.
+            ``pool``: ``EncoderOutput(layers=[(B, 1, output_dim)], lengths=ones(B))``; otherwise
+            ``EncoderOutput(layers=[(B, F, output_dim)], lengths=(B,) valid frames)`` with zero padding frames.
+            The slice of member ``i`` (of every valid frame) has unit L2 norm.
         """
-        vectors = []
-        for i, member in enumerate(self.members):
+        outputs = []
+        for member in self.members:
             x, n = prepare(wav, self.sample_rate, member.sample_rate, lengths)
-            out = member(x, n)
-            pooled = [masked_time_mean(h, out.lengths) for h in out.layers]  # L x (B, D)
-            if self.layer_reduction[i] == "weighted":
-                vector = self.layer_weights[str(i)]([p[:, None, :] for p in pooled])[:, 0]
-            elif self.layer_reduction[i] == "mean":
-                vector = torch.stack(pooled).mean(dim=0)
-            else:
-                vector = pooled[-1]
-            vectors.append(F.normalize(vector, dim=-1))
+            outputs.append(member(x, n))
+        if not self.pool:
+            return self._frames(outputs)
+        vectors = []
+        for i, out in enumerate(outputs):
+            pooled = [masked_time_mean(h, out.lengths)[:, None, :] for h in out.layers]  # L x (B, 1, D)
+            vectors.append(F.normalize(self._reduce(i, pooled)[:, 0], dim=-1))
         fused = torch.cat(vectors, dim=-1)
         ones = torch.ones(fused.shape[0], dtype=torch.long, device=fused.device)
         return EncoderOutput(layers=[fused[:, None, :]], lengths=ones)
+
+    def _frames(self, outputs: Sequence[EncoderOutput]) -> EncoderOutput:
+        # every member's valid frames interpolated onto the fastest member's valid frames, clip by clip
+        target = outputs[self.grid].lengths.clamp_min(1)
+        frames = int(target.max())
+        parts = []
+        for i, out in enumerate(outputs):
+            seq = self._reduce(i, out.layers)  # (B, F_i, D_i)
+            if i == self.grid:
+                parts.append(F.normalize(seq[:, :frames], dim=-1))
+                continue
+            have = out.lengths.clamp(1, seq.shape[1])
+            rows = []
+            for b in range(seq.shape[0]):
+                clip = seq[b, : int(have[b])].transpose(0, 1)[None]  # (1, D_i, n_i)
+                clip = F.interpolate(clip, size=int(target[b]), mode="linear", align_corners=False)[0].T
+                rows.append(F.pad(clip, (0, 0, 0, frames - clip.shape[0])))
+            parts.append(F.normalize(torch.stack(rows), dim=-1))
+        fused = torch.cat(parts, dim=-1)
+        valid = torch.arange(frames, device=fused.device)[None, :] < target[:, None]
+        return EncoderOutput(layers=[fused * valid[..., None].to(fused.dtype)], lengths=target)
 
 
 def _member_config(entry: Any) -> DictConfig:
@@ -121,6 +164,7 @@ def build_fusion(
     freeze: bool | None = None,
     adapter: Mapping[str, Any] | None | str = "members",
     checkpoint: None = None,
+    pool: bool = True,
 ) -> FusionEncoder:
     """Build a :class:`FusionEncoder` from member configs.
 
@@ -131,10 +175,11 @@ def build_fusion(
             resolves those into complete configs before anything is built.
         sample_rate: input rate in Hz; None takes the highest member rate.
         layers: layer reduction (``weighted``, ``mean``, ``last``) for all members, or a list, one per member.
-        freeze: when not None, sets every member's ``freeze``; true also freezes the layer weights.
+        freeze: when not None, sets every member's ``freeze``; the fusion's own layer weights stay trainable.
         adapter: ``"members"`` keeps each member's own adapter; None removes all adapters; a mapping is
             merged over each member's adapter (so ``{r: 4}`` keeps each family's ``target_modules``).
         checkpoint: must be None (members carry their own checkpoints).
+        pool: True: time-pooled clip vectors (MLP, BLSTM(h)); False: frames on one grid (BLSTM(t)).
     """
     from aqa.encoders import build_encoder  # the registry imports this module
 
@@ -157,10 +202,7 @@ def build_fusion(
         members.append(build_encoder(container))
         names.append(str(container["name"]))
     rate = int(sample_rate) if sample_rate is not None else max(int(m.sample_rate) for m in members)
-    fusion = FusionEncoder(members, names, rate, layers)
-    if freeze and fusion.layer_weights is not None:
-        freeze_module(fusion.layer_weights)
-    return fusion
+    return FusionEncoder(members, names, rate, layers, pool)
 
 
 __all__ = ["FusionEncoder", "LAYER_REDUCTIONS", "build_fusion"]

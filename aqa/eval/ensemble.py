@@ -1,13 +1,21 @@
 """Ensembles of trained runs (MMMOS averages the predictions of its best runs): per clip, the mean of the
-members' scores for every task they share."""
+members' scores for every task they share; the composite score (the mean of the tasks, MMMOS §V-A) and the
+selection of members by their rank on one or two validation sets (MMMOS §V-D)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 
-__all__ = ["ensemble_records"]
+from aqa.eval.functional import spearman
+
+__all__ = ["COMPOSITE", "ensemble_records", "select_runs", "task_srcc", "with_composite"]
+
+COMPOSITE = "composite"  # the pseudo-task holding the mean of the tasks' scores (and of their labels) per clip
+_PER_TASK = ("score", "label", "member_scores", "calibrated")  # record fields that belong to one task
 
 
 def ensemble_records(
@@ -49,3 +57,67 @@ def ensemble_records(
             for k in keys
         ]
     return out
+
+
+def with_composite(records: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
+    """``records`` plus ``COMPOSITE``: for every clip scored in each task, the mean of its task scores against
+    the mean of its labels (MMMOS §V-A averages its four axes into one composite score). Unchanged for fewer
+    than two tasks or when no clip is scored in every task.
+
+    Args:
+        records: task -> records with ``key``, ``score``, ``label`` (``collect_scores``, ``ensemble_records``).
+    """
+    tasks = [t for t in records if t != COMPOSITE]
+    if len(tasks) < 2:
+        return dict(records)
+    by_key = [{r["key"]: r for r in records[t]} for t in tasks]
+    keys = [k for k in by_key[0] if all(k in b for b in by_key[1:])]
+    if not keys:
+        return dict(records)
+    rows = [
+        {**{f: v for f, v in by_key[0][k].items() if f not in _PER_TASK},
+         "score": float(np.mean([b[k]["score"] for b in by_key])),
+         "label": float(np.mean([b[k]["label"] for b in by_key]))}
+        for k in keys
+    ]
+    return {**{t: records[t] for t in tasks}, COMPOSITE: rows}
+
+
+def task_srcc(records: Mapping[str, list[dict]], task: str = COMPOSITE) -> float:
+    """Spearman correlation of score and label of ``task`` in ``records`` (NaN for fewer than two clips or a
+    constant score). ``COMPOSITE`` of single-task records is that task.
+
+    Raises:
+        KeyError: no such task.
+    """
+    if task == COMPOSITE and task not in records and len(records) == 1:
+        task = next(iter(records))
+    if task not in records:
+        raise KeyError(f"no task {task!r} to rank runs by; the runs have {sorted(records)}")
+    rows = records[task]
+    return spearman(torch.tensor([r["score"] for r in rows]), torch.tensor([r["label"] for r in rows]))
+
+
+def select_runs(metrics: Sequence[Sequence[float]], k: int) -> list[int]:
+    """MMMOS' ensemble selection (§V-D): the runs among the ``k`` best on every selection set.
+
+    One set gives its top ``k``; two give the intersection of their top ``k`` (the paper's submitted system:
+    the top 12 on the development set and the top 12 on the PAM development set, 8 runs in common).
+
+    Args:
+        metrics: one sequence per selection set, one value per run (higher is better, e.g. SRCC); NaN ranks
+            last; ties keep the runs' order.
+        k: how many runs each set keeps.
+
+    Returns:
+        Indices of the selected runs, best on the first set first.
+    """
+    if k < 1:
+        raise ValueError(f"select k must be >= 1, got {k}")
+    if not metrics:
+        raise ValueError("select_runs needs at least one selection set")
+    tops = []
+    for values in metrics:
+        order = sorted(range(len(values)), key=lambda i: math.inf if math.isnan(values[i]) else -values[i])
+        tops.append(order[:k])  # sorted() is stable: ties keep the runs' order
+    return [i for i in tops[0] if all(i in top for top in tops[1:])]

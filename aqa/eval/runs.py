@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from aqa.audio import AUDIO_SUFFIXES
 from aqa.data.datamodule import datamodule_from_config
 from aqa.eval.calibration import FITS, load_calibrations
-from aqa.eval.ensemble import ensemble_records
+from aqa.eval.ensemble import COMPOSITE, ensemble_records, select_runs, task_srcc, with_composite
 from aqa.eval.report import (
     apply_calibration,
     collect_scores,
@@ -108,25 +108,62 @@ def ensemble(
     zscore: bool = False,
     device: str = "auto",
     precision: str = "auto",
+    select: int | None = None,
+    select_on: Sequence[str] = ("val",),
+    rank_by: str = COMPOSITE,
 ) -> dict[str, Any]:
     """Evaluate the mean of several runs' scores per clip (MMMOS's ensembles) on the first run's data.
 
-    Every run is scored on the same clips (the first run's ``data`` shards); the summary of the ensemble is
+    Every run is scored on the same clips (the first run's ``data`` shards, ``split``); the summary of the
+    ensemble, with the composite score (the mean of the tasks, MMMOS §V-A) when the runs have several, is
     printed next to each member's and saved, with the per-clip records, to ``out/ensemble_{split}.json``.
+
+    With ``select=k`` the members are chosen first, as MMMOS §V-D: every run is ranked by the SRCC of
+    ``rank_by`` (default the composite) on each set of ``select_on``, and the runs in the top ``k`` of every set
+    are kept: the top ``k`` on one set, or the intersection of the top ``k`` on two (the paper: the top 12 on
+    its development set and on the PAM development set). A set is ``val`` or ``train`` (the first run's
+    shards) or a shard pattern (another corpus imported with ``aqa prep import``, e.g. ``data/pam/val-*.tar``).
     """
+    if any(str(r).endswith(".tar") for r in run_dirs):
+        raise ValueError("a run directory ends in .tar: quote shard patterns given to --on (e.g. --on 'dir/val-*.tar')")
+    if select is None and tuple(select_on) != ("val",):
+        raise ValueError("--on names selection sets for --select K; add --select")
+    if select is not None and select < 1:
+        raise ValueError(f"--select K needs K >= 1, got {select}")
     _, first = load_run(run_dirs[0], which)
     report = first.get("report") or {"by": "codec", "x": "bitrate_kbps"}
-    members = []
+    sets = list(dict.fromkeys([split, *(select_on if select is not None else ())]))
+    scored = []  # per run: set -> task -> records
     for run in run_dirs:
         module, cfg = load_run(run, which)
-        loader = datamodule_from_config(first, module.encoder.sample_rate).eval_dataloader(split)
-        records = collect_scores(module, loader, {name: t.label for name, t in cfg.tasks.items()}, False, device, precision)
-        print_summary(summarise(records, by=report["by"]), title=f"member {run}")
-        members.append(records)
-    records = ensemble_records(members, zscore=zscore)
+        labels = {name: t.label for name, t in cfg.tasks.items()}
+        per_set = {}
+        for name in sets:
+            data = first if name in ("val", "train") else OmegaConf.merge(first, {"data": {"val_urls": name}})
+            loader = datamodule_from_config(data, module.encoder.sample_rate).eval_dataloader(
+                name if name in ("val", "train") else "val")
+            per_set[name] = collect_scores(module, loader, labels, False, device, precision)
+        print_summary(summarise(with_composite(per_set[split]), by=report["by"]), title=f"member {run}")
+        scored.append(per_set)
+    chosen = list(range(len(run_dirs)))
+    extra: dict[str, Any] = {}
+    if select is not None:
+        ranks = {name: [task_srcc(with_composite(r[name]), rank_by) for r in scored] for name in select_on}
+        chosen = select_runs(list(ranks.values()), select)
+        print(f"selection: top {select} by {rank_by} SRCC on " + " and ".join(map(str, ranks)))
+        for i, run in enumerate(run_dirs):
+            cells = " ".join(f"{values[i]:7.3f}" for values in ranks.values())
+            print(f"  {'*' if i in chosen else ' '} {cells}  {run}")
+        if len(chosen) < 2:
+            raise ValueError(f"{len(chosen)} run(s) in the top {select} of every selection set; an ensemble needs two "
+                             "(raise --select)")
+        extra = {"selection": {"k": select, "rank_by": rank_by, "on": list(ranks), "candidates": [str(r) for r in run_dirs],
+                               "srcc": {name: dict(zip(map(str, run_dirs), values, strict=True))
+                                        for name, values in ranks.items()}}}
+    records = with_composite(ensemble_records([scored[i][split] for i in chosen], zscore=zscore))
     summary = summarise(records, by=report["by"])
-    print_summary(summary, title=f"ensemble of {len(run_dirs)} runs: {split}")
-    save_results(Path(out) / f"ensemble_{split}.json", summary, records, runs=[str(r) for r in run_dirs])
+    print_summary(summary, title=f"ensemble of {len(chosen)} runs: {split}")
+    save_results(Path(out) / f"ensemble_{split}.json", summary, records, runs=[str(run_dirs[i]) for i in chosen], **extra)
     return summary
 
 

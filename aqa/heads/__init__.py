@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aqa.heads.base import Head, Kind
+from aqa.heads.blstm import BLSTMHiddenHead, BLSTMTimeHead
 from aqa.heads.haaqi_net import HaaqiNetHead
 from aqa.heads.pooling import MeanPoolHead, MLPHead, RnCEmbeddingHead, WeightedSumPoolHead
 from aqa.heads.scores import as_float32, head_score, quality_scores, reference_distances
@@ -24,6 +25,8 @@ HEADS: dict[str, Callable[..., Head]] = {
     "mean_pool": MeanPoolHead,
     "weighted_sum_pool": WeightedSumPoolHead,
     "mlp": MLPHead,
+    "blstm_h": BLSTMHiddenHead,
+    "blstm_t": BLSTMTimeHead,
     "haaqi_net": HaaqiNetHead,
 }
 
@@ -40,6 +43,8 @@ def build_head(cfg: Mapping[str, Any], num_layers: int, input_dim: int) -> Head:
 __all__ = [
     "HEADS",
     "as_float32",
+    "BLSTMHiddenHead",
+    "BLSTMTimeHead",
     "HaaqiNetHead",
     "Head",
     "Kind",

@@ -47,9 +47,11 @@ class HaaqiNetHead(Head):
         dropout: dropout after the activation.
         attention_dropout: dropout on the attention weights.
         condition_key: the batch condition holding the audiogram (``batch["conditions"][key]``, (B, 8)).
+        score_range: ``[lo, hi]`` the sigmoid output is mapped to (HAAQI: [0, 1]; MOS fine-tuning: [1, 5]); the
+            parameters are the same, so a HAAQI-trained head starts a MOS run at ``lo + (hi - lo) * HAAQI``.
 
     Call ``head(layers, lengths, audiogram=(B, audiogram_dim) dB HL)``; returns ``{"score": (B,),
-    "frames": (B, F), "frame_mask": (B, F) bool}``, scores in [0, 1].
+    "frames": (B, F), "frame_mask": (B, F) bool}``, scores in ``score_range`` ([0, 1] by default).
     """
 
     output = Kind.FRAMES  # per-frame scores for frame-level losses (``frame_utterance``), and the clip score
@@ -72,6 +74,7 @@ class HaaqiNetHead(Head):
         dropout: float = 0.3,
         attention_dropout: float = 0.0,
         condition_key: str = "audiogram",
+        score_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(condition_dims={condition_key: audiogram_dim})  # batch conditions it reads, and sizes
         if attention_dim % attention_heads:
@@ -96,6 +99,10 @@ class HaaqiNetHead(Head):
         self.attention = nn.MultiheadAttention(attention_dim, attention_heads, dropout=attention_dropout,
                                                batch_first=True)
         self.frame_out = nn.Linear(attention_dim, 1)
+        lo, hi = (float(v) for v in score_range)
+        if not hi > lo:
+            raise ValueError(f"score_range must be [lo, hi] with hi > lo, got {list(score_range)}")
+        self.score_lo, self.score_span = lo, hi - lo
 
     def forward(self, layers: list[Tensor], lengths: Tensor | None = None, **conditions: Tensor) -> dict[str, Tensor]:
         """Args: layers: L tensors (B, F, D); lengths: (B,) valid frames; ``audiogram`` (B, 8) in dB HL."""
@@ -119,7 +126,7 @@ class HaaqiNetHead(Head):
             h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=f)  # padding stays out
         h = self.dropout(self.activation(self.dense(h)))
         h, _ = self.attention(h, h, h, key_padding_mask=~mask, need_weights=False)
-        frames = torch.sigmoid(self.frame_out(h)).squeeze(-1)  # (B, F)
+        frames = self.score_lo + self.score_span * torch.sigmoid(self.frame_out(h)).squeeze(-1)  # (B, F)
         m = mask.to(frames.dtype)
         score = (frames * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)  # AdaptiveAvgPool1d(1) over valid frames
         return {"score": score, "frames": frames, "frame_mask": mask}

@@ -65,6 +65,20 @@ def utmos_loss(pred: Tensor, target: Tensor, tau: float = 0.5, margin: float = 0
 
     The clipped MSE counts only errors larger than ``tau`` (``mean(1[|p - t| > tau] (p - t)^2)``), so
     predictions within the raters' own spread are left alone. pred, target: (B,); NaN targets ignored.
+
+    Which constants and normalisation: MMMOS' released code (github robert0518/MMMOS,
+    ``ClippedMSEContrastiveLoss``): ``tau`` 0.5, ``margin`` 0.1, ``w_con`` 0.5, and the contrastive term
+    averaged over the ``B (B - 1)`` ordered pairs ``i != j``, not halved. That code applies it to labels
+    z-normalised per axis; aqa applies it to the labels' own scale (MMMOS: ratings 1..10), so ``tau`` is half a
+    rating point here. (MMMOS' paper says the clipping follows UTMOS, whose value is 0.25.)
+
+    UTMOS22 itself (sarulab-speech/UTMOS22 ``strong``: ``ClippedMSELoss``, ``ContrastiveLoss``,
+    ``configs/train/default.yaml``) uses ``tau`` 0.25 and ``margin`` 0.1 on MOS 1..5 and averages the
+    contrastive term over all ``B^2`` pairs, diagonal included (each 0), then halves it: its contrastive term is
+    ``(B - 1) / (2 B)`` x :func:`pairwise_margin`. Its loss is therefore ``utmos_loss(tau=0.25, margin=0.1,
+    w_con=0.25 * (B - 1) / B)`` on 1..5 labels (about 0.23 at B = 16); on 1..10 labels the same thresholds scale
+    by 9/4 (``tau`` 0.5625, ``margin`` 0.225). UTMOS22 also clips per frame (its frame scores against the clip
+    label), where this takes clip scores.
     """
     p, t = _finite(pred.flatten(), target.flatten())
     if p.numel() == 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import SpearmanCorrCoef
 
-from aqa.config import NAN_POLICIES, ConfigError, instantiate, load_config, validate
+from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate, load_config, validate
 from aqa.encoders import build_encoder
 from aqa.encoders.base import prepare
 from aqa.heads import Head, Kind, as_float32, build_head, head_score, quality_scores
@@ -31,13 +31,63 @@ class NonFiniteLossError(FloatingPointError):
 
 
 @dataclass
+class LossTerm:
+    """One labelled loss on a task's head output.
+
+    Args:
+        loss: the loss module.
+        label: the batch label it reads.
+        weight: its weight inside the task.
+        anchors: the samples it is summed over: ``all``, ``coded`` (not the references) or ``reference``.
+            A loss that ``takes_anchors`` (Rank-N-Contrast) still compares with the others; for any other
+            loss the targets outside the anchors are left out.
+        reference_label: the label the references get instead of theirs (DeePAQ: clean audio has an infinite
+            bit rate, ``.inf`` in YAML), or None.
+    """
+
+    loss: Loss
+    label: str
+    weight: float = 1.0
+    anchors: str = "all"
+    reference_label: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.anchors not in ANCHORS:
+            raise ConfigError(f"loss term on {self.label!r}: anchors must be one of {ANCHORS}, got {self.anchors!r}")
+
+    def __call__(self, pred: Any, batch: Mapping[str, Any]) -> Tensor:
+        """The term's loss on a head output ``pred`` for ``batch`` (labels, group, is_reference)."""
+        target = batch["labels"][self.label].float()
+        is_ref = batch["is_reference"]
+        if self.reference_label is not None:
+            target = torch.where(is_ref, torch.full_like(target, float(self.reference_label)), target)
+        extra: dict[str, Tensor] = {"group": batch["group"]} if self.loss.uses_group else {}
+        if self.anchors != "all":
+            anchors = ~is_ref if self.anchors == "coded" else is_ref
+            if self.loss.takes_anchors:
+                extra["anchors"] = anchors
+            else:
+                target = target.masked_fill(~anchors, float("nan"))
+        inp = head_score(pred) if self.loss.input_kind is Kind.SCORE else pred
+        return self.loss(inp, target, **extra)
+
+
+@dataclass
 class Task:
-    """One training objective on the shared encoder."""
+    """One training objective on the shared encoder: a head and its main loss term (``loss`` on ``label``, whose
+    validation SRCC is reported), plus any further ``terms`` on the same head output (weighted inside the task).
+    ``anchors`` and ``reference_label`` apply to the main term, as in :class:`LossTerm`."""
 
     head: Head
     loss: Loss
     label: str
     weight: float = 1.0
+    anchors: str = "all"
+    reference_label: float | None = None
+    terms: dict[str, LossTerm] = field(default_factory=dict)
+
+    def main_term(self) -> LossTerm:
+        return LossTerm(self.loss, self.label, 1.0, self.anchors, self.reference_label)
 
 
 class MultiTaskModule(L.LightningModule):
@@ -57,6 +107,11 @@ class MultiTaskModule(L.LightningModule):
             teacher also has adds ``distill_weight`` x the MSE between the student's and the teacher's clip
             scores (and frame scores, resampled to the student's frame grid, when both heads give them). The
             teacher runs on the same audio at its own sample rate and is not saved in the checkpoint.
+        distill_hidden: hidden-state distillation (HAAQI-Net's student, as the authors' code: Linear layers
+            ``encoder5/8/11`` on the student's layers predict the teacher's): ``{student_layers: [..],
+            teacher_layers: [..], weight: w, teacher_dim: D}``; each pair adds ``w`` x the MSE (valid frames)
+            between a Linear projection of the student's hidden state and the teacher's, the teacher's resampled
+            to the student's frame grid. The projections are part of the student (saved, unused in scoring).
     """
 
     def __init__(
@@ -70,6 +125,7 @@ class MultiTaskModule(L.LightningModule):
         nan_policy: str = "skip",
         teacher: nn.Module | None = None,
         distill_weight: float = 1.0,
+        distill_hidden: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if nan_policy not in NAN_POLICIES:
@@ -79,6 +135,11 @@ class MultiTaskModule(L.LightningModule):
         self.encoder = encoder
         self.heads = nn.ModuleDict({name: t.head for name, t in tasks.items()})
         self.losses = nn.ModuleDict({name: t.loss for name, t in tasks.items()})
+        # further loss terms per task (modules registered, so they move with the module)
+        self.term_losses = nn.ModuleDict(
+            {name: nn.ModuleDict({k: term.loss for k, term in t.terms.items()}) for name, t in tasks.items() if t.terms}
+        )
+        self.terms = {name: {None: t.main_term(), **t.terms} for name, t in tasks.items()}
         self.labels = {name: t.label for name, t in tasks.items()}
         self.weights = {name: float(t.weight) for name, t in tasks.items()}
         self.val_srcc = nn.ModuleDict({name: SpearmanCorrCoef() for name in tasks})
@@ -90,6 +151,19 @@ class MultiTaskModule(L.LightningModule):
         self._skip_batch = False
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []  # not a submodule
         self.distill_weight = float(distill_weight)
+        hidden = dict(distill_hidden or {})
+        self.hidden_pairs = list(zip(hidden.get("student_layers", []), hidden.get("teacher_layers", []), strict=True))
+        self.hidden_weight = float(hidden.get("weight", 1.0))
+        teacher_dim = int(hidden.get("teacher_dim") or encoder.output_dim)
+        self.distill_proj = nn.ModuleList(nn.Linear(encoder.output_dim, teacher_dim) for _ in self.hidden_pairs)
+        for s_layer, t_layer in self.hidden_pairs:
+            if not 0 <= s_layer < encoder.num_layers:
+                raise ValueError(f"distill.hidden: student layer {s_layer} not in 0..{encoder.num_layers - 1}")
+            if teacher is not None and not 0 <= t_layer < teacher.encoder.num_layers:
+                raise ValueError(f"distill.hidden: teacher layer {t_layer} not in 0..{teacher.encoder.num_layers - 1}")
+        if teacher is not None and self.hidden_pairs and teacher.encoder.output_dim != teacher_dim:
+            raise ValueError(f"distill.hidden.teacher_dim={teacher_dim} but the teacher's layers are "
+                             f"{teacher.encoder.output_dim}-dimensional")
         if teacher is not None:
             shared = [t for t in tasks if t in teacher.heads]
             if not shared:
@@ -104,6 +178,12 @@ class MultiTaskModule(L.LightningModule):
         """Args: wav (B, T) at ``encoder.sample_rate``; lengths (B,) samples; conditions: key -> (B, K)
         inputs for heads that name them in ``condition_dims`` (e.g. an audiogram). Returns task -> head output.
         """
+        return self._encode_and_score(wav, lengths, conditions)[1]
+
+    def _encode_and_score(
+        self, wav: Tensor, lengths: Tensor | None, conditions: Mapping[str, Tensor] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The encoder's output (hidden states and frame lengths) and every head's output."""
         out = self.encoder(wav, lengths)
         conditions = conditions or {}
         outputs = {}
@@ -115,27 +195,33 @@ class MultiTaskModule(L.LightningModule):
                     f"head of task {name!r} needs conditions {missing}; add them to data.condition_keys"
                 )
             outputs[name] = head(out.layers, out.lengths, **{k: conditions[k] for k in keys})
-        return outputs
+        return out, outputs
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Any]]:
-        outputs = self(batch["wav"], batch["lengths"], batch.get("conditions"))
+        encoded, outputs = self._encode_and_score(batch["wav"], batch["lengths"], batch.get("conditions"))
         outputs = {name: as_float32(out) for name, out in outputs.items()}
         batch_size = batch["wav"].shape[0]
         task_losses = {}
         total = batch["wav"].new_zeros((), dtype=torch.float32)
-        teacher_out = self._teacher_outputs(batch) if self._teacher else {}
+        teacher_encoded, teacher_out = self._teacher_outputs(batch) if self._teacher else (None, {})
         # losses in float32 under bf16-mixed too: autocast would take their matmuls (RnC, contrastive) to bf16
         with torch.autocast(batch["wav"].device.type, enabled=False):
             for name, pred in outputs.items():
-                target = batch["labels"][self.labels[name]].float()
-                loss_fn = self.losses[name]
-                extra = {"group": batch["group"]} if loss_fn.uses_group else {}
-                inp = head_score(pred) if loss_fn.input_kind is Kind.SCORE else pred
-                task_losses[name] = loss_fn(inp, target, **extra)
-                total = total + self.weights[name] * task_losses[name]
+                task_loss = total.new_zeros(())
+                for term_name, term in self.terms[name].items():
+                    value = term(pred, batch)
+                    if term_name is not None:  # further terms are logged each; the sum is the task's loss
+                        task_losses[f"{name}/{term_name}"] = value
+                    task_loss = task_loss + term.weight * value
+                task_losses[name] = task_loss
+                total = total + self.weights[name] * task_loss
             for name, loss in self._distill(teacher_out, outputs).items():
                 task_losses[f"{name}/distill"] = loss
                 total = total + self.distill_weight * loss
+            if teacher_encoded is not None and self.hidden_pairs:
+                hidden = self._distill_hidden(encoded, teacher_encoded)
+                task_losses["distill/hidden"] = hidden
+                total = total + self.hidden_weight * hidden
         if stage == "train" and self._non_finite(total, task_losses, batch):
             return total, outputs  # not logged: one bad batch must not turn the epoch's mean loss into NaN
         for name, loss in task_losses.items():
@@ -144,10 +230,26 @@ class MultiTaskModule(L.LightningModule):
         return total, outputs
 
     @torch.no_grad()
-    def _teacher_outputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def _teacher_outputs(self, batch: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         teacher = self._teacher[0].to(batch["wav"].device)
         wav, lengths = prepare(batch["wav"], self.encoder.sample_rate, teacher.encoder.sample_rate, batch["lengths"])
-        return {name: as_float32(out) for name, out in teacher(wav, lengths, batch.get("conditions")).items()}
+        encoded, outputs = teacher._encode_and_score(wav, lengths, batch.get("conditions"))
+        return encoded, {name: as_float32(out) for name, out in outputs.items()}
+
+    def _distill_hidden(self, student: Any, teacher: Any) -> Tensor:
+        """Mean over the layer pairs of the masked MSE between projected student and teacher hidden states."""
+        frames = student.layers[0].shape[1]
+        mask = (torch.arange(frames, device=student.layers[0].device)[None, :] < student.lengths[:, None]).float()
+        total = mask.new_zeros(())
+        for proj, (s_layer, t_layer) in zip(self.distill_proj, self.hidden_pairs, strict=True):
+            pred = proj(student.layers[s_layer]).float()  # (B, F, D)
+            target = teacher.layers[t_layer].float()  # (B, F', D)
+            if target.shape[1] != frames:
+                target = torch.nn.functional.interpolate(target.transpose(1, 2), size=frames, mode="linear",
+                                                         align_corners=False).transpose(1, 2)
+            err = (pred - target).pow(2).mean(dim=-1)  # (B, F)
+            total = total + (err * mask).sum() / mask.sum().clamp_min(1.0)
+        return total / len(self.hidden_pairs)
 
     def _distill(self, teacher_out: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Tensor]:
         """Per shared task: MSE to the teacher's clip scores (+ frame scores when both heads give them)."""
@@ -252,7 +354,14 @@ def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
         head = build_head(t["head"], num_layers=encoder.num_layers, input_dim=encoder.output_dim)
         loss = build_loss(t["loss"])
         check_head_loss(head, loss, name)
-        tasks[name] = Task(head=head, loss=loss, label=t["label"], weight=t.get("weight", 1.0))
+        terms = {}
+        for term_name, spec in (t.get("terms") or {}).items():
+            term_loss = build_loss(spec["loss"])
+            check_head_loss(head, term_loss, f"{name}/{term_name}")
+            terms[term_name] = LossTerm(term_loss, spec["label"], float(spec.get("weight", 1.0)),
+                                        spec.get("anchors", "all"), spec.get("reference_label"))
+        tasks[name] = Task(head=head, loss=loss, label=t["label"], weight=t.get("weight", 1.0),
+                           anchors=t.get("anchors", "all"), reference_label=t.get("reference_label"), terms=terms)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     distill = container.get("distill") or {}
     teacher = load_run(distill["teacher"], distill.get("which", "best"))[0] if with_teacher and distill.get("teacher") else None
@@ -266,6 +375,7 @@ def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
         nan_policy=cfg.get("nan_policy", "skip"),
         teacher=teacher,
         distill_weight=distill.get("weight", 1.0),
+        distill_hidden=distill.get("hidden"),
     )
 
 

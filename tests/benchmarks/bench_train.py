@@ -35,8 +35,8 @@ def train_step(module, batch: int, seconds: float):
 
     def step():
         optimizer.zero_grad()
-        out = module(wav, None)["bitrate"]
-        module.losses["bitrate"](out, labels).backward()
+        out = module(wav, None)["quality"]
+        module.losses["quality"](out, labels).backward()
         optimizer.step()
 
     return step

@@ -20,6 +20,7 @@ from synth import (
     broadband,
     build,
     read_shards,
+    write_pieces,
 )
 
 from data_prep.codec import assign_split, build_codec_shards, piece_id_for
@@ -278,3 +279,27 @@ def test_list_sources_refuses_an_empty_folder_or_list(tmp_path):
     with pytest.raises(ValueError, match="no audio files listed"):
         list_sources(tmp_path / "list.csv")
     assert codec_main(["--src", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_versions_per_excerpt_draws_a_seeded_subset_per_excerpt():
+    from data_prep.codec import version_points
+
+    grid = version_points(("opus", "mp3", "aac"), (16, 32, 48, 64, 80, 96, 128), None, "0:a-0000")
+    assert len(grid) == 21
+    drawn = {key: version_points(("opus", "mp3", "aac"), (16, 32, 48, 64, 80, 96, 128), 8, key)
+             for key in ("0:a-0000", "0:a-0001", "1:a-0000")}
+    assert all(len(v) == 8 and set(v) <= set(grid) for v in drawn.values())
+    assert drawn["0:a-0000"] == version_points(("opus", "mp3", "aac"), (16, 32, 48, 64, 80, 96, 128), 8, "0:a-0000")
+    assert len({tuple(v) for v in drawn.values()}) == 3  # another excerpt or seed draws another subset
+
+
+@needs_ffmpeg
+def test_build_codes_each_excerpt_at_k_points(tmp_path):
+    sources = write_pieces(tmp_path / "src")[:2]
+    manifest = build(sources, tmp_path / "out", jobs=1, versions_per_excerpt=2)
+    rows = read_shards(sorted((tmp_path / "out").glob("*.tar")))
+    groups = defaultdict(list)
+    for _, _, _, meta in rows:
+        groups[meta["group"]].append(meta)
+    assert groups and all(len(g) == 3 and sum(m["is_reference"] for m in g) == 1 for g in groups.values())
+    assert manifest["config"]["versions_per_excerpt"] == 2

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 import aqa.metrics
-from data_prep.haaqi import BISGAARD, process, profile_levels, sample_audiogram
+from data_prep.haaqi import BISGAARD, parse_spl, process, profile_levels, sample_audiogram
 from data_prep.haaqi import main as haaqi_main
 
 SR = 24000
@@ -73,7 +73,8 @@ def test_processings() -> None:
 
 
 def _fake_haaqi(name, ref, sr_ref, deg, sr_deg, audiogram, level_db):  # deterministic stand-in
-    return {"haaqi": float(1.0 / (1.0 + np.mean(audiogram) / 50 + np.mean(np.abs(ref - deg))))}
+    loss = np.mean(audiogram) / 50 + np.mean(np.abs(ref - deg)) + abs(level_db - 65) / 100  # best at 65 dB SPL
+    return {"haaqi": float(1.0 / (1.0 + loss))}
 
 
 def test_recipe_shards_are_split_independent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,17 +92,67 @@ def test_recipe_shards_are_split_independent(tmp_path: Path, monkeypatch: pytest
     got = read(one)
     assert len(got) == 3 * 2 * 3 * 2  # pieces x excerpts x processings x audiograms
     meta = got["piece0-0001-noise-1"]["json"]
-    assert meta["group"] == "piece0-0001" and len(meta["audiogram"]) == 8 and 55 <= meta["level_db"] <= 75
+    assert meta["group"] == "piece0-0001" and len(meta["audiogram"]) == 8 and meta["level_db"] == 65.0  # default
     assert meta["processing"]["kind"] == "noise" and 0 < meta["haaqi"] <= 1
     x, sr = sf.read(io.BytesIO(got["piece0-0001-noise-1"]["flac"]))
     assert sr == SR and x.ndim == 1 and x.size == SR // 2
+    assert {v["json"]["level_db"] for v in got.values()} == {65.0}
     manifest = json.loads((one / "manifest.json").read_text())
+    assert manifest["config"]["levels_db"] == [65.0] and manifest["config"]["level_range_db"] is None
     reasons = sorted(s["reason"].split(":")[0] for s in manifest["skipped"])
     assert reasons == ["cannot load", "silent"]
     two = tmp_path / "two"
     for i in range(2):
         assert haaqi_main([*common, "--out", str(two), "--shard-id", str(i), "--num-shards", "2", "--jobs", "2"]) == 0
     assert read(two) == got
+
+
+def test_parse_spl() -> None:
+    assert parse_spl("65") == ((65.0,), None)
+    assert parse_spl("55, 65,75") == ((55.0, 65.0, 75.0), None)
+    assert parse_spl("55:75") == ((), (55.0, 75.0))
+    assert parse_spl("62.5") == ((62.5,), None)
+    for bad in ("", "loud", "0", "-5", "140", "65,65", "75:55", "65:65", "55:65:75", "nan"):
+        with pytest.raises(ValueError, match="--spl"):
+            parse_spl(bad)
+
+
+def test_spl_levels_list_range_and_pairing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--spl: a list labels each (version, listener) at every level, the same listeners as a single level;
+    a range draws one level per listener; a bad value is refused before anything runs."""
+    calls: list[float] = []
+
+    def fake(*args, **kwargs):
+        calls.append(kwargs["level_db"])
+        return _fake_haaqi(*args, **kwargs)
+
+    monkeypatch.setattr(aqa.metrics, "compute_arrays", fake)
+    music(tmp_path / "src" / "tune.wav", 0.5)
+    common = ["--src", str(tmp_path / "src"), "--excerpt-s", "0.5", "--processings", "clean,noise",
+              "--audiograms", "2", "--no-progress"]
+    assert haaqi_main([*common, "--out", str(tmp_path / "multi"), "--spl", "55,65,75"]) == 0
+    multi = {k: v["json"] for k, v in read(tmp_path / "multi").items()}
+    assert len(multi) == 2 * 2 * 3 and len(calls) == 12  # versions x listeners x levels, one HAAQI each
+    assert multi["tune-0000-noise-1-spl55"]["level_db"] == 55.0
+    assert multi["tune-0000-noise-1-spl75"]["level_db"] == 75.0
+    assert len({m["group"] for m in multi.values()}) == 1  # all levels of an excerpt stay in its group
+    assert haaqi_main([*common, "--out", str(tmp_path / "one"), "--spl", "75"]) == 0
+    one = {k: v["json"] for k, v in read(tmp_path / "one").items()}
+    assert sorted(one) == sorted(k.removesuffix("-spl75") for k in multi if k.endswith("-spl75"))
+    for key, meta in one.items():  # same listeners and label whether 75 dB is built alone or in a list
+        twin = multi[f"{key}-spl75"]
+        assert meta["audiogram"] == twin["audiogram"] and meta["haaqi"] == twin["haaqi"] and meta["level_db"] == 75
+    assert multi["tune-0000-noise-0-spl65"]["haaqi"] > multi["tune-0000-noise-0-spl55"]["haaqi"]  # the stand-in
+    assert haaqi_main([*common, "--out", str(tmp_path / "range"), "--spl", "55:75"]) == 0
+    drawn = {k: v["json"] for k, v in read(tmp_path / "range").items()}
+    assert sorted(drawn) == sorted(one)  # one sample per listener, keys without a level
+    levels = [m["level_db"] for m in drawn.values()]
+    assert all(55 <= v <= 75 for v in levels) and len(set(levels)) == len(levels)
+    assert [drawn[k]["audiogram"] for k in sorted(drawn)] == [one[k]["audiogram"] for k in sorted(one)]
+    manifest = json.loads((tmp_path / "range" / "manifest.json").read_text())
+    assert manifest["config"]["level_range_db"] == [55.0, 75.0] and manifest["config"]["levels_db"] == []
+    assert haaqi_main([*common, "--out", str(tmp_path / "bad"), "--spl", "75:55"]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_recipe_real_haaqi_tiny(tmp_path: Path) -> None:
@@ -114,4 +165,4 @@ def test_recipe_real_haaqi_tiny(tmp_path: Path) -> None:
     got = {k: v["json"] for k, v in read(out).items()}
     assert sorted(got) == ["tune-0000-clean-0", "tune-0000-lowpass-0"]
     for m in got.values():
-        assert 0.0 <= m["haaqi"] <= 1.0 and m["audiogram_profile"] in ("NH", "N4")
+        assert 0.0 <= m["haaqi"] <= 1.0 and m["audiogram_profile"] in ("NH", "N4") and m["level_db"] == 65.0

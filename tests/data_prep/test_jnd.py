@@ -133,6 +133,61 @@ def test_jnd_noise_folder_cli_and_resume(tmp_path, jnd_out):
     assert job["shards_built"] == 0 and job["shards_resumed"] == manifest["totals"]["shards"]
 
 
+def _tone_noise(path: Path, freq: float, sr: int, seconds: float, channels: int, seed: int) -> None:
+    """A recording-like noise whose spectrum peaks at ``freq``: tone plus a little white noise."""
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.2 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.stack([x] * channels, axis=1) if channels > 1 else x, sr)
+
+
+def test_jnd_mixes_real_noise_recordings(jnd_out, tmp_path):
+    """--noise-dir: every mixture holds one of the given recordings (resampled, mono, looped), named after its
+    file; same-stem files in subfolders stay apart; a .txt list works as a folder does; no generated noise."""
+    root, _ = jnd_out
+    noise = tmp_path / "noise"
+    tones = {"bus/bgd.wav": (300.0, 16000, 2.0, 1), "cafe/bgd.wav": (700.0, SR, 0.2, 2),  # short: looped
+             "street.flac": (1100.0, 22050, 1.0, 1)}
+    for i, (name, (freq, sr, seconds, channels)) in enumerate(tones.items()):
+        _tone_noise(noise / name, freq, sr, seconds, channels, seed=i)
+    (noise / "readme.txt").write_text("not audio")
+    common = ["--src", str(root / "speech"), "--snr-min", "0", "--snr-max", "10", "--snr-step", "10",
+              "--sample-rate", str(SR), "--min-s", "0.3", "--noises-per-utterance", "3", "--val-fraction", "0",
+              "--no-progress"]  # fmt: skip
+    assert jnd_main([*common, "--out", str(tmp_path / "out"), "--noise-dir", str(noise)]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["totals"]["groups"] == 3 * 3 and manifest["config"]["noise_dir"] == str(noise)
+    rows = [r for p in sorted((tmp_path / "out").glob("*.tar")) for r in read_tar(p)]
+    assert len({k for k, _, _ in rows}) == len(rows) == 9 * 3  # groups x (clean + 2 SNRs), keys unique
+    assert {m["noise_type"] for _, m, _ in rows} == {"file"}
+    assert {m["noise"] for _, m, _ in rows} == {"bgd", "bgd_2", "street"}
+    freq_of = {str((noise / name).resolve()): f for name, (f, *_) in tones.items()}
+    assert {m["noise_source"] for _, m, _ in rows} == set(freq_of)
+    groups: dict[str, list] = {}
+    for _, meta, audio in rows:
+        groups.setdefault(meta["group"], []).append((meta, audio))
+    for members in groups.values():
+        (_, clean), *mixes = members
+        for meta, mix in mixes:  # the residual after removing the speech is the named recording
+            resid = mix - float(mix @ clean / (clean @ clean)) * clean
+            spec = np.abs(np.fft.rfft(resid))
+            peak_hz = np.argmax(spec) * SR / resid.size
+            assert peak_hz == pytest.approx(freq_of[meta["noise_source"]], abs=15), meta["noise_source"]
+    listing = tmp_path / "chime_ch1.txt"  # a list picks files (e.g. one CHiME-3 channel) out of a folder
+    listing.write_text(f"# one channel only\n{noise / 'street.flac'}\n")
+    assert jnd_main([*common, "--out", str(tmp_path / "listed"), "--noise-dir", str(listing)]) == 0
+    listed = [r for p in sorted((tmp_path / "listed").glob("*.tar")) for r in read_tar(p)]
+    assert {m["noise"] for _, m, _ in listed} == {"street"} and len(listed) == 3 * 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert jnd_main([*common, "--out", str(tmp_path / "none"), "--noise-dir", str(empty)]) == 2
+    assert jnd_main([*common, "--out", str(tmp_path / "both"), "--noise-dir", str(noise), "--noise-types", "pink"]) == 2
+    assert jnd_main([*common, "--out", str(tmp_path / "gen"), "--noise-types", "pink, white"]) == 0
+    generated = [r for p in sorted((tmp_path / "gen").glob("*.tar")) for r in read_tar(p)]
+    assert {m["noise_type"] for _, m, _ in generated} == {"pink", "white"}
+    assert {m["noise_source"] for _, m, _ in generated} == {None}
+
+
 def test_jnd_batches_through_pipe_urls(jnd_out):
     root, manifest = jnd_out
     urls = [f"pipe:cat {p}" for p in sorted((root / "out").glob("*.tar"))]

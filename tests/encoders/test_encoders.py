@@ -451,7 +451,7 @@ def test_fusion_takes_complete_member_configs() -> None:
     members = [{"name": "mert_v1_95m", "checkpoint": None, "arch": TINY_ARCH, "adapter": None}]
     fusion = build_encoder({"name": "fusion", "encoders": members, "freeze": True})
     assert fusion.names == ["mert_v1_95m"] and fusion.sample_rate == 24000
-    assert not any(p.requires_grad for p in fusion.parameters())
+    assert not any(p.requires_grad for p in fusion.members.parameters())  # its own layer weights stay trainable
 
 
 def test_unknown_encoder_lists_choices() -> None:
@@ -576,7 +576,7 @@ def test_lora_adapts_and_frozen_trains_nothing(name: str) -> None:
     assert all(p.grad is not None for n, p in enc.named_parameters() if "lora_" in n)
 
     frozen = build_tiny(name, freeze=True, adapter=None)
-    assert not any(p.requires_grad for p in frozen.parameters())
+    assert not any(p.requires_grad for n, p in frozen.named_parameters() if "layer_weights" not in n)
     assert len(frozen(wav).layers) == frozen.num_layers
 
 
@@ -597,11 +597,11 @@ def test_deepaq_tiny_trains_one_step_with_each_encoder(name: str, mode: str) -> 
     trainable = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
     encoder_trainable = [n for n in trainable if n.startswith("encoder.")]
     if mode == "frozen":
-        assert not encoder_trainable
+        assert all(n.startswith("encoder.layer_weights.") for n in encoder_trainable)  # a fusion's own layer weights
     else:
         assert encoder_trainable and all("lora_" in n or "layer_weights" in n for n in encoder_trainable)
-    out = module(wav, lengths)["bitrate"]
-    loss = module.losses["bitrate"](out, torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    out = module(wav, lengths)["quality"]
+    loss = module.losses["quality"](out, torch.tensor([0.0, 1.0, 2.0, 3.0]))
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -991,7 +991,8 @@ def test_fusion_layer_reduction_per_member_as_mmmos() -> None:
 
 def test_fusion_freeze_and_adapter_apply_to_every_member() -> None:
     frozen = build_tiny("fusion_tiny", freeze=True, adapter=None)
-    assert not any(p.requires_grad for p in frozen.parameters())
+    assert not any(p.requires_grad for p in frozen.members.parameters())
+    assert all(p.requires_grad for p in frozen.layer_weights.parameters())  # the fusion's own, trainable (MMMOS)
     lora = build_tiny("fusion_tiny", adapter={"r": 2, "alpha": 4})
     names = [n for n, p in lora.named_parameters() if p.requires_grad]
     assert any(n.startswith("members.0.") and "lora_A" in n for n in names)

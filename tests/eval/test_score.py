@@ -2,11 +2,13 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from torch import nn
 
 from aqa.cli import main
 from aqa.config import compose, save_config
@@ -63,14 +65,54 @@ def test_scores_match_the_model_on_the_same_audio(tmp_path):
     assert rec["quality"] == pytest.approx(float(direct[0]), abs=1e-5)
 
 
-def test_embedding_run_needs_a_reference_and_ranks_by_distance(tmp_path, capsys):
+def test_embedding_run_needs_a_reference_and_scores_it_zero(tmp_path, capsys):
     run = make_run(tmp_path, "deepaq_lora_tiny")
     clean = tone(tmp_path / "clean.wav", 1.0)
+    noisy = tone(tmp_path / "noisy.wav", 1.0, noise=0.05)
     assert main(["score", str(run), str(clean), "--no-progress"]) == 2
     assert "--reference" in capsys.readouterr().err
-    assert main(["score", str(run), str(clean), "--reference", str(clean), "--no-progress"]) == 0
-    (rec,) = records(capsys)
-    assert rec["bitrate"] == pytest.approx(0.0, abs=1e-4)  # the reference itself: distance 0
+    assert main(["score", str(run), str(clean), str(noisy), "--reference", str(clean), "--no-progress"]) == 0
+    itself, other = records(capsys)
+    tasks = [k for k in itself if k != "file"]
+    assert tasks and all(itself[t] == pytest.approx(0.0, abs=1e-4) for t in tasks)  # the reference: distance 0
+    assert all(other[t] < -1e-3 for t in tasks)  # anything else lies some distance away: a negative score
+
+
+class WaveformEmbedding(nn.Module):
+    """A stand-in for a trained embedding run whose embedding is a known function of its input: the waveform
+    itself (as ``aqa score`` hands it over: mono, at ``encoder.sample_rate``). Its distance to the reference is
+    then the norm of their difference, so more noise must mean a lower score."""
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        super().__init__()
+        self.encoder = SimpleNamespace(sample_rate=sample_rate)
+        head = nn.Identity()
+        head.is_embedding, head.condition_dims = True, {}
+        self.heads = nn.ModuleDict({"quality": head})
+
+    def forward(self, wav, lengths, conditions=None):
+        return {"quality": wav[:, : self.encoder.sample_rate]}
+
+
+def test_embedding_scores_rank_files_by_distance_to_the_given_reference(tmp_path):
+    """A clean file, a lightly and a heavily degraded version (the same noise at 10x the level), read as 44.1 kHz
+    stereo: scored against the clean one they rank clean > light > heavy, with scores in proportion to the
+    noise; scored against the heavy one the order turns round, so the reference file is the anchor."""
+    files = {name: tone(tmp_path / f"{name}.wav", 1.0, noise=level) for name, level in
+             (("clean", 0.0), ("light", 0.01), ("heavy", 0.1))}
+    module = WaveformEmbedding()
+
+    def scores(reference: str) -> dict[str, float]:
+        got = score_files(module, files.values(), files[reference], device="cpu", precision="fp32")
+        return {Path(r["file"]).stem: r["quality"] for r in got}
+
+    vs_clean = scores("clean")
+    assert vs_clean["clean"] == pytest.approx(0.0, abs=1e-6)
+    assert vs_clean["clean"] > vs_clean["light"] > vs_clean["heavy"]
+    assert vs_clean["heavy"] / vs_clean["light"] == pytest.approx(10.0, rel=0.02)  # minus the noise's norm
+    vs_heavy = scores("heavy")
+    assert vs_heavy["heavy"] == pytest.approx(0.0, abs=1e-6)
+    assert vs_heavy["heavy"] > vs_heavy["light"] > vs_heavy["clean"]
 
 
 def test_conditioned_run_needs_the_audiogram(tmp_path, capsys):

@@ -59,9 +59,26 @@ def test_rnc_gradient_finite_with_duplicate_features():
     assert torch.isfinite(z.grad).all()
 
 
-def test_rnc_rejects_infinite_labels():
-    with pytest.raises(ValueError, match="finite"):
-        rank_n_contrast(torch.randn(3, 2), torch.tensor([1.0, 2.0, float("inf")]))
+def test_rnc_takes_infinite_labels_without_nan():
+    """An infinite label (DeePAQ's clean audio: bit rate infinity) is a label like any other: two of them are at
+    distance 0, and neither the loss nor its gradient turns NaN."""
+    z = torch.randn(4, 2, requires_grad=True)
+    loss = rank_n_contrast(z, torch.tensor([1.0, 2.0, float("inf"), float("inf")]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
+
+
+def test_rnc_leaves_nan_labelled_samples_out(rng):
+    """A NaN label (a clip the corpus did not rate) takes no part: neither as anchor, nor as positive, nor as a
+    candidate in any denominator. The loss equals the loss over the labelled samples alone, and the unlabelled
+    embeddings get no gradient."""
+    z = torch.randn(7, 3, generator=rng, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0.5, float("nan"), 2.0, 1.0, float("nan"), 3.0, 0.0], dtype=torch.float64)
+    keep = torch.isfinite(y)
+    got = rank_n_contrast(z, y, temperature=2.0)
+    assert float(got.detach()) == pytest.approx(rnc_brute_force(z[keep].detach(), y[keep], 2.0), abs=1e-9)
+    got.backward()
+    assert z.grad[~keep].abs().max() == 0 and z.grad[keep].abs().max() > 0
 
 
 def loss_inputs(loss_fn, n: int, rng) -> tuple[object, torch.Tensor, dict, torch.Tensor]:
@@ -105,11 +122,16 @@ def test_every_loss_builds_and_backprops(name, rng):
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_loss_survives_missing_labels(name, rng):
-    """NaN labels (an unrated axis, a clean reference's SNR) never make a loss NaN."""
+    """NaN labels (an unrated axis, a clean reference's SNR) never make a loss or its gradient NaN, and a batch
+    with none labelled costs nothing."""
     loss_fn = build_loss({"name": name})
+    pred, target, extra, leaf = loss_inputs(loss_fn, 6, rng)
+    target[::2] = float("nan")
+    out = loss_fn(pred, target, **extra)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(leaf.grad).all()
     pred, target, extra, _ = loss_inputs(loss_fn, 6, rng)
-    target[::2] = float("nan") if name != "rnc" else target[::2]
-    assert torch.isfinite(loss_fn(pred, target, **extra))
+    assert float(loss_fn(pred, torch.full_like(target, float("nan")), **extra).detach()) == 0.0
 
 
 def test_masked_regression_ignores_nan_targets():
@@ -175,25 +197,95 @@ def test_unknown_loss_lists_choices():
         build_loss({"name": "nope"})
 
 
-def _pairs(p, t):
-    return [(i, j) for i in range(len(p)) for j in range(len(p)) if i != j]
+def utmos22_reference(pred: list[float], target: list[float], lo: float, hi: float) -> tuple[float, float]:
+    """The UTMOS22 loss (Saeki et al., Interspeech 2022, §2.1: clipped MSE plus a contrastive loss) written from
+    its definitions with Python loops: ``(clipped MSE, contrastive term)`` on ratings of a ``lo..hi`` scale.
+
+    - Scores are mapped from ``lo..hi`` onto -1..1 first (UTMOS22 trains on MOS 1..5 as ``(s - 3) / 2``: its
+      released config, sarulab-speech/UTMOS22 ``strong/configs/dataset/default.yaml`` ``NormalizeScore``).
+    - Clipped MSE with threshold tau = 0.25 (on that -1..1 scale): ``mean_i 1[|q_i - s_i| > tau] (q_i - s_i)^2``.
+    - Contrastive loss with margin alpha = 0.1: ``d_ij = max(0, |(s_i - s_j) - (q_i - q_j)| - alpha)`` over all
+      pairs of the batch, averaged over the B x B pairs (i = j adds 0) and halved, as the released
+      ``ContrastiveLoss`` does; the loss is ``1.0 x clipped + 0.5 x contrastive`` (``configs/train/default.yaml``,
+      MMMOS §III-C2: "0.5 times contrastive loss").
+    """
+    tau, alpha = 0.25, 0.1
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    s = [(v - mid) / half for v in target]
+    q = [(v - mid) / half for v in pred]
+    n = len(s)
+    clipped = sum((q[i] - s[i]) ** 2 for i in range(n) if abs(q[i] - s[i]) > tau) / n
+    con = 0.0
+    for i in range(n):
+        for j in range(n):
+            con += max(0.0, abs((s[i] - s[j]) - (q[i] - q[j])) - alpha)
+    return clipped, con / (n * n) / 2
 
 
-def test_mmmos_losses_match_their_definitions(rng):
-    from aqa.losses import dcq_loss, pairwise_margin, utmos_loss
+@pytest.mark.parametrize("lo,hi", [(1.0, 5.0), (1.0, 10.0)])  # UTMOS22's MOS scale, MMMOS' rating scale
+def test_utmos_loss_against_the_utmos22_definition(lo, hi, rng):
+    """How aqa's ``utmos`` relates to UTMOS22 as its paper and released config define it.
 
-    p = torch.randn(7, generator=rng, dtype=torch.float64) + 3
-    t = torch.randn(7, generator=rng, dtype=torch.float64) + 3
-    pl, tl = p.tolist(), t.tolist()
-    pairs = _pairs(pl, tl)
-    con = sum(max(abs((tl[i] - tl[j]) - (pl[i] - pl[j])) - 0.1, 0.0) for i, j in pairs) / len(pairs)
-    assert float(pairwise_margin(p, t, 0.1)) == pytest.approx(con, abs=1e-12)
-    clipped = sum((a - b) ** 2 for a, b in zip(pl, tl, strict=True) if abs(a - b) > 0.5) / 7
-    assert float(utmos_loss(p, t, tau=0.5, margin=0.1, w_con=0.5)) == pytest.approx(clipped + 0.5 * con, abs=1e-12)
-    n2 = 7 * 7  # DCQ averages over the full B x B matrices (the diagonal contributes 0)
-    qdc = sum(((pl[j] - pl[i]) - (tl[j] - tl[i])) ** 2 for i, j in pairs) / n2
-    qac = -sum((pl[j] - pl[i]) * math.copysign(1.0, tl[j] - tl[i]) for i, j in pairs if tl[j] != tl[i]) / n2
-    assert float(dcq_loss(p, t)) == pytest.approx(qdc + qac, abs=1e-12)
+    Departures, stated by the factors below: aqa (as MMMOS' released ``ClippedMSEContrastiveLoss``) works on the
+    labels' own scale, not on -1..1, so UTMOS22's thresholds are ``tau = 0.25 h`` and ``margin = 0.1 h`` with
+    ``h = (hi - lo) / 2`` half the scale (0.5 and 0.2 on MOS 1..5; 1.125 and 0.45 on 1..10), and the loss is
+    ``h^2`` times larger; and aqa averages the contrastive term over the B (B - 1) pairs i != j without halving
+    it, so UTMOS22's weight 0.5 becomes ``w_con = 0.5 h (B - 1) / (2 B)``.
+    """
+    from aqa.losses import pairwise_margin, utmos_loss
+
+    n, h = 9, (hi - lo) / 2
+    t = lo + (hi - lo) * torch.rand(n, generator=rng, dtype=torch.float64)
+    p = t + 0.3 * h * torch.randn(n, generator=rng, dtype=torch.float64)
+    clipped, con = utmos22_reference(p.tolist(), t.tolist(), lo, hi)
+    errors = ((p - t) / h).abs()
+    assert 0 < int((errors > 0.25).sum()) < n  # some errors are clipped away, some count: the threshold matters
+    assert clipped > 0 and con > 0
+    tau, margin = 0.25 * h, 0.1 * h
+    assert float(utmos_loss(p, t, tau=tau, margin=margin, w_con=0.0)) / h**2 == pytest.approx(clipped, rel=1e-12)
+    assert float(pairwise_margin(p, t, margin)) * (n - 1) / (2 * n * h) == pytest.approx(con, rel=1e-12)
+    w_con = 0.5 * h * (n - 1) / (2 * n)
+    got = float(utmos_loss(p, t, tau=tau, margin=margin, w_con=w_con)) / h**2
+    assert got == pytest.approx(clipped + 0.5 * con, rel=1e-12)
+
+
+def dcq_reference(pred: list[float], target: list[float]) -> tuple[float, float, float]:
+    """The Dual-Criterion Quality loss (Yuan & Wang, ACM MM 2024) as MMMOS §III-C3 describes it, with Python
+    loops: ``(MSE, deviation term, ranking term)``.
+
+    Over all sample pairs (i, j) of the batch (the B x B pairs, i = j adds 0), with ``dp = p_j - p_i`` and
+    ``dt = t_j - t_i``:
+    - the deviation term ("penalizes mismatches between predicted and ground-truth score differences", the DCQ
+      paper's quantitative discrepancy constraint): ``mean (dp - dt)^2``;
+    - the ranking term ("penalizes any inversion of the true ordering", its qualitative alignment constraint):
+      ``mean -dp sign(dt)``, which grows with every inverted pair and falls with every pair in the right order.
+    The DCQ paper adds both (its relative perception constraint) to the plain MSE of the scores.
+    """
+    n = len(pred)
+    mse = sum((a - b) ** 2 for a, b in zip(pred, target, strict=True)) / n
+    dev = rank = 0.0
+    for i in range(n):
+        for j in range(n):
+            dp, dt = pred[j] - pred[i], target[j] - target[i]
+            dev += (dp - dt) ** 2
+            rank += -dp * (0.0 if dt == 0 else math.copysign(1.0, dt))
+    return mse, dev / (n * n), rank / (n * n)
+
+
+def test_dcq_loss_against_its_definition(rng):
+    """aqa's ``dcq`` is the deviation plus the ranking term. Departure: like MMMOS' released
+    ``DualCriterionQualityLoss`` it leaves out the DCQ paper's MSE term, so only differences between scores are
+    trained: adding a constant to every prediction costs nothing (a head keeps its initial offset)."""
+    from aqa.losses import dcq_loss
+
+    t = torch.tensor([3.0, 7.5, 1.0, 7.5, 9.0, 4.2, 5.5], dtype=torch.float64)  # a tie: its pair has no order
+    p = t + 2 * torch.randn(7, generator=rng, dtype=torch.float64)
+    mse, dev, rank = dcq_reference(p.tolist(), t.tolist())
+    assert float(dcq_loss(p, t)) == pytest.approx(dev + rank, abs=1e-12)
+    assert float(dcq_loss(p + 2.0, t)) == pytest.approx(dev + rank, abs=1e-12)  # the DCQ paper's loss would grow
+    assert dcq_reference((p + 2.0).tolist(), t.tolist())[0] > mse
+    flipped = dcq_reference((-t).tolist(), t.tolist())  # every pair inverted: the ranking term is a penalty
+    assert flipped[2] > 0 > dcq_reference(t.tolist(), t.tolist())[2]
 
 
 def test_mmmos_losses_reward_the_right_order():

@@ -15,13 +15,18 @@ sample rates are in Hz.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
 
@@ -34,6 +39,11 @@ from torch import Tensor
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "AudioError",
+    "MIN_SECONDS",
+    "SILENCE_PEAK",
+    "audio_note",
+    "probe_duration",
     "ffmpeg_binary",
     "check_audio",
     "load_audio",
@@ -47,6 +57,22 @@ __all__ = [
 ]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")  # what folders of audio are searched for
+# Shortest clip worth scoring: shorter ones leave ViSQOL without a full patch, so `aqa metric` refuses them and
+# `aqa score` notes them (the one constant both use).
+MIN_SECONDS = 0.5
+SILENCE_PEAK = 1e-6  # -120 dBFS: a clip whose peak is below this is silent
+
+
+class AudioError(ValueError, RuntimeError):
+    """An audio input cannot be used: ``cannot decode NAME: REASON``, one line naming the file and the reason
+    (undecodable, empty, non-finite), with no tool command lines or temporary paths."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"cannot decode {name}: {reason}")
+        self.name, self.reason = name, reason
+
+    def __reduce__(self) -> tuple:  # picklable across worker processes
+        return type(self), (self.name, self.reason)
 
 FFMPEG_INSTALL_HINT = (
     "ffmpeg is required to decode/encode compressed audio but was not found on PATH; "
@@ -116,6 +142,72 @@ def _read_soundfile(source: str | Path | bytes) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), int(sr)
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    # libsndfile's MPEG decoder (libmpg123) prints "Note: Trying to resync..." straight to file descriptor 2;
+    # point it at /dev/null while soundfile reads (Python's own sys.stderr is flushed first, then restored).
+    fd = 2  # C libraries write to descriptor 2 whatever sys.stderr is (pytest and IDEs replace it)
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(fd)
+        except OSError:  # no descriptor 2 (some daemons): nothing to silence
+            yield
+            return
+        try:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()  # what Python already wrote goes out before the descriptor moves
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+_NOT_MPEG = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"caff", b"wvpk")
+
+
+def _may_reach_mpg123(source: str | Path | bytes) -> bool:
+    # libsndfile hands whatever it does not recognise by its header to libmpg123, random bytes and text
+    # included; only WAV/FLAC/OGG/AIFF/CAF/WavPack headers are read without silencing stderr.
+    if isinstance(source, bytes | bytearray | memoryview):
+        head = bytes(source[:4])
+    else:
+        try:
+            with open(source, "rb") as f:
+                head = f.read(4)
+        except OSError:
+            return True
+    return head not in _NOT_MPEG
+
+
+def _short_name(name: str, limit: int = 45) -> str:
+    # A file name for one-line messages: long paths keep their end (the part that tells files apart).
+    return name if len(name) <= limit else "..." + name[-(limit - 3):]
+
+
+def _ffmpeg_reason(err: BaseException, *paths: str) -> str:
+    # ffmpeg's own last error line without its command line, the file's path or temporary paths:
+    # "[mp3 @ 0x55..] Failed to read frame size" -> "Failed to read frame size".
+    lines = [ln.strip() for ln in str(err).splitlines()[1:] if ln.strip() and not ln.startswith("/")]
+    lines = lines or [ln.strip() for ln in str(err).splitlines()[-1:]]
+    text = lines[-1] if lines else ""
+    for p in paths:
+        text = text.replace(p + ": ", "").replace(p, "")
+    text = re.sub(r"\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", text)
+    text = re.sub(r"\S*aqa_decode_\S*", "", text).strip(" :")
+    if "ffmpeg" in text and "exited" in text or "/" in text or text.startswith("Invalid data found"):
+        return ""  # nothing to add to "not audio, or corrupt"
+    text = text if len(text) <= 35 else text.split(": ")[0]
+    return text if len(text) <= 35 else text[:32].rsplit(" ", 1)[0] + "..."
+
+
 def _read_ffmpeg(source: str | Path | bytes, timeout_s: float) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory(prefix="aqa_decode_") as tmp:
         if isinstance(source, bytes | bytearray | memoryview):
@@ -145,23 +237,62 @@ def load_audio(source: str | os.PathLike | bytes, *, timeout_s: float = 120.0) -
 
     Raises:
         FileNotFoundError: the path does not exist (or ffmpeg is needed but not installed).
-        ValueError: the decoded audio is empty or non-finite.
-        RuntimeError: neither soundfile nor ffmpeg could decode the input.
+        AudioError: (a ``ValueError`` and a ``RuntimeError``) the input is empty, cannot be decoded, or
+            decodes to no samples or to NaN/inf; the message is one line (under ~160 characters) naming
+            the file and the reason, without ffmpeg's command line or temporary paths.
     """
     if not isinstance(source, bytes | bytearray | memoryview):
         source = Path(source)
         if not source.is_file():
             raise FileNotFoundError(f"audio file not found: {source}")
-    name = "<bytes>" if not isinstance(source, Path) else str(source)
+    name = _short_name("<bytes>" if not isinstance(source, Path) else str(source))
+    size = len(source) if not isinstance(source, Path) else source.stat().st_size
+    if size == 0:
+        raise AudioError(name, "empty file (0 bytes)")
     try:
-        x, sr = _read_soundfile(source)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_error:
+        if _may_reach_mpg123(source):
+            with _quiet_stderr():
+                x, sr = _read_soundfile(source)
+        else:
+            x, sr = _read_soundfile(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         try:
             x, sr = _read_ffmpeg(source, timeout_s)
         except RuntimeError as ff_error:
-            raise RuntimeError(f"cannot decode {name}: soundfile said {sf_error}; {ff_error}") from ff_error
-    check_audio(x, name)
+            first = str(ff_error).splitlines()[0] if str(ff_error) else ""
+            if "timed out" in first:
+                raise AudioError(name, f"ffmpeg {first.split('ffmpeg ', 1)[-1]}") from None
+            why = _ffmpeg_reason(ff_error, str(source))
+            raise AudioError(name, "not audio, or corrupt" + (f" (ffmpeg: {why})" if why else "")) from None
+    if x.size == 0 or x.shape[-1] == 0:
+        raise AudioError(name, "empty, no audio samples")
+    if not np.all(np.isfinite(x)):
+        raise AudioError(name, "NaN or infinite samples")
     return x, sr
+
+
+def probe_duration(path: str | os.PathLike) -> float | None:
+    """Duration in seconds from the file's header (soundfile only, nothing decoded); None when soundfile
+    cannot read the header. Decoder chatter on stderr is suppressed as in :func:`load_audio`."""
+    try:
+        if _may_reach_mpg123(Path(path)):
+            with _quiet_stderr():
+                return float(sf.info(str(path)).duration)
+        return float(sf.info(str(path)).duration)
+    except Exception:  # noqa: BLE001 - not a soundfile format (or unreadable): the caller decodes it instead
+        return None
+
+
+def audio_note(x: np.ndarray, sr: int, min_s: float = MIN_SECONDS) -> str | None:
+    """A one-line remark when decoded audio is too short (under ``min_s`` seconds) or silent (peak below
+    -120 dBFS) to score meaningfully; ``None`` when it is fine. ``x``: ``(C, T)`` or ``(T,)``."""
+    seconds = x.shape[-1] / float(sr)
+    problems = []
+    if seconds < min_s:
+        problems.append(f"too short ({seconds:.3f} s < {min_s:g} s)")
+    if x.size == 0 or float(np.max(np.abs(x))) < SILENCE_PEAK:
+        problems.append("silent (peak below -120 dBFS)")
+    return f"{' and '.join(problems)}: the score is unreliable" if problems else None
 
 
 def to_mono_np(x: np.ndarray, *, keepdims: bool = False) -> np.ndarray:

@@ -25,7 +25,15 @@ PREP_RECIPES: dict[str, str] = {
     "import": "data_prep.rated",
     "render": "data_prep.render",
 }
-GROUPS = ("experiment", "encoder", "head", "loss", "data", "trainer")
+GROUPS = ("experiment", "encoder", "head", "loss", "data", "trainer", "metric", "prep")
+SCORE_OUTPUT = """output: one JSON object per file on stdout, in input order:
+  {"file": PATH, TASK: score, ..., "TASK_calibrated": score on the label's scale (after aqa calibrate),
+   "note": "too short ... / silent ..." (scored, but unreliable)}
+  or {"file": PATH, "error": one line saying why the file could not be scored}.
+  Scores: higher is better; embedding tasks give minus the distance to --reference.
+
+exit codes: 0 every file scored; 1 some file gave an "error" record; 2 a usage error (bad run folder,
+  no audio files, missing or undecodable --reference, missing --audiogram), one line on stderr."""
 
 
 def prep(recipe: str, argv: Sequence[str]) -> int:
@@ -36,12 +44,15 @@ def prep(recipe: str, argv: Sequence[str]) -> int:
 
 
 def list_components(group: str | None = None) -> None:
-    """Print the experiments, registered components and config files (``aqa list [GROUP]``)."""
+    """Print the experiments, registered components, config files, reference metrics and prep recipes
+    (``aqa list [GROUP]``)."""
     from aqa.encoders import ENCODERS
     from aqa.heads import HEADS
     from aqa.losses import LOSSES
 
-    registries = {"head": HEADS, "loss": LOSSES}
+    from aqa.metrics import METRICS
+
+    registries = {"head": HEADS, "loss": LOSSES, "metric": METRICS, "prep": PREP_RECIPES}
     for g in [group] if group else GROUPS:
         names = sorted(registries[g]) if g in registries else available(g)
         print(f"{g}: {' '.join(names)}")
@@ -64,7 +75,8 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _which(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--which", default="best", help="checkpoint name in run_dir/checkpoints (best | last)")
+    parser.add_argument("--which", default="best",
+                        help="checkpoint name in run_dir/checkpoints: best | last (default best)")
 
 
 def _version() -> str:
@@ -118,20 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit a score -> label mapping (cubic | mlp) for aqa eval and aqa score")
     p.add_argument("run_dir", help="a trained run directory, e.g. runs/deepaq_lora")
-    p.add_argument("--kind", default="cubic", choices=["cubic", "mlp"])
+    p.add_argument("--kind", default="cubic", choices=["cubic", "mlp"], help="mapping to fit (default cubic)")
     p.add_argument("--split", default="train", choices=["train", "val"], help="split to fit on (default train)")
     _which(p)
     _runtime_args(p)
     p.set_defaults(handler=_calibrate)
 
-    p = sub.add_parser("score", help="score your own files: aqa score RUN_DIR FILE_OR_DIR... [--reference REF]")
+    p = sub.add_parser(
+        "score", help="score your own files: aqa score RUN_DIR FILE_OR_DIR... [--reference REF]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score audio files (or folders of them, searched recursively) with a trained run.",
+        epilog=SCORE_OUTPUT)
     p.add_argument("run_dir", help="a trained run directory, e.g. runs/mmmos_tiny")
     p.add_argument("files", nargs="+", help="audio files or folders (searched recursively)")
     p.add_argument("--reference", help="reference recording for distance-based (embedding) tasks")
     p.add_argument("--audiogram", type=_floats, help="hearing thresholds, dB HL at 250,500,1k,2k,3k,4k,6k,8k Hz")
     _which(p)
-    p.add_argument("--out", help="also write the JSON lines to this file")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", metavar="FILE",
+                   help="write the JSON lines to FILE as well as to stdout (default: stdout only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _runtime_args(p)
     p.set_defaults(handler=_score)
 
@@ -144,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=lambda a: prep(a.recipe, a.args))
 
-    p = sub.add_parser("metric", help="reference metrics: aqa metric visqol --ref REF.wav --deg DEG.wav")
+    from aqa.metrics.runner import METRIC_OUTPUT
+
+    p = sub.add_parser("metric", help="reference metrics: aqa metric visqol --ref REF.wav --deg DEG.wav",
+                       epilog=METRIC_OUTPUT, formatter_class=argparse.RawDescriptionHelpFormatter)
     metric_parser(p)
     p.set_defaults(handler=_metric)
     return parser
@@ -194,6 +214,13 @@ def _metric(args: argparse.Namespace) -> int:
 _USER_VALUE_ERRORS = {"calibrate", "score", "ensemble"}
 
 
+def _is_audio_error(err: BaseException) -> bool:
+    # an input file that cannot be decoded (one line, naming it), on any command; aqa.audio is only looked
+    # up, never imported here, so `aqa --version` stays light
+    audio = sys.modules.get("aqa.audio")
+    return audio is not None and isinstance(err, audio.AudioError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aqa`` console script: parse, dispatch, turn expected errors into one line."""
     args = build_parser().parse_args(argv)
@@ -205,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aqa {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
-        if args.command not in _USER_VALUE_ERRORS:
+        if args.command not in _USER_VALUE_ERRORS and not _is_audio_error(err):
             raise
         print(f"aqa {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -68,6 +68,7 @@ from data_prep.shards import (
     run_shards,
     safe_id,
     short_error,
+    split_warnings,
     unit_hash,
 )
 
@@ -445,8 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--store-rate", type=int, default=None, help="stored sample rate in Hz (default: source rate)"
     )
     p.add_argument("--mono", action="store_true", help="store mono down-mixes")
-    p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated subset of opus,mp3,aac")
-    p.add_argument("--bitrates", default="16,32,48,64,80,96,128", help="comma-separated kbit/s")
+    p.add_argument("--codecs", default=",".join(CODECS),
+                   help=f"comma-separated subset of opus,mp3,aac (default {','.join(CODECS)})")
+    p.add_argument("--bitrates", default="16,32,48,64,80,96,128",
+                   help="comma-separated kbit/s (default 16,32,48,64,80,96,128)")
     p.add_argument(
         "--visqol",
         action=argparse.BooleanOptionalAction,
@@ -485,18 +488,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"aqa prep codec: error: {err}", file=sys.stderr)
         return 2
-    return report(manifest, args.out, time.perf_counter() - start)
+    expected = ("train", "val") if not splits and args.val_fraction > 0 else ()
+    return report(manifest, args.out, time.perf_counter() - start, expected=expected, prog="aqa prep codec")
 
 
-def report(manifest: dict, out: Path, elapsed: float) -> int:
-    """Print a manifest summary; 0 when samples were written (by this job or all), else 1."""
+def report(
+    manifest: dict, out: Path, elapsed: float, *, expected: Sequence[str] = (), prog: str = "aqa prep"
+) -> int:
+    """Print a manifest summary; once every job is done, a warning per empty split (``expected`` ones
+    included) saying why. Returns 0 when samples were written (by this job or all), else 1 with an error line."""
     for name, info in manifest["splits"].items():
         print(f"{name}: {info['groups']} groups, {info['samples']} samples, {len(info['shards'])} shards")
     for item in manifest["skipped"]:
         print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
+    if "jobs" in manifest:  # the merged manifest: a split is only known to be empty once all jobs are done
+        for line in split_warnings(manifest, expected):
+            print(line, file=sys.stderr)
     done = out / "manifest.json" if "jobs" in manifest else "this job's manifest (waiting for other jobs)"
     print(f"{done} in {elapsed:.1f} s")
-    return 0 if manifest["totals"]["groups"] > 0 else 1
+    if manifest["totals"]["groups"] > 0:
+        return 0
+    print(f"{prog}: error: nothing usable was written ({manifest['totals'].get('skipped', 0)} input(s) skipped; "
+          "reasons above and under 'skipped' in the manifest)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ from data_prep.shards import (
     run_shards,
     safe_id,
     short_error,
+    split_warnings,
 )
 
 __all__ = [
@@ -382,8 +383,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: {info['groups']} excerpts, {info['samples']} samples, {len(info['shards'])} shards")
     for item in manifest["skipped"]:
         print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
+    if "jobs" in manifest:  # merged: every job is done
+        expected = ("train", "val") if not splits and args.val_fraction > 0 else ()
+        for line in split_warnings(manifest, expected):
+            print(line, file=sys.stderr)
     n = manifest["totals"]["samples"]
     print(f"wrote {args.out} in {elapsed:.1f} s" + (f" ({elapsed / n:.2f} s per labelled sample)" if n else ""))
+    if n == 0:
+        print(f"aqa prep haaqi: error: nothing usable was written ({manifest['totals'].get('skipped', 0)} input(s) "
+              "skipped; reasons above)", file=sys.stderr)
     return 0 if n > 0 else 1
 
 

@@ -528,7 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"aqa prep jnd: error: {err}", file=sys.stderr)
         return 2
-    return report(manifest, args.out, time.perf_counter() - start)
+    expected = ("train", "val") if not splits and args.val_fraction > 0 else ()
+    return report(manifest, args.out, time.perf_counter() - start, expected=expected, prog="aqa prep jnd")
 
 
 if __name__ == "__main__":

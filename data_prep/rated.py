@@ -33,6 +33,7 @@ from data_prep.shards import (
     plan_shards,
     run_shards,
     short_error,
+    split_warnings,
 )
 
 RECIPE = "import"
@@ -145,8 +146,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
     if bad_rows:
         print(f"{len(bad_rows)} score rows could not be used (listed under unparsed_rows)", file=sys.stderr)
+    if "jobs" in manifest:  # merged: every job is done
+        for line in split_warnings(manifest):
+            print(line, file=sys.stderr)
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
-    return 0 if manifest["totals"]["samples"] > 0 else 1
+    used = manifest["totals"]["samples"]
+    print(f"aqa prep import: {import_summary(used, manifest['skipped'], bad_rows)}", file=sys.stderr)
+    if used == 0:
+        print("aqa prep import: error: nothing usable was written", file=sys.stderr)
+    return 0 if used > 0 else 1
+
+
+def import_summary(used: int, skipped: Sequence[dict], bad_rows: Sequence[Any]) -> str:
+    """``"4 used, 2 skipped (silent: 1, unparsed row: 1)"``: the importer's closing count line."""
+    why: dict[str, int] = {}
+    for item in skipped:
+        reason = str(item["reason"]).split(":")[0]
+        why[reason] = why.get(reason, 0) + 1
+    if bad_rows:
+        why["unparsed row"] = len(bad_rows)
+    n_skipped = len(skipped) + len(bad_rows)
+    detail = f" ({', '.join(f'{k}: {v}' for k, v in why.items())})" if why else ""
+    return f"{used} used, {n_skipped} skipped{detail}"
 
 
 if __name__ == "__main__":

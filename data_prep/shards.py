@@ -89,6 +89,7 @@ __all__ = [
     "run_shards",
     "safe_id",
     "short_error",
+    "split_warnings",
     "unit_hash",
 ]
 
@@ -400,12 +401,14 @@ def _build_one(
                         break
                     except Exception as exc:  # one bad unit never stops the job
                         skipped.append(
-                            {"source": str(unit), "unit": ukey, "reason": f"failed: {short_error(exc)}"}
+                            {"source": str(unit), "unit": ukey, "split": plan.split,
+                             "reason": f"failed: {short_error(exc)}"}
                         )
                         break
                     if isinstance(item, Skip):
                         skipped.append(
-                            {"source": item.source, "unit": ukey, "reason": item.reason, **item.extra}
+                            {"source": item.source, "unit": ukey, "split": plan.split, "reason": item.reason,
+                             **item.extra}
                         )
                     elif isinstance(item, SourceInfo):
                         sources.append({"source": item.source, "unit": ukey, **item.info})
@@ -723,6 +726,28 @@ def merge_manifests(out_dir: str | os.PathLike, *, allow_partial: bool = False) 
     )
     _write_json(out / MANIFEST_NAME, merged)
     return merged
+
+
+def split_warnings(manifest: Mapping[str, Any], expected: Sequence[str] = ()) -> list[str]:
+    """One ``warning: split 'val' is empty: ...`` line per split of ``manifest`` (or of ``expected``) that
+    holds no sample, saying why: its inputs were skipped (count and the first reason, e.g. ``too short:
+    5.00 s < excerpt_s 10 s``) or no input was assigned to it. Empty list when every split has samples."""
+    splits = manifest.get("splits", {})
+    lines = []
+    for name in dict.fromkeys([*expected, *splits]):
+        info = splits.get(name)
+        if info and info.get("samples", 0) > 0:
+            continue
+        skipped = [s for s in manifest.get("skipped", []) if s.get("split") == name]
+        if skipped:
+            first = skipped[0]
+            why = f"{len(skipped)} input(s) skipped, e.g. {Path(str(first.get('source', ''))).name}: {first['reason']}"
+        elif info is None:
+            why = "no input was assigned to it (too few inputs for the split fraction?)"
+        else:
+            why = "its inputs gave no samples"
+        lines.append(f"warning: split {name!r} is empty: {why}")
+    return lines
 
 
 def iter_shard_names(manifest: Mapping[str, Any], split: str) -> Iterator[str]:

@@ -116,3 +116,13 @@ def test_runs_saved_before_tiny_encoders_became_yaml_variants_still_load(tmp_pat
     assert cfg.encoder.name == "fusion" and [m.name for m in cfg.encoder.encoders] == [
         "wavlm_base_plus", "muq_large_msd", "m2d_vit_base"]
     assert build_encoder(OmegaConf.to_container(cfg.encoder)).output_dim > 0
+
+
+def test_aqa_list_names_every_group(capsys):
+    from aqa.cli import main
+
+    assert main(["list"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert {"experiment", "encoder", "encoder families", "head", "loss", "data", "trainer", "metric", "prep"} <= set(lines)
+    assert "visqol" in lines["metric"].split() and "codec" in lines["prep"].split()
+    assert "mert_v1_95m_tiny" in lines["encoder"].split() and "blstm_t" in lines["head"].split()

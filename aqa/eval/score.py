@@ -3,7 +3,9 @@
 Score heads (``mlp``, ``haaqi_net``, ...) predict each file's quality directly. Embedding heads (DeePAQ,
 JSQA) score a file by minus its embedding distance to a reference: the clean original (full-reference) or any
 other recording used as an anchor (DeePAQ's mismatched-reference mode). Files are decoded, down-mixed and
-resampled to the encoder's rate; one record per file, never a traceback for one bad file.
+resampled to the encoder's rate; one record per file, never a traceback for one bad file. A clip that is
+silent or shorter than :data:`aqa.audio.MIN_SECONDS` (the length ``aqa metric`` refuses) is still scored, with
+a ``note`` in its record saying the score is unreliable.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aqa.audio import load_audio, resample_np, to_mono_np
+from aqa.audio import AudioError, audio_note, load_audio, resample_np, to_mono_np
 from aqa.eval.inference import autocast, resolve_device, resolve_precision
 from aqa.heads import as_float32, head_score
 
 
 def load_for(path: str | Path, sample_rate: int) -> Tensor:
     """Decode ``path`` to a mono float32 tensor (T,) at ``sample_rate`` Hz (any input rate/channels)."""
+    return _load(path, sample_rate)[0]
+
+
+def _load(path: str | Path, sample_rate: int) -> tuple[Tensor, str | None]:
+    # load_for plus audio_note's remark on the decoded file (too short, silent) or None
     x, sr = load_audio(path)
-    return torch.from_numpy(resample_np(to_mono_np(x), sr, sample_rate).copy()).float()
+    return torch.from_numpy(resample_np(to_mono_np(x), sr, sample_rate).copy()).float(), audio_note(x, sr)
 
 
 @torch.no_grad()
@@ -83,12 +90,13 @@ def score_files(
     device: str | torch.device = "auto",
     precision: str = "auto",
 ) -> Iterator[dict[str, Any]]:
-    """One record per file: ``{"file", task: score, ...}`` or ``{"file", "error": one line}``; with
-    ``calibrations`` (task -> :class:`~aqa.eval.calibration.Calibration`) also ``TASK_calibrated``, the score
+    """One record per file: ``{"file", task: score, ..., "note"?}`` or ``{"file", "error": one line}``; ``note``
+    says when the file (or the reference) is silent or too short for a reliable score. With ``calibrations`` (task -> :class:`~aqa.eval.calibration.Calibration`) also ``TASK_calibrated``, the score
     on the label's scale. ``device`` and ``precision`` as for :func:`score_clips`.
 
     Raises (before any file is scored) ``ValueError`` when the run needs something the call lacks: a
-    reference for a run whose every task is an embedding task, or a condition (audiogram) a head reads.
+    reference for a run whose every task is an embedding task, or a condition (audiogram) a head reads, and
+    :class:`~aqa.audio.AudioError` (one line) when the reference cannot be decoded.
     """
     heads = module.heads
     dims = {k: n for h in heads.values() for k, n in h.condition_dims.items()}
@@ -106,15 +114,25 @@ def score_files(
             "(the clean original, or any recording as a mismatched reference)"
         )
     sr = module.encoder.sample_rate
-    ref = load_for(reference, sr) if reference is not None else None
+    ref, ref_note = None, None
+    if reference is not None:
+        try:
+            ref, ref_note = _load(reference, sr)
+        except AudioError as err:
+            raise AudioError(f"reference {err.name}", err.reason) from None
     for path in paths:
         record: dict[str, Any] = {"file": str(path)}
         try:
-            clip = load_for(path, sr)
+            clip, note = _load(path, sr)
             for task, v in score_clips(module, [clip], ref, conditions, device, precision).items():
                 record[task] = float(v[0])
                 if calibrations and task in calibrations:
                     record[f"{task}_calibrated"] = float(calibrations[task]([record[task]])[0])
+            notes = [n for n in (note, ref_note and f"reference {ref_note}") if n]
+            if notes:
+                record["note"] = "; ".join(notes)
+        except AudioError as err:  # already one line naming the file and the reason
+            record["error"] = str(err)
         except Exception as err:  # one bad file is reported in its record, never stops the others
             record["error"] = f"{type(err).__name__}: {' '.join(str(err).split())}"[:400]
         yield record

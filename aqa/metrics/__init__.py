@@ -39,10 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import correlate, correlation_lags
 
-from aqa.audio import check_audio, load_audio, resample_np, to_mono_np
+from aqa.audio import (
+    SILENCE_PEAK,
+    AudioError,
+    check_audio,
+    load_audio,
+    probe_duration,
+    resample_np,
+    to_mono_np,
+)
 
 __all__ = [
     "METRICS",
@@ -59,7 +66,6 @@ __all__ = [
 ]
 
 EXTRA_HINT = "pip install -e '.[metrics]'"
-SILENCE_PEAK = 1e-6  # -120 dBFS
 MAX_LENGTH_MISMATCH = 0.5  # fraction of the longer signal
 # Reference metrics score clips: longer files are refused before decoding (STOI on a 2 h file took 20 GB).
 MAX_DURATION_S = 600.0
@@ -342,14 +348,13 @@ def read(path: str | Path, what: str = "audio") -> tuple[np.ndarray, int]:
     """
     if not Path(path).is_file():
         raise MetricError(f"{what} file not found: {path}")
-    try:
-        duration = sf.info(str(path)).duration
-    except Exception:  # noqa: BLE001 - not a soundfile format: checked after decoding below
-        duration = 0.0
+    duration = probe_duration(path) or 0.0  # None: not a soundfile format, checked after decoding below
     if duration > MAX_DURATION_S:
         raise MetricError(f"{what} {path} is {duration:.0f} s long; reference metrics take clips up to {MAX_DURATION_S:.0f} s")
     try:
         x, sr = load_audio(path)
+    except AudioError as err:  # already one line naming the file and the reason
+        raise MetricError(f"cannot read {what} {err.name}: {err.reason}") from err
     except (RuntimeError, ValueError, OSError) as err:  # soundfile/ffmpeg failures, NaN samples, no ffmpeg
         first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise MetricError(f"cannot read {what} {path}: {first[:300]}") from err

@@ -681,13 +681,14 @@ def two_f_model(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = 
         reference, degraded, sample_rate: as for :func:`peaq`.
 
     Returns:
-        ``{"mos": MMS clipped to [0, 100], "mos_raw": unclipped, "AvgModDiff1B": ..., "ADBB": ...}``.
+        ``{"mms": the model's MUSHRA-scale score clipped to [0, 100] (not a 1..5 MOS), "mms_raw": unclipped,
+        "AvgModDiff1B": ..., "ADBB": ...}``.
     """
     res = peaq(reference, degraded, sample_rate)
     amd, adb = res["AvgModDiff1B"], res["ADBB"]
     return {
-        "mos": two_f_model_from_movs(amd, adb),
-        "mos_raw": two_f_model_from_movs(amd, adb, clip=False),
+        "mms": two_f_model_from_movs(amd, adb),
+        "mms_raw": two_f_model_from_movs(amd, adb, clip=False),
         "AvgModDiff1B": amd,
         "ADBB": adb,
     }

@@ -36,6 +36,11 @@ from aqa.metrics import (
 __all__ = ["score_pair", "iter_results", "run", "read_pairs", "parse_options", "main"]
 
 Pair = tuple[str | None, str]
+METRIC_OUTPUT = """output: one JSON object per pair, in input order, on stdout (or in --out FILE):
+  {"reference", "degraded", VALUE: number, ..., "notes": [what was done to the input], "error": one line}.
+
+exit codes: 0 every pair scored; 1 some pair gave an "error" or a --pairs row was skipped; 2 a usage
+  error (unknown metric or option, unreadable or empty --pairs CSV), one line on stderr."""
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -211,10 +216,12 @@ def run(
     return list(iter_results(names, pairs, opts=opts, jobs=jobs, progress=progress))
 
 
-def read_pairs(path: str | Path) -> list[Pair]:
+def read_pairs(path: str | Path, skipped: list[str] | None = None) -> list[Pair]:
     """Read a pairs CSV with columns ``reference,degraded``; relative paths are taken from the CSV's folder.
 
-    ``reference`` may be empty for no-reference metrics. Raises ValueError for a missing column.
+    ``reference`` may be empty for no-reference metrics. Blank rows are ignored; a row with an empty
+    ``degraded`` cell is left out, and ``"row N: empty 'degraded' cell"`` (N counts the header as row 1) is
+    appended to ``skipped`` when given. Raises ValueError for a missing column.
     """
     path = Path(path)
     base = path.resolve().parent
@@ -224,9 +231,13 @@ def read_pairs(path: str | Path) -> list[Pair]:
         if "degraded" not in fields or "reference" not in fields:
             raise ValueError(f"{path}: needs columns 'reference,degraded', found {fields}")
         pairs: list[Pair] = []
-        for row in reader:
+        for number, row in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
             if not row.get("degraded") and not row.get("reference"):
+                continue
+            if not row.get("degraded"):
+                if skipped is not None:
+                    skipped.append(f"row {number}: empty 'degraded' cell")
                 continue
 
             def resolve(p: str) -> str:
@@ -284,10 +295,13 @@ def parse_options(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[
 def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
     """``aqa metric NAME --ref REF --deg DEG | --pairs CSV [--opt k=v] [--jobs N] [--out FILE]``.
 
-    Prints one JSON object per pair (or writes them to ``--out``); returns 0 when every pair was scored,
-    1 when some gave an ``error``, 2 for a usage error.
+    Prints one JSON object per pair (or writes them to ``--out``); with ``--pairs`` or ``--out`` ends with a
+    report line on stderr (pairs scored, errors, CSV rows skipped and why). Returns 0 when every pair was
+    scored, 1 when some gave an ``error`` or a CSV row was skipped, 2 for a usage error (including a pairs CSV
+    with no usable row).
     """
-    parser = parser or build_parser(argparse.ArgumentParser(prog="aqa metric"))
+    parser = parser or build_parser(argparse.ArgumentParser(prog="aqa metric", epilog=METRIC_OUTPUT,
+                                                            formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
     return run_cli(args)
 
@@ -297,7 +311,8 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("name", help=f"metric, or a comma list of them: {', '.join(sorted(METRICS))}")
     p.add_argument("--ref", help="reference audio file")
     p.add_argument("--deg", help="degraded audio file")
-    p.add_argument("--pairs", help="CSV with columns reference,degraded (paths relative to the CSV)")
+    p.add_argument("--pairs", help="CSV with columns reference,degraded (paths relative to the CSV); "
+                   "rows with an empty degraded cell are skipped and reported")
     p.add_argument(
         "--opt",
         action="append",
@@ -305,8 +320,9 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="metric option, e.g. mode=speech, pesq.mode=nb, audiogram=0,0,10,20,30,40,50,60",
     )
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--out", help="write JSON lines here instead of stdout")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default: 1)")
+    p.add_argument("--out", metavar="FILE",
+                   help="write the JSON lines to FILE instead of stdout (default: stdout only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
@@ -321,10 +337,14 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         names = parse_names(args.name)
         opts = parse_options(args.opt, names)
+        skipped: list[str] = []
         if args.pairs:
             if args.ref or args.deg:
                 return usage("give either --pairs or --ref/--deg, not both")
-            pairs = read_pairs(args.pairs)
+            pairs = read_pairs(args.pairs, skipped)
+            if not pairs:
+                why = f" ({_summary(skipped)})" if skipped else " (only a header, or blank rows)"
+                return usage(f"{args.pairs}: no pairs to score{why}")
         else:
             if not args.deg:
                 return usage("--deg (or --pairs) is required")
@@ -346,9 +366,18 @@ def run_cli(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    if args.out:
-        print(f"aqa metric: {len(pairs)} pair(s), {n_err} error(s) -> {args.out}", file=sys.stderr)
-    return 1 if n_err else 0
+    if args.out or args.pairs:
+        report = f"aqa metric: {len(pairs) - n_err} pair(s) scored, {n_err} with errors"
+        if args.pairs:
+            report += f", {len(skipped)} row(s) skipped" + (f" ({_summary(skipped)})" if skipped else "")
+        print(report + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+    return 1 if n_err or skipped else 0
+
+
+def _summary(items: Sequence[str], limit: int = 3) -> str:
+    # "a; b; c; and 4 more": a report line stays one line however many rows were skipped
+    more = len(items) - limit
+    return "; ".join(items[:limit]) + (f"; and {more} more" if more > 0 else "")
 
 
 if __name__ == "__main__":

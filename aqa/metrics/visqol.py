@@ -52,15 +52,14 @@ from typing import Any
 
 import numpy as np
 
+from aqa.audio import MIN_SECONDS, to_mono_np  # MIN_SECONDS: shorter leaves ViSQOL without a full patch
 from aqa.audio import resample_np as resample_audio
-from aqa.audio import to_mono_np
 from aqa.metrics import MetricError, require
 
 __all__ = ["visqol", "AUDIO_RATE", "SPEECH_RATE"]
 
 AUDIO_RATE = 48000
 SPEECH_RATE = 16000
-MIN_SECONDS = 0.5  # shorter signals leave ViSQOL without a full patch
 
 _APIS: dict[tuple, Any] = {}
 

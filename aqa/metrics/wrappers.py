@@ -160,6 +160,8 @@ def haaqi(
     r2, d2 = resample_np(r2, sr, HAAQI_RATE), resample_np(d2, sr, HAAQI_RATE)
     r2, d2, notes = match_lengths(r2, d2, HAAQI_RATE)
     notes = [*_resample_note(sr, HAAQI_RATE, "haaqi"), *notes]
+    if audiogram is None:  # said, never silently assumed
+        notes.append("haaqi: no audiogram given, normal hearing (0 dB HL at every frequency) assumed")
     scores = []
     for r, d in zip(r2, d2, strict=True):
         rms = float(np.sqrt(np.mean(r**2)))

@@ -242,9 +242,13 @@ def test_stoi_estoi(wavs: dict[str, str]) -> None:
 def test_haaqi_tiny_input() -> None:
     pytest.importorskip("clarity", reason="pyclarity not installed")
     x = _music(0.5, channels=1)  # HAAQI costs ~1.5 s per second of audio: keep this short
-    same = compute_arrays("haaqi", x, SR, x, SR)["haaqi"]
+    default = compute_arrays("haaqi", x, SR, x, SR)
+    same = default["haaqi"]
+    assert any("no audiogram given" in n for n in default["notes"])  # normal hearing is said, not silently assumed
     worse = compute_arrays("haaqi", x, SR, _degrade(x), SR)["haaqi"]
-    impaired = compute_arrays("haaqi", x, SR, _degrade(x), SR, audiogram="10,10,20,30,40,50,60,60")["haaqi"]
+    impaired_result = compute_arrays("haaqi", x, SR, _degrade(x), SR, audiogram="10,10,20,30,40,50,60,60")
+    impaired = impaired_result["haaqi"]
+    assert not any("no audiogram" in n for n in impaired_result["notes"])
     # pyclarity's HAAQI of identical short clips is below 1 (0.79 for 0.5 s of this signal, 0.89 for 2 s):
     # the ear model's envelope cepstra are not perfectly correlated over so few segments.
     assert 0.7 < same <= 1.0
@@ -275,7 +279,7 @@ def test_peaq_and_2f_model_plug_in() -> None:
     rec = compute_arrays("peaq", x, SR, _degrade(x)[:, : int(0.9 * SR)], SR)
     assert {"di", "odg"} <= set(rec) and -4 <= rec["odg"] <= 0.5
     assert any("reference trimmed by 0.100 s" in n for n in rec["notes"])
-    assert 0 <= compute_arrays("2f_model", x, SR, _degrade(x), SR)["mos"] <= 100
+    assert 0 <= compute_arrays("2f_model", x, SR, _degrade(x), SR)["mms"] <= 100
 
 
 # ---------------------------------------------------------------- bad input

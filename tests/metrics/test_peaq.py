@@ -197,10 +197,10 @@ def test_two_f_model_pair() -> None:
     x = _noise(2.0)
     y = x + 0.01 * _noise(2.0, seed=5)
     res = two_f_model(x, y)
-    assert set(res) == {"mos", "mos_raw", "AvgModDiff1B", "ADBB"}
-    assert res["mos"] == pytest.approx(two_f_model_from_movs(res["AvgModDiff1B"], res["ADBB"]))
-    assert 0.0 <= res["mos"] <= 100.0
-    assert two_f_model(x, x)["mos"] == 100.0
+    assert set(res) == {"mms", "mms_raw", "AvgModDiff1B", "ADBB"}
+    assert res["mms"] == pytest.approx(two_f_model_from_movs(res["AvgModDiff1B"], res["ADBB"]))
+    assert 0.0 <= res["mms"] <= 100.0
+    assert two_f_model(x, x)["mms"] == 100.0
 
 
 # ----------------------------------------------------------------------------------------------- conformance

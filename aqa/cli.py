@@ -49,7 +49,6 @@ def list_components(group: str | None = None) -> None:
     from aqa.encoders import ENCODERS
     from aqa.heads import HEADS
     from aqa.losses import LOSSES
-
     from aqa.metrics import METRICS
 
     registries = {"head": HEADS, "loss": LOSSES, "metric": METRICS, "prep": PREP_RECIPES}

@@ -73,12 +73,13 @@ def utmos_loss(pred: Tensor, target: Tensor, tau: float = 0.5, margin: float = 0
     rating point here. (MMMOS' paper says the clipping follows UTMOS, whose value is 0.25.)
 
     UTMOS22 itself (sarulab-speech/UTMOS22 ``strong``: ``ClippedMSELoss``, ``ContrastiveLoss``,
-    ``configs/train/default.yaml``) uses ``tau`` 0.25 and ``margin`` 0.1 on MOS 1..5 and averages the
-    contrastive term over all ``B^2`` pairs, diagonal included (each 0), then halves it: its contrastive term is
-    ``(B - 1) / (2 B)`` x :func:`pairwise_margin`. Its loss is therefore ``utmos_loss(tau=0.25, margin=0.1,
-    w_con=0.25 * (B - 1) / B)`` on 1..5 labels (about 0.23 at B = 16); on 1..10 labels the same thresholds scale
-    by 9/4 (``tau`` 0.5625, ``margin`` 0.225). UTMOS22 also clips per frame (its frame scores against the clip
-    label), where this takes clip scores.
+    ``configs/train/default.yaml``) first maps MOS 1..5 onto -1..1 (``(mos - 3) / 2``), then uses ``tau`` 0.25
+    and ``margin`` 0.1 on that scale, and averages the contrastive term over all ``B^2`` pairs, diagonal included
+    (each 0), then halves it: its contrastive term is ``(B - 1) / (2 B)`` x :func:`pairwise_margin`. On raw 1..5
+    labels that is ``utmos_loss(tau=0.5, margin=0.2, w_con=0.5 * (B - 1) / B) / 4``; on 1..10 labels ``tau``
+    1.125 and ``margin`` 0.45 (``tests/losses/test_losses.py`` checks these factors against loops written from
+    UTMOS22's definition). UTMOS22 also clips per frame (its frame scores against the clip label), where this
+    takes clip scores.
     """
     p, t = _finite(pred.flatten(), target.flatten())
     if p.numel() == 0:

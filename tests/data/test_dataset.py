@@ -131,4 +131,4 @@ def test_codec_demo_config_builds_a_datamodule():
     cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "data" / "codec_demo.yaml"))
     assert cfg.pop("name") == "codec_demo"
     dm = AQADataModule(**cfg, sample_rate=24000)
-    assert dm.crop_s == 3.0 and dm.val_crop_s == 5.0 and dm.label_keys == ["bitrate_rank"]
+    assert dm.crop_s == 3.0 and dm.val_crop_s == 5.0 and dm.label_keys == ["bitrate_kbps", "bitrate_rank"]

@@ -149,7 +149,7 @@ def test_score_adds_calibrated_values_after_aqa_calibrate(tmp_path, capsys):
     assert rec["quality_calibrated"] == pytest.approx(float(cal([rec["quality"]])[0]))
 
 
-@pytest.mark.parametrize("experiment", ["deepaq_lora_tiny", "haaqi_net_tiny", "jsqa_jnd_tiny", "mmmos_tiny"])
+@pytest.mark.parametrize("experiment", ["deepaq_lora_tiny", "haaqi_net_tiny"])  # the others: test_systems (bf16 train, eval, score)
 def test_scores_in_bf16_are_float32_and_close_to_fp32(experiment, tmp_path):
     from aqa.tasks.multitask import load_run
 

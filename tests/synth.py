@@ -1,4 +1,4 @@
-"""Shared test material for data tests: synthetic broadband audio, a small codec shard set, a shard reader."""
+"""Shared test material: synthetic broadband audio, a small codec shard set, a shard reader, a tiny run folder."""
 
 from __future__ import annotations
 
@@ -85,3 +85,20 @@ def build(sources: list[Path], out: Path, jobs: int, **kw) -> dict:
         progress=False,
         **kw,
     )
+
+
+def make_run(tmp_path: Path, experiment: str = "mmmos_tiny") -> Path:
+    """A run directory as `aqa train` leaves it (config.yaml + checkpoints/best.ckpt), random tiny weights."""
+    import torch
+
+    from aqa.config import compose, save_config
+    from aqa.tasks import build_module
+
+    run = tmp_path / experiment
+    cfg = compose(experiment, [f"run_dir={run}"])
+    torch.manual_seed(0)
+    module = build_module(cfg)
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": module.state_dict()}, run / "checkpoints" / "best.ckpt")
+    save_config(cfg, run / "config.yaml")
+    return run

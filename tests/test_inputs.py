@@ -8,26 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from synth import make_run
 
 from aqa.audio import MIN_SECONDS, AudioError, audio_note, load_audio
 from aqa.cli import main
-from aqa.config import compose, save_config
-from aqa.tasks import build_module
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 
 
-def make_run(tmp_path: Path, experiment: str = "mmmos_tiny") -> Path:
-    """A run directory as `aqa train` leaves it (config.yaml + checkpoints/best.ckpt), random tiny weights."""
-    run = tmp_path / experiment
-    cfg = compose(experiment, [f"run_dir={run}"])
-    torch.manual_seed(0)
-    module = build_module(cfg)
-    (run / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": module.state_dict()}, run / "checkpoints" / "best.ckpt")
-    save_config(cfg, run / "config.yaml")
-    return run
 
 
 def tone(path: Path, seconds: float, sr: int = 16000, amplitude: float = 0.3) -> Path:

@@ -8,24 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from synth import make_run
 from torch import nn
 
 from aqa.cli import main
-from aqa.config import compose, save_config
 from aqa.eval.score import score_clips, score_files
-from aqa.tasks import build_module
-
-
-def make_run(tmp_path: Path, experiment: str) -> Path:
-    """A run directory as `aqa train` leaves it (config.yaml + checkpoints/best.ckpt), random tiny weights."""
-    run = tmp_path / experiment
-    cfg = compose(experiment, [f"run_dir={run}"])
-    torch.manual_seed(0)
-    module = build_module(cfg)
-    (run / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": module.state_dict()}, run / "checkpoints" / "best.ckpt")
-    save_config(cfg, run / "config.yaml")
-    return run
 
 
 def tone(path: Path, seconds: float, sr: int = 44100, channels: int = 2, noise: float = 0.0) -> Path:

@@ -47,7 +47,7 @@ def collect_scores(
     model.eval().to(device)
     records: dict[str, list[dict]] = defaultdict(list)
     for batch in batches:
-        batch = {**batch, **to_device({k: v for k, v in batch.items() if k != "meta"}, device)}
+        batch = to_device(batch, device)
         with autocast(device, precision):
             outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
         for name, pred in outputs.items():

@@ -17,7 +17,7 @@ from torchmetrics import SpearmanCorrCoef
 
 from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate, load_config, validate
 from aqa.encoders import build_encoder
-from aqa.encoders.base import prepare
+from aqa.encoders.base import frame_mask, prepare
 from aqa.heads import Head, Kind, as_float32, build_head, head_score, quality_scores
 from aqa.losses import Loss, build_loss
 
@@ -238,8 +238,8 @@ class MultiTaskModule(L.LightningModule):
 
     def _distill_hidden(self, student: Any, teacher: Any) -> Tensor:
         """Mean over the layer pairs of the masked MSE between projected student and teacher hidden states."""
-        frames = student.layers[0].shape[1]
-        mask = (torch.arange(frames, device=student.layers[0].device)[None, :] < student.lengths[:, None]).float()
+        batch, frames = student.layers[0].shape[:2]
+        mask = frame_mask(student.lengths, frames, batch, student.layers[0].device).float()
         total = mask.new_zeros(())
         for proj, (s_layer, t_layer) in zip(self.distill_proj, self.hidden_pairs, strict=True):
             pred = proj(student.layers[s_layer]).float()  # (B, F, D)

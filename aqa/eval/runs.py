@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from aqa.audio import AUDIO_SUFFIXES
+from aqa.config import load_config
 from aqa.data.datamodule import datamodule_from_config
 from aqa.eval.calibration import FITS, load_calibrations
 from aqa.eval.ensemble import COMPOSITE, ensemble_records, select_runs, task_srcc, with_composite
@@ -130,7 +131,7 @@ def ensemble(
         raise ValueError("--on names selection sets for --select K; add --select")
     if select is not None and select < 1:
         raise ValueError(f"--select K needs K >= 1, got {select}")
-    _, first = load_run(run_dirs[0], which)
+    first = load_config(Path(run_dirs[0]) / "config.yaml")  # its data and report (the loop builds its model)
     report = first.get("report") or {"by": "codec", "x": "bitrate_kbps"}
     sets = list(dict.fromkeys([split, *(select_on if select is not None else ())]))
     scored = []  # per run: set -> task -> records

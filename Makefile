@@ -10,7 +10,7 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install system-deps test test-full train eval demo demos data-demo data data-import bench lint clean gpu-check gpu-wheels
+.PHONY: install system-deps test test-full train eval sweep demo demos data-demo data data-import bench lint clean gpu-check gpu-wheels
 
 install: $(STAMP) system-deps
 
@@ -43,6 +43,11 @@ train: install
 
 eval: install
 	$(BIN)/aqa eval runs/$(EXP) $(ARGS)
+
+# `make sweep SWEEP=configs/sweep/mmmos_tiny.yaml [ARGS="--resume"]`: a grid or random search (aqa/tasks/sweep.py)
+SWEEP ?= configs/sweep/mmmos_tiny.yaml
+sweep: install
+	$(BIN)/aqa sweep $(SWEEP) $(ARGS)
 
 # Demo shards: the five music clips of ../shared/data/clean, 5 s excerpts, every codec/bitrate, mono 24 kHz.
 data/codec_demo/manifest.json: | install
@@ -116,6 +121,7 @@ bench: install
 	$(BIN)/python tests/benchmarks/bench_encoders.py
 	$(BIN)/python tests/benchmarks/bench_data.py
 	$(BIN)/python tests/benchmarks/bench_systems.py
+	$(BIN)/python tests/benchmarks/scoring.py --out runs/bench/scoring.md
 
 # GPU check (not part of `make test`): every experiment's full-size architecture, random weights, bf16 on CUDA:
 # train a few steps, validate, checkpoint, `aqa eval`, `aqa score`, fp32 CPU vs CUDA, throughput table

@@ -1,0 +1,23 @@
+"""aqa: perceptual audio quality assessment. ``aqa.load(path)`` returns a scorer (:mod:`aqa.eval.scorer`).
+
+Importing ``aqa`` is light: torch, Lightning and the model code load on the first :func:`load`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def load(path: str | Path, which: str = "best", device: str = "auto", precision: str = "auto") -> Any:
+    """A :class:`aqa.eval.scorer.Scorer` for a run folder, an exported model folder or an ensemble folder.
+
+    ``which``: a run's checkpoint (best | last); ``device``: auto | cpu | cuda; ``precision``: auto | fp32 |
+    bf16. See :func:`aqa.eval.scorer.load`.
+    """
+    from aqa.eval.scorer import load as _load
+
+    return _load(path, which, device, precision)
+
+
+__all__ = ["load"]

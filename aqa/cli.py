@@ -24,16 +24,33 @@ PREP_RECIPES: dict[str, str] = {
     "haaqi": "data_prep.haaqi",
     "import": "data_prep.rated",
     "render": "data_prep.render",
+    "listening": "data_prep.listening",
 }
 GROUPS = ("experiment", "encoder", "head", "loss", "data", "trainer", "metric", "prep")
-SCORE_OUTPUT = """output: one JSON object per file on stdout, in input order:
-  {"file": PATH, TASK: score, ..., "TASK_calibrated": score on the label's scale (after aqa calibrate),
-   "note": "too short ... / silent ..." (scored, but unreliable)}
+SCORE_OUTPUT = """output (--format jsonl, the default): one JSON object per file, in input order, on stdout
+  (or in --out FILE instead):
+  {"file": PATH, ["reference": REF,] TASK: score, ..., "TASK_calibrated": score on the label's scale
+   (after aqa calibrate), "note": "too short ... / silent ..." (scored, but unreliable)}
   or {"file": PATH, "error": one line saying why the file could not be scored}.
-  Scores: higher is better; embedding tasks give minus the distance to --reference.
+  With --window-s, a longer file gives one record per window ({"file", "start_s", "end_s", TASK...}) and then
+  its whole-file record ("windows": N; each score the mean over the windows).
+  --format csv: the same fields as columns (file,reference,start_s,end_s,windows,TASK...,note,error).
+  Scores: higher is better; embedding tasks give minus the distance to the reference.
 
-exit codes: 0 every file scored; 1 some file gave an "error" record; 2 a usage error (bad run folder,
-  no audio files, missing or undecodable --reference, missing --audiogram), one line on stderr."""
+exit codes: 0 every file scored; 1 some file gave an "error" record (or a --pairs row was skipped); 2 a usage
+  error (bad model folder, no audio files, missing or undecodable --reference, missing --audiogram, a --pairs
+  CSV without pairs), one line on stderr."""
+EVAL_TEST_HELP = """listening test (--test TEST.csv): a CSV with a header; columns
+  degraded   audio path (relative paths: from the CSV's folder)          required
+  score      subjective rating (MOS, MUSHRA, ...)                         required
+  reference  clean original: full-reference runs and metrics need it      optional
+  system     system / condition id: system-level figures average per system  optional
+  condition, listener_count, any other column: usable with --by           optional
+  (`aqa prep import --csv-out FILE` writes one from NISQA, ODAQ, TCD-VoIP, ...)
+
+outputs in --out: predictions.csv (a column per run and metric), summary.csv (model,subset,level,metric,
+  value,ci_low,ci_high,n; MSE LCC SRCC KTAU MSE_mapped LCC_mapped at utterance and system level),
+  summary.md, scatter_MODEL.png; the table is logged to W&B when a wandb run is active."""
 
 
 def prep(recipe: str, argv: Sequence[str]) -> int:
@@ -98,20 +115,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=3 encoder=mert_v1_95m")
     p.set_defaults(handler=_train)
 
-    p = sub.add_parser("eval", help="evaluate a trained run on its held-out shards")
-    p.add_argument("run_dir", help="a run directory, e.g. runs/deepaq_lora_tiny")
+    p = sub.add_parser("sweep", help="run a grid or random search over config overrides: aqa sweep SWEEP.yaml "
+                                     "[key=value ...] [--resume] (format: aqa.tasks.sweep)")
+    p.add_argument("sweep", help=f"a sweep file, or one of: {' '.join(available('sweep'))}")
+    p.add_argument("overrides", nargs="*", help="added to every trial's overrides, e.g. data.train_urls=...")
+    p.add_argument("--out", help="folder for the trials and sweep.csv (default runs/sweeps/SWEEP_NAME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep in --out: finished trials are kept, an interrupted one continues from "
+                        "its last.ckpt, failed ones run again")
+    p.add_argument("--dry-run", action="store_true", help="compose and check every trial, list them, train nothing")
+    p.add_argument("--wandb", action="store_true",
+                   help="write OUT/wandb_sweep.yaml (the same search as a W&B sweep; its agents run --trial) and exit")
+    p.add_argument("--trial", nargs="+", metavar="KEY=VALUE",
+                   help="run only the trial with these swept values (what the W&B agents call)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(handler=_sweep)
+
+    p = sub.add_parser(
+        "eval", help="evaluate a run on its held-out shards (aqa eval RUN_DIR), or runs and reference metrics "
+                     "on a listening test (aqa eval [RUN_DIR ...] --test TEST.csv --out DIR)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EVAL_TEST_HELP)
+    p.add_argument("run_dir", nargs="*", help="run directories, e.g. runs/deepaq_lora_tiny (one without --test)")
     _which(p)
-    p.add_argument("--split", default="val", choices=["val", "train"])
+    p.add_argument("--split", default="val", choices=["val", "train"], help="shards to evaluate (default val)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--reference", default="matched", choices=["matched", "mismatched"],
-                   help="embedding tasks: distance to the clip's own clean reference or to another excerpt's")
+                   help="embedding tasks: distance to the clip's own clean reference or to another excerpt's "
+                        "(default matched)")
+    p.add_argument("--test", metavar="TEST.csv", help="a listening-test CSV (columns below); needs --out")
+    p.add_argument("--baselines", metavar="M1,M2", default="",
+                   help="with --test: reference metrics scored beside the runs, e.g. visqol,pesq,peaq (default none)")
+    p.add_argument("--by", metavar="COLUMN", help="with --test: also report each value of this CSV column")
+    p.add_argument("--jobs", type=int, default=1, help="with --test: worker processes for the metrics (default 1)")
+    p.add_argument("--out", metavar="DIR", help="with --test: folder for predictions.csv, summary.csv/.md, plots")
+    p.add_argument("--mismatched-reference", metavar="FILE",
+                   help="with --test: embedding tasks score every row against FILE instead of its reference")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="with --test: bootstrap resamples of the 95%% intervals (default 1000, seed 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     _runtime_args(p)
     p.set_defaults(handler=_eval)
 
     p = sub.add_parser("ensemble", help="evaluate the mean score of several runs: aqa ensemble RUN RUN ... --out DIR "
                                         "[--select K --on SET [--on SET]]")
-    p.add_argument("run_dirs", nargs="+", help="trained run directories (the first one's data is used)")
-    p.add_argument("--out", required=True, help="folder for ensemble_{split}.json")
+    p.add_argument("run_dirs", nargs="*", help="trained run directories (the first one's data is used)")
+    p.add_argument("--sweep", metavar="DIR", help="take the finished trials of the sweep in DIR (aqa sweep --out DIR) "
+                                                  "as the runs, instead of listing them")
+    p.add_argument("--out", required=True, help="folder for ensemble.yaml (aqa eval/score take the folder like a run) "
+                                                "and ensemble_{split}.json")
     _which(p)
     p.add_argument("--split", default="val", choices=["val", "train"])
     p.add_argument("--zscore", action="store_true", help="standardise each run's scores before averaging")
@@ -131,25 +182,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a trained run directory, e.g. runs/deepaq_lora")
     p.add_argument("--kind", default="cubic", choices=["cubic", "mlp"], help="mapping to fit (default cubic)")
     p.add_argument("--split", default="train", choices=["train", "val"], help="split to fit on (default train)")
+    p.add_argument("--test", metavar="TEST.csv",
+                   help="fit to a listening test's subjective scores instead of a split (CSV as in aqa eval --test)")
     _which(p)
     _runtime_args(p)
     p.set_defaults(handler=_calibrate)
 
     p = sub.add_parser(
-        "score", help="score your own files: aqa score RUN_DIR FILE_OR_DIR... [--reference REF]",
+        "score", help="score your own files: aqa score MODEL INPUT... [--reference REF | --pairs CSV | --ref-dir DIR]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Score audio files (or folders of them, searched recursively) with a trained run.",
+        description="Score audio files, folders (searched recursively) or list files (.lst/.list/.scp: one path "
+                    "per line) with a trained run, an exported model (aqa export) or an ensemble folder; the model "
+                    "is loaded once, files are decoded ahead (--jobs) and scored in padded batches.",
         epilog=SCORE_OUTPUT)
-    p.add_argument("run_dir", help="a trained run directory, e.g. runs/mmmos_tiny")
-    p.add_argument("files", nargs="+", help="audio files or folders (searched recursively)")
-    p.add_argument("--reference", help="reference recording for distance-based (embedding) tasks")
+    p.add_argument("run_dir", metavar="MODEL", help="a run folder, an exported model folder or an ensemble folder")
+    p.add_argument("files", nargs="*", metavar="INPUT", help="audio files, folders or list files (none with --pairs)")
+    refs = p.add_mutually_exclusive_group()
+    refs.add_argument("--reference", help="one reference recording for every file (embedding tasks)")
+    refs.add_argument("--pairs", metavar="CSV",
+                      help="score the pairs of a CSV with columns reference,degraded (paths relative to the CSV)")
+    refs.add_argument("--ref-dir", metavar="DIR", help="each file's reference: the file of the same name in DIR")
     p.add_argument("--audiogram", type=_floats, help="hearing thresholds, dB HL at 250,500,1k,2k,3k,4k,6k,8k Hz")
     _which(p)
-    p.add_argument("--out", metavar="FILE",
-                   help="write the JSON lines to FILE as well as to stdout (default: stdout only)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips (files or windows) per forward (default 8)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="decoding threads running ahead of the model (default 2; 0: decode between batches)")
+    p.add_argument("--window-s", type=float, metavar="S",
+                   help="score files longer than S seconds per window, plus a whole-file record (default: whole files)")
+    p.add_argument("--hop-s", type=float, metavar="S", help="seconds between window starts (default --window-s)")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="record format (default jsonl)")
+    p.add_argument("--out", metavar="FILE", help="write the records to FILE instead of stdout (default stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _runtime_args(p)
     p.set_defaults(handler=_score)
+
+    p = sub.add_parser("export", help="a shareable model folder: aqa export RUN_DIR|ENSEMBLE_DIR OUT_DIR",
+                       description="Write model.safetensors, the resolved config.yaml, calibration.json (when "
+                                   "present) and a README.md model card; aqa score and aqa.load() read it without "
+                                   "unpickling anything. An ensemble is exported member by member.")
+    p.add_argument("src", metavar="RUN_DIR", help="a trained run folder, an exported model or an ensemble folder")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="the folder to write")
+    _which(p)
+    p.add_argument("--without-encoder", action="store_true",
+                   help="leave out the encoder weights that come unchanged from its pretrained checkpoint (frozen "
+                        "public encoders); loading then needs that checkpoint, which the model card names")
+    p.set_defaults(handler=_export)
 
     p = sub.add_parser("list", help="list experiments and registered components")
     p.add_argument("group", nargs="?", choices=GROUPS)
@@ -176,15 +253,41 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from aqa.eval.runs import evaluate
+    if args.test is None:
+        test_only = [f"--{k}" for k in ("baselines", "by", "out", "mismatched_reference") if getattr(args, k)]
+        if len(args.run_dir) != 1 or test_only:
+            raise ValueError("give one RUN_DIR (held-out shards), or --test TEST.csv"
+                             + (f" (needed by {' '.join(test_only).replace('_', '-')})" if test_only else ""))
+        from aqa.eval.runs import evaluate
 
-    evaluate(args.run_dir, args.which, args.split, plot=not args.no_plot, reference=args.reference,
-             device=args.device, precision=args.precision)
+        evaluate(args.run_dir[0], args.which, args.split, plot=not args.no_plot, reference=args.reference,
+                 device=args.device, precision=args.precision)
+        return
+    if not args.out:
+        raise ValueError("--test needs --out DIR for predictions.csv, summary.csv, summary.md and the plots")
+    from aqa.eval.listening import evaluate_test
+
+    evaluate_test(args.test, args.run_dir, args.baselines, args.out, by=args.by, jobs=args.jobs, device=args.device,
+                  precision=args.precision, which=args.which, mismatched_reference=args.mismatched_reference,
+                  n_boot=args.bootstrap, progress=not args.no_progress)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from aqa.tasks.sweep import command
+
+    return command(args.sweep, args.out, args.overrides, resume=args.resume, dry_run=args.dry_run,
+                   wandb=args.wandb, trial=args.trial, progress=not args.no_progress)
 
 
 def _ensemble(args: argparse.Namespace) -> None:
     from aqa.eval.runs import ensemble
 
+    if bool(args.sweep) == bool(args.run_dirs):
+        raise ValueError("give the runs either as RUN_DIR ... or as --sweep DIR, not both or neither")
+    if args.sweep:
+        from aqa.tasks.sweep import finished_runs
+
+        args.run_dirs = finished_runs(args.sweep)
     ensemble(args.run_dirs, args.out, args.which, args.split, args.zscore, args.device, args.precision,
              select=args.select, select_on=args.select_on or ("val",), rank_by=args.rank_by)
 
@@ -192,7 +295,7 @@ def _ensemble(args: argparse.Namespace) -> None:
 def _calibrate(args: argparse.Namespace) -> None:
     from aqa.eval.runs import calibrate
 
-    calibrate(args.run_dir, args.kind, args.which, args.split, args.device, args.precision)
+    calibrate(args.run_dir, args.kind, args.which, args.split, args.device, args.precision, test=args.test)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -200,7 +303,16 @@ def _score(args: argparse.Namespace) -> int:
 
     conditions = {"audiogram": args.audiogram} if args.audiogram else None
     return score(args.run_dir, args.files, args.reference, conditions, args.which, args.out,
-                 progress=not args.no_progress, device=args.device, precision=args.precision)
+                 progress=not args.no_progress, device=args.device, precision=args.precision, pairs=args.pairs,
+                 ref_dir=args.ref_dir, batch_size=args.batch_size, jobs=args.jobs, window_s=args.window_s,
+                 hop_s=args.hop_s, fmt=args.format)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from aqa.eval.export import export
+
+    out = export(args.src, args.out_dir, args.which, args.without_encoder)
+    print(f"exported {args.src} -> {out} (score with: aqa score {out} FILE...)")
 
 
 def _metric(args: argparse.Namespace) -> int:
@@ -210,7 +322,7 @@ def _metric(args: argparse.Namespace) -> int:
 
 
 # commands whose ValueError is the user's (too few clips to fit, a missing reference or audiogram)
-_USER_VALUE_ERRORS = {"calibrate", "score", "ensemble"}
+_USER_VALUE_ERRORS = {"calibrate", "score", "ensemble", "eval", "export"}
 
 
 def _is_audio_error(err: BaseException) -> bool:

@@ -49,7 +49,7 @@ from typing import Any
 
 from data_prep.shards import AUDIO_SUFFIXES, Skip, safe_id
 
-__all__ = ["Rating", "READERS", "read_corpus", "detect_layout", "AES_AXES", "NISQA_AXES"]
+__all__ = ["Rating", "READERS", "read_corpus", "detect_layout", "AES_AXES", "NISQA_AXES", "GENERIC_LAYOUT"]
 
 NISQA_AXES = ("noi", "col", "dis", "loud")
 # published AES field name -> short label key
@@ -76,6 +76,10 @@ class Rating:
         system: system / condition id, when the corpus names one.
         reference: path of the clean reference relative to the corpus root, when there is one.
         extra: further published fields (votes, standard deviations, rater count, condition text).
+        reference_path: the reference's full path (``reference`` resolved), for the listening-test CSV.
+        condition: the test condition or degradation type (NISQA condition text, ODAQ method, TCD-VoIP
+            folder), when the corpus names one.
+        listeners: how many listeners rated the stimulus, when the corpus says.
     """
 
     key: str
@@ -88,6 +92,9 @@ class Rating:
     system: str | None = None
     reference: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    reference_path: Path | None = None
+    condition: str | None = None
+    listeners: int | None = None
 
     def meta(self) -> dict[str, Any]:
         """JSON metadata of the sample (labels at top level so the DataModule can read them)."""
@@ -146,7 +153,13 @@ def _key(corpus: str, *parts: str) -> str:
 
 def _split_from_name(text: str, default: str) -> str:
     t = text.lower()
-    for token, split in (("train", "train"), ("val", "val"), ("dev", "val"), ("test", "test"), ("eval", "test")):
+    for token, split in (
+        ("train", "train"),
+        ("val", "val"),
+        ("dev", "val"),
+        ("test", "test"),
+        ("eval", "test"),
+    ):
         if re.search(rf"(^|[^a-z]){token}", t):
             return split
     return default
@@ -171,7 +184,9 @@ def _read_csv(path: Path, delimiter: str | None = None) -> list[dict[str, str]]:
 # ------------------------------------------------------------------------------------------------ NISQA
 
 
-def read_nisqa(root: Path, *, csv_name: str = "NISQA_corpus_file.csv", split: str | None = None) -> Iterator[Item]:
+def read_nisqa(
+    root: Path, *, csv_name: str = "NISQA_corpus_file.csv", split: str | None = None
+) -> Iterator[Item]:
     """NISQA Corpus (Mittag et al. 2021): ``NISQA_corpus_file.csv`` plus the sub-corpus folders."""
     table = root / csv_name if root.is_dir() else root
     root = table.parent
@@ -196,7 +211,13 @@ def read_nisqa(root: Path, *, csv_name: str = "NISQA_corpus_file.csv", split: st
         con = row.get("con") or ""
         ref = row.get("filepath_ref") or ""
         extra = {k: row[k] for k in ("votes", "lang", "source", "con_description") if row.get(k)}
-        extra.update({k: v for k in ("mos_std", *(f"{a}_std" for a in NISQA_AXES)) if (v := _num(row.get(k))) is not None})
+        extra.update(
+            {
+                k: v
+                for k in ("mos_std", *(f"{a}_std" for a in NISQA_AXES))
+                if (v := _num(row.get(k))) is not None
+            }
+        )
         yield Rating(
             key=_key("nisqa", db, Path(_rel(deg)).stem),
             path=root / _rel(deg),
@@ -208,6 +229,9 @@ def read_nisqa(root: Path, *, csv_name: str = "NISQA_corpus_file.csv", split: st
             system=f"{db}/c{con}" if con else db,
             reference=str(_rel(ref)) if ref and ref.lower() != "nan" else None,
             extra=extra,
+            reference_path=root / _rel(ref) if ref and ref.lower() != "nan" else None,
+            condition=row.get("con_description") or None,
+            listeners=int(v) if (v := _num(row.get("votes"))) is not None else None,
         )
 
 
@@ -281,8 +305,10 @@ def _resolve_aes(data_path: str, root: Path) -> Path:
 
 def read_aes(root: Path, *, split: str | None = None) -> Iterator[Item]:
     """AudioMOS 2025 track 2 / AES-natural: ``*.jsonl`` (or ``*_list.csv``) with the four aesthetic axes."""
-    files = [root] if root.is_file() else sorted(
-        p for p in root.rglob("*") if p.suffix in (".jsonl", ".csv") and p.is_file()
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(p for p in root.rglob("*") if p.suffix in (".jsonl", ".csv") and p.is_file())
     )
     rows: list[tuple[Path, int, dict[str, Any]]] = []
     for f in files:
@@ -333,7 +359,13 @@ def read_aes(root: Path, *, split: str | None = None) -> Iterator[Item]:
             scale=(1.0, 10.0),
             scores=scores,
             system=sys_match.group(1) if sys_match else domain,
-            extra={"data_path": data_path, **({"sample_id": row["sample_id"]} if row.get("sample_id") else {}), **counts},
+            extra={
+                "data_path": data_path,
+                **({"sample_id": row["sample_id"]} if row.get("sample_id") else {}),
+                **counts,
+            },
+            condition=domain,
+            listeners=max((v for k, v in counts.items() if k.endswith("_n")), default=None),
         )
 
 
@@ -366,8 +398,16 @@ def _odaq_items(
             scale=(0.0, 100.0),
             system=Path(fname).stem,
             reference=_relative(ref, test_dir) if ref is not None else None,
-            extra={"trial": trial, "method": trial.split("_")[0], "raters": info.get("n", 1),
-                   "score_std": info.get("std", 0.0), "scores_from": source},
+            extra={
+                "trial": trial,
+                "method": trial.split("_")[0],
+                "raters": info.get("n", 1),
+                "score_std": info.get("std", 0.0),
+                "scores_from": source,
+            },
+            reference_path=ref,
+            condition=trial.split("_")[0],
+            listeners=info.get("n", 1),
         )
 
 
@@ -464,19 +504,30 @@ def read_tcd_voip(root: Path, *, split: str | None = None) -> Iterator[Item]:
                 scale=(1.0, 5.0),
                 system=f"{kind}/{cond}" if cond else kind,
                 reference=_relative(ref, root) if ref.is_file() else None,
+                reference_path=ref if ref.is_file() else None,
+                condition=kind,
             )
 
 
 # -------------------------------------------------------------------------------------------- generic
 
 
-_GENERIC = {"file": ("file", "path", "filename", "wav"), "score": ("score", "mos", "rating")}
+_GENERIC = {"file": ("file", "degraded", "path", "filename", "wav"), "score": ("score", "mos", "rating")}
+GENERIC_LAYOUT = """generic CSV layout (--format csv; --src is the CSV file):
+  file,score[,reference][,system][,split][,condition][,listener_count]
+  file       the rated audio (also named degraded, path, filename or wav); relative paths: from the CSV's folder
+  score      its mean rating (also named mos or rating); rows without a number are skipped and reported
+  reference  the clean original, relative to the CSV's folder (optional)
+  system     system / condition id (optional); split: train, val or test (optional: hashed into train/val)
+  condition, listener_count: kept in the listening-test CSV (optional)
+  A header is optional when the columns come in the order file,score,reference,system,split."""
 
 
 def read_csv_scores(
     root: Path, *, split: str | None = None, corpus: str = "csv", scale: tuple[float, float] | None = None
 ) -> Iterator[Item]:
-    """Generic ``file,score[,reference][,system][,split]`` CSV (header optional in that column order)."""
+    """Generic ``file,score[,reference][,system][,split][,condition][,listener_count]`` CSV (header optional
+    in that column order; :data:`GENERIC_LAYOUT`). A listening-test CSV (``degraded,score,...``) reads as one."""
     if not root.is_file():
         raise FileNotFoundError(f"generic CSV: {root} is not a file")
     lines = list(csv.reader(root.read_text(encoding="utf-8-sig").splitlines()))
@@ -490,8 +541,9 @@ def read_csv_scores(
         fi = next(cols[h] for h in _GENERIC["file"] if h in cols)
         si = next(cols[h] for h in _GENERIC["score"] if h in cols)
         ri, yi, pi = cols.get("reference", cols.get("ref")), cols.get("system"), cols.get("split")
+        ci, li = cols.get("condition"), cols.get("listener_count")
     else:
-        body, fi, si, ri, yi, pi = lines, 0, 1, 2, 3, 4
+        body, fi, si, ri, yi, pi, ci, li = lines, 0, 1, 2, 3, 4, None, None
     base = root.parent
     for n, r in enumerate(body):
         where = f"{root.name}:{n + 1}"
@@ -507,6 +559,11 @@ def read_csv_scores(
             yield Skip(where, "csv: row lacks file or score")
             continue
         p = Path(cell(fi)).expanduser()
+        ref = Path(cell(ri)).expanduser() if cell(ri) else None
+        try:
+            listeners = int(float(cell(li))) if cell(li) else None
+        except ValueError:
+            listeners = None
         yield Rating(
             key=_key(corpus, *p.with_suffix("").parts[-2:]),
             path=p if p.is_absolute() else base / p,
@@ -516,6 +573,9 @@ def read_csv_scores(
             scale=scale,
             system=cell(yi) or None,
             reference=cell(ri) or None,
+            reference_path=(ref if ref.is_absolute() else base / ref) if ref else None,
+            condition=cell(ci) or None,
+            listeners=listeners,
         )
 
 
@@ -536,7 +596,11 @@ def detect_layout(root: Path) -> str:
         ValueError: no known layout matches.
     """
     if root.is_file():
-        return "aes" if root.suffix == ".jsonl" or "data_path" in root.read_text(encoding="utf-8")[:500] else "csv"
+        return (
+            "aes"
+            if root.suffix == ".jsonl" or "data_path" in root.read_text(encoding="utf-8")[:500]
+            else "csv"
+        )
     if (root / "NISQA_corpus_file.csv").is_file():
         return "nisqa"
     try:

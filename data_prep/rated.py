@@ -10,19 +10,34 @@ without a split are hashed into train/val). Unreadable, silent, too short or non
 and listed in ``manifest.json``. Example::
 
     aqa prep import --src ~/data/NISQA_Corpus --out data/nisqa --store-rate 16000 --jobs 4
+
+``--csv-out FILE`` writes the listening-test CSV that ``aqa eval --test`` reads instead of (or besides) the
+shards: one row per rated stimulus, ``degraded,score,reference,system,condition,listener_count,corpus,split,
+key,scale_min,scale_max`` plus one column per rated axis, with full paths and the corpus' references where it
+has them (NISQA, ODAQ, TCD-VoIP, a generic CSV's ``reference`` column). Audio is not decoded for it (a
+stimulus whose file is missing is dropped; ``aqa eval`` reports files it cannot decode)::
+
+    aqa prep import --src ~/data/ODAQ --csv-out ~/data/odaq_test.csv
+
+Every run ends with a report line (used, skipped and why) and exits 1 when a rated stimulus was dropped
+(unparsable row, missing, unreadable, silent or too-short audio) unless ``--allow-partial`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aqa.audio import encode_flac, load_audio, resample_np, to_mono_np
-from data_prep.corpora import READERS, Rating, read_corpus
+from data_prep.corpora import GENERIC_LAYOUT, READERS, Rating, read_corpus
 from data_prep.shards import (
     Sample,
     Skip,
@@ -37,6 +52,85 @@ from data_prep.shards import (
 )
 
 RECIPE = "import"
+# the listening-test CSV's leading columns (aqa eval --test reads degraded, score, reference, system, ...)
+TEST_COLUMNS = (
+    "degraded",
+    "score",
+    "reference",
+    "system",
+    "condition",
+    "listener_count",
+    "corpus",
+    "split",
+    "key",
+    "scale_min",
+    "scale_max",
+)
+
+
+def listening_rows(
+    ratings: Sequence[Rating], score: str = "mos"
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The listening-test CSV's rows (:data:`TEST_COLUMNS` plus one column per rated axis) for ``ratings``.
+
+    Args:
+        ratings: from :func:`data_prep.corpora.read_corpus`.
+        score: ``mos`` or a rated axis (NISQA ``noi col dis loud``, AES ``pq pc ce cu``) for the ``score`` column.
+
+    Returns:
+        ``(rows, dropped)``: a stimulus without that score or whose audio file is missing is dropped, as
+        ``{"source", "reason"}``; a named reference that is missing is left empty (reason counted, row kept).
+    """
+    axes = sorted({a for r in ratings for a in r.scores})
+    rows: list[dict[str, Any]] = []
+    dropped: list[dict[str, str]] = []
+    for r in ratings:
+        value = r.mos if score == "mos" else r.scores.get(score)
+        if value is None:
+            dropped.append(
+                {"source": str(r.path), "reason": f"no score: the stimulus has no {score!r} rating"}
+            )
+            continue
+        if not r.path.is_file():
+            dropped.append({"source": str(r.path), "reason": "missing file: the rated audio is not there"})
+            continue
+        ref = r.reference_path if r.reference_path is not None and r.reference_path.is_file() else None
+        if r.reference_path is not None and ref is None:
+            dropped.append(
+                {"source": str(r.reference_path), "reason": "missing reference: left empty, row kept"}
+            )
+        lo, hi = r.scale or (None, None)
+        rows.append(
+            {
+                "degraded": str(r.path.resolve()),
+                "score": value,
+                "reference": str(ref.resolve()) if ref else "",
+                "system": r.system or "",
+                "condition": r.condition or "",
+                "listener_count": "" if r.listeners is None else r.listeners,
+                "corpus": r.corpus,
+                "split": r.split,
+                "key": r.key,
+                "scale_min": "" if lo is None else lo,
+                "scale_max": "" if hi is None else hi,
+                **{a: r.scores.get(a, "") for a in axes},
+            }
+        )
+    return rows, dropped
+
+
+def write_listening_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` (:func:`listening_rows`) as a CSV, atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys([*TEST_COLUMNS, *(k for r in rows for k in r)]))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def build_rating(
@@ -57,7 +151,13 @@ def build_rating(
     if store_rate and store_rate != sr:
         x, sr = resample_np(x, sr, store_rate), store_rate
     dur = x.shape[-1] / sr
-    meta = {**rating.meta(), "group": rating.key, "sample_rate": sr, "duration_s": round(dur, 6), "source": src}
+    meta = {
+        **rating.meta(),
+        "group": rating.key,
+        "sample_rate": sr,
+        "duration_s": round(dur, 6),
+        "source": src,
+    }
     yield [Sample(key=rating.key, fields={"flac": encode_flac(x, sr)}, meta=meta, duration_s=dur, source=src)]
 
 
@@ -66,95 +166,188 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aqa prep import",
         description="Import a listening test (NISQA, BVCC, AudioMOS 2025 track 2 / AES-natural, ODAQ, TCD-VoIP "
-        "or a generic file,score CSV) into WebDataset shards plus manifest.json.",
+        "or a generic file,score CSV) into WebDataset shards plus manifest.json (--out), and/or into the "
+        "listening-test CSV that aqa eval --test reads (--csv-out).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=GENERIC_LAYOUT
+        + "\n\nexit codes: 0 every rated stimulus was used; 1 some were dropped (listed, "
+        "with the reason; --allow-partial makes it 0) or nothing usable was written; 2 bad input.",
     )
     add_common_args(p, units_per_shard=256, unit="rated stimuli")
-    p.add_argument("--format", default="auto", choices=["auto", *READERS], help="corpus layout (default: guess)")
-    p.add_argument("--split", default=None, help="put every stimulus in this split instead of the corpus' own")
+    next(a for a in p._actions if a.dest == "out").required = False  # --csv-out alone needs no shard folder
+    p.add_argument(
+        "--csv-out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the listening-test CSV (degraded,score,reference,system,condition,listener_count,...) "
+        "for aqa eval --test; without --out no shards are written",
+    )
+    p.add_argument(
+        "--score",
+        default="mos",
+        metavar="AXIS",
+        help="the rating --csv-out puts in its score column: mos or an axis such as pq or noi (default mos)",
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="exit 0 even when some rated stimuli were dropped (default: exit 1)",
+    )
+    p.add_argument(
+        "--format", default="auto", choices=["auto", *READERS], help="corpus layout (default: guess)"
+    )
+    p.add_argument(
+        "--split", default=None, help="put every stimulus in this split instead of the corpus' own"
+    )
     p.add_argument("--corpus-name", default=None, help="corpus name for --format csv (default 'csv')")
-    p.add_argument("--store-rate", type=int, default=None, help="stored sample rate in Hz (default: source rate)")
+    p.add_argument(
+        "--store-rate", type=int, default=None, help="stored sample rate in Hz (default: source rate)"
+    )
     p.add_argument("--mono", action="store_true", help="store mono down-mixes")
     p.add_argument("--min-s", type=float, default=0.1, help="skip clips shorter than this (s, default 0.1)")
-    p.add_argument("--silence-db", type=float, default=-70.0, help="skip clips below this RMS (dBFS, default -70)")
+    p.add_argument(
+        "--silence-db", type=float, default=-70.0, help="skip clips below this RMS (dBFS, default -70)"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the importer; returns 0 on success, 1 when nothing was written, 2 on bad input."""
+    """Run the importer; returns 0 when every rated stimulus was used, 1 when some were dropped (0 with
+    ``--allow-partial``) or nothing usable was written, 2 on bad input."""
     args = build_parser().parse_args(None if argv is None else list(argv))
+    if args.out is None and args.csv_out is None:
+        print(
+            "aqa prep import: error: give --out DIR (shards) and/or --csv-out FILE (listening-test CSV)",
+            file=sys.stderr,
+        )
+        return 2
     opts: dict[str, Any] = {"split": args.split}
     if args.corpus_name:
         opts["corpus"] = args.corpus_name
+    start = time.perf_counter()
+    reports: list[str] = []  # one count line per output
+    usable, dropped = True, False
     try:
         if args.corpus_name and args.format != "csv":
             raise ValueError("--corpus-name only applies to --format csv")
         ratings, bad_rows = read_corpus(args.src, args.format, **opts)
-        ratings = [
-            r if r.split else Rating(**{**r.__dict__, "split": assign_split(r.key, args.val_fraction, args.seed)})
-            for r in ratings
-        ]
         if not ratings:
             raise ValueError(f"no rated stimuli found in {args.src}")
-        plans = plan_shards(
-            ratings,
-            key=lambda r: r.key,
-            split_of=lambda r: r.split,
-            shard_id=args.shard_id,
-            num_shards=args.num_shards,
-            units_per_shard=args.units_per_shard,
-        )
-        config = {
-            "src": str(args.src),
-            "format": args.format,
-            "corpora": sorted({r.corpus for r in ratings}),
-            "split_override": args.split,
-            "store_rate": args.store_rate,
-            "mono": args.mono,
-            "min_s": args.min_s,
-            "silence_db": args.silence_db,
-            "val_fraction": args.val_fraction,
-            "seed": args.seed,
-        }
-        start = time.perf_counter()
-        manifest = run_shards(
-            plans,
-            partial(build_rating, store_rate=args.store_rate, mono=args.mono, min_s=args.min_s,
-                    silence_db=args.silence_db),
-            args.out,
-            config=config,
-            recipe=RECIPE,
-            shard_id=args.shard_id,
-            num_shards=args.num_shards,
-            jobs=args.jobs,
-            label_keys=("mos", "noi", "col", "dis", "loud", "pq", "pc", "ce", "cu"),
-            extra={
-                "sample_fields": {
-                    "flac": "16-bit FLAC of the rated stimulus",
-                    "json": "corpus, split, mos, scores (+ each axis at top level), scale, system, reference, "
-                    "group, sample_rate, duration_s, source, extra",
-                },
-                "unparsed_rows": [{"source": s.source, "reason": s.reason} for s in bad_rows],
-            },
-            progress=not args.no_progress,
-        )
+        if args.csv_out is not None:
+            rows, csv_skipped = listening_rows(ratings, args.score)
+            if not rows and all(s["reason"].startswith("no score") for s in csv_skipped):
+                raise ValueError(f"--score {args.score}: no stimulus of {args.src} has that rating")
+            write_listening_csv(args.csv_out, rows)
+            print(
+                f"wrote {args.csv_out}: {len(rows)} rated stimuli, "
+                f"{sum(1 for r in rows if r['reference'])} with a reference"
+            )
+            lost = [s for s in csv_skipped if not s["reason"].startswith("missing reference")]
+            for item in csv_skipped:
+                print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
+            reports.append(f"csv: {import_summary(len(rows), lost, bad_rows)}")
+            usable &= bool(rows)
+            dropped |= bool(lost or bad_rows)
+            if len(lost) < len(csv_skipped):
+                reports[-1] += f"; {len(csv_skipped) - len(lost)} reference(s) missing (left empty)"
+        if args.out is not None:
+            used, skipped = _write_shards(args, ratings, bad_rows)
+            reports.append(f"shards: {import_summary(used, skipped, bad_rows)}")
+            usable &= used > 0
+            dropped |= bool(skipped or bad_rows)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"aqa prep import: error: {err}", file=sys.stderr)
         return 2
+    if bad_rows:
+        print(
+            f"{len(bad_rows)} score rows could not be used"
+            + (" (listed under unparsed_rows in manifest.json)" if args.out is not None else ""),
+            file=sys.stderr,
+        )
+        for item in bad_rows[:3]:
+            print(f"  {item.source}: {item.reason}", file=sys.stderr)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    for line in reports:
+        print(f"aqa prep import: {line}", file=sys.stderr)
+    if not usable:
+        print("aqa prep import: error: nothing usable was written", file=sys.stderr)
+        return 1
+    if dropped and not args.allow_partial:
+        print(
+            "aqa prep import: some rated stimuli were dropped (above): exit 1; pass --allow-partial to accept "
+            "a partial import",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _write_shards(
+    args: argparse.Namespace, ratings: Sequence[Rating], bad_rows: Sequence[Any]
+) -> tuple[int, list[dict]]:
+    # the shard half of `aqa prep import`: returns (samples written, skipped stimuli) and prints per split
+    ratings = [
+        r if r.split else Rating(**{**r.__dict__, "split": assign_split(r.key, args.val_fraction, args.seed)})
+        for r in ratings
+    ]
+    plans = plan_shards(
+        ratings,
+        key=lambda r: r.key,
+        split_of=lambda r: r.split,
+        shard_id=args.shard_id,
+        num_shards=args.num_shards,
+        units_per_shard=args.units_per_shard,
+    )
+    config = {
+        "src": str(args.src),
+        "format": args.format,
+        "corpora": sorted({r.corpus for r in ratings}),
+        "split_override": args.split,
+        "store_rate": args.store_rate,
+        "mono": args.mono,
+        "min_s": args.min_s,
+        "silence_db": args.silence_db,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+    }
+    manifest = run_shards(
+        plans,
+        partial(
+            build_rating,
+            store_rate=args.store_rate,
+            mono=args.mono,
+            min_s=args.min_s,
+            silence_db=args.silence_db,
+        ),
+        args.out,
+        config=config,
+        recipe=RECIPE,
+        shard_id=args.shard_id,
+        num_shards=args.num_shards,
+        jobs=args.jobs,
+        label_keys=("mos", "noi", "col", "dis", "loud", "pq", "pc", "ce", "cu"),
+        extra={
+            "sample_fields": {
+                "flac": "16-bit FLAC of the rated stimulus",
+                "json": "corpus, split, mos, scores (+ each axis at top level), scale, system, reference, "
+                "group, sample_rate, duration_s, source, extra",
+            },
+            "unparsed_rows": [{"source": s.source, "reason": s.reason} for s in bad_rows],
+        },
+        progress=not args.no_progress,
+    )
     for name, info in manifest["splits"].items():
-        print(f"{name}: {info['samples']} stimuli, {len(info['shards'])} shards, {info['duration_s']:.1f} s of audio")
+        print(
+            f"{name}: {info['samples']} stimuli, {len(info['shards'])} shards, {info['duration_s']:.1f} s of audio"
+        )
     for item in manifest["skipped"]:
         print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
-    if bad_rows:
-        print(f"{len(bad_rows)} score rows could not be used (listed under unparsed_rows)", file=sys.stderr)
     if "jobs" in manifest:  # merged: every job is done
         for line in split_warnings(manifest):
             print(line, file=sys.stderr)
-    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
-    used = manifest["totals"]["samples"]
-    print(f"aqa prep import: {import_summary(used, manifest['skipped'], bad_rows)}", file=sys.stderr)
-    if used == 0:
-        print("aqa prep import: error: nothing usable was written", file=sys.stderr)
-    return 0 if used > 0 else 1
+    print(f"wrote {args.out}")
+    return manifest["totals"]["samples"], list(manifest["skipped"])
 
 
 def import_summary(used: int, skipped: Sequence[dict], bad_rows: Sequence[Any]) -> str:

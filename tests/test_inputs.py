@@ -210,14 +210,15 @@ def test_prep_import_ends_with_a_count_line(tmp_path, capsys):
     tone(tmp_path / "quiet.wav", 1.0, amplitude=0.0)
     rows = "".join(f"c{i}.wav,{i + 1}\n" for i in range(3)) + "quiet.wav,2\nc0.wav,not-a-number\n"
     (tmp_path / "s.csv").write_text("file,score\n" + rows)
-    out = tmp_path / "out"
-    code = main(["prep", "import", "--src", str(tmp_path / "s.csv"), "--out", str(out), "--format", "csv",
-                 "--no-progress"])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    report = err.strip().splitlines()[-1]
-    assert report.startswith("aqa prep import: 3 used, 2 skipped"), report
-    assert "silent: 1" in report and "unparsed row: 1" in report, report
+    argv = ["prep", "import", "--src", str(tmp_path / "s.csv"), "--format", "csv", "--no-progress"]
+    for extra, expected in (([], 1), (["--allow-partial"], 0)):  # dropped rows fail unless partial is allowed
+        code = main([*argv, "--out", str(tmp_path / f"out{expected}"), *extra])
+        err = capsys.readouterr().err
+        assert code == expected and "Traceback" not in err, err
+        report = next(line for line in err.splitlines() if "used," in line)
+        assert "3 used, 2 skipped" in report, report
+        assert ("--allow-partial" in err) == (expected == 1), err
+        assert "silent: 1" in report and "unparsed row: 1" in report, report
 
 
 # ------------------------------------------------------------------------------------------ help
@@ -233,4 +234,4 @@ def test_help_shows_defaults_output_and_exit_codes(capsys):
     assert "exit codes: 0 every pair scored" in text  # metric
     assert "(default best)" in text and "(default cubic)" in text
     assert "(default opus,mp3,aac)" in text and "(default 16,32,48,64,80,96,128)" in text
-    assert "FILE as well as to stdout" in text and "FILE instead of stdout" in text  # --out says which
+    assert text.count("FILE instead of stdout") == 2 and "as well as" not in text  # --out: one meaning, score and metric

@@ -1,25 +1,60 @@
 """Ensembles of trained runs (MMMOS averages the predictions of its best runs): per clip, the mean of the
 members' scores for every task they share; the composite score (the mean of the tasks, MMMOS §V-A) and the
-selection of members by their rank on one or two validation sets (MMMOS §V-D)."""
+selection of members by their rank on one or two validation sets (MMMOS §V-D).
+
+An ensemble folder (``aqa ensemble ... --out DIR``) holds ``ensemble.yaml``, which ``aqa eval DIR`` and
+``aqa score DIR`` read as they read a run's folder::
+
+    kind: ensemble
+    which: best              # the members' checkpoint
+    zscore: false            # true: each member's task scores are standardised with its stats before averaging
+    members:
+      - run: /abs/path/to/run1
+        stats: {TASK: {mean: float, std: float}, ...}   # the member's scores on the split the ensemble was built on
+      - ...
+    tasks: [TASK, ...]       # the tasks every member has
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
+from aqa.config import ConfigError
 from aqa.eval.functional import spearman
 
-__all__ = ["COMPOSITE", "ensemble_records", "select_runs", "task_srcc", "with_composite"]
+__all__ = [
+    "COMPOSITE",
+    "ENSEMBLE_FILE",
+    "ensemble_records",
+    "is_ensemble",
+    "member_stats",
+    "read_ensemble",
+    "select_runs",
+    "task_srcc",
+    "with_composite",
+    "write_ensemble",
+]
 
-COMPOSITE = "composite"  # the pseudo-task holding the mean of the tasks' scores (and of their labels) per clip
+ENSEMBLE_FILE = "ensemble.yaml"
+
+COMPOSITE = (
+    "composite"  # the pseudo-task holding the mean of the tasks' scores (and of their labels) per clip
+)
 _PER_TASK = ("score", "label", "member_scores", "calibrated")  # record fields that belong to one task
 
 
 def ensemble_records(
-    members: Sequence[Mapping[str, list[dict]]], zscore: bool = False
+    members: Sequence[Mapping[str, list[dict]]],
+    zscore: bool = False,
+    stats: Sequence[Mapping[str, Mapping[str, float]]] | None = None,
 ) -> dict[str, list[dict]]:
     """Average the members' per-clip scores.
 
@@ -28,6 +63,9 @@ def ensemble_records(
             computed on the same clips.
         zscore: standardise each member's scores per task first (for members on different scales, e.g.
             embedding distances of different encoders); off for regression heads on one rating scale.
+        stats: with ``zscore``, per member ``{task: {"mean", "std"}}`` to standardise with (an ensemble
+            folder's saved stats, :func:`member_stats`); None: each member's own scores' mean and std here.
+            A std of 0 leaves the scores as they are.
 
     Returns:
         task -> records of the clips every member scored, with ``score`` the members' mean (and
@@ -38,22 +76,31 @@ def ensemble_records(
     """
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two runs, got {len(members)}")
+    if stats is not None and len(stats) != len(members):
+        raise ValueError(f"{len(stats)} members' stats for {len(members)} members")
     tasks = set(members[0]).intersection(*members[1:])
     out: dict[str, list[dict]] = {}
     for task in sorted(tasks):
         by_key = []
-        for m in members:
+        for i, m in enumerate(members):
             rows = m[task]
             scores = np.array([r["score"] for r in rows], dtype=np.float64)
-            if zscore and scores.size > 1 and scores.std() > 0:
+            if zscore and stats is not None:
+                mean, std = float(stats[i][task]["mean"]), float(stats[i][task]["std"])
+                if std > 0:
+                    scores = (scores - mean) / std
+            elif zscore and scores.size > 1 and scores.std() > 0:
                 scores = (scores - scores.mean()) / scores.std()
             by_key.append({r["key"]: (r, s) for r, s in zip(rows, scores, strict=True)})
         keys = [k for k in by_key[0] if all(k in b for b in by_key[1:])]
         if not keys:
             raise ValueError(f"task {task!r}: no clip was scored by every run (do they use the same data?)")
         out[task] = [
-            {**by_key[0][k][0], "score": float(np.mean([b[k][1] for b in by_key])),
-             "member_scores": [float(b[k][1]) for b in by_key]}
+            {
+                **by_key[0][k][0],
+                "score": float(np.mean([b[k][1] for b in by_key])),
+                "member_scores": [float(b[k][1]) for b in by_key],
+            }
             for k in keys
         ]
     return out
@@ -75,9 +122,11 @@ def with_composite(records: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
     if not keys:
         return dict(records)
     rows = [
-        {**{f: v for f, v in by_key[0][k].items() if f not in _PER_TASK},
-         "score": float(np.mean([b[k]["score"] for b in by_key])),
-         "label": float(np.mean([b[k]["label"] for b in by_key]))}
+        {
+            **{f: v for f, v in by_key[0][k].items() if f not in _PER_TASK},
+            "score": float(np.mean([b[k]["score"] for b in by_key])),
+            "label": float(np.mean([b[k]["label"] for b in by_key])),
+        }
         for k in keys
     ]
     return {**{t: records[t] for t in tasks}, COMPOSITE: rows}
@@ -121,3 +170,102 @@ def select_runs(metrics: Sequence[Sequence[float]], k: int) -> list[int]:
         order = sorted(range(len(values)), key=lambda i: math.inf if math.isnan(values[i]) else -values[i])
         tops.append(order[:k])  # sorted() is stable: ties keep the runs' order
     return [i for i in tops[0] if all(i in top for top in tops[1:])]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ensemble folders: ensemble.yaml, written by `aqa ensemble --out DIR`, read by `aqa eval DIR` and `aqa score DIR`
+
+
+def member_stats(records: Mapping[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Per task, the mean and (population) standard deviation of one member's scores, as ``zscore`` uses them.
+
+    Args:
+        records: task -> records with ``score`` (one ``collect_scores`` result).
+    """
+    out = {}
+    for task, rows in records.items():
+        scores = np.array([r["score"] for r in rows], dtype=np.float64)
+        out[task] = {
+            "mean": float(scores.mean()) if scores.size else 0.0,
+            "std": float(scores.std()) if scores.size else 0.0,
+        }
+    return out
+
+
+def write_ensemble(
+    out: str | Path,
+    runs: Sequence[str | Path],
+    stats: Sequence[Mapping[str, Mapping[str, float]]],
+    zscore: bool = False,
+    which: str = "best",
+) -> Path:
+    """Write ``out/ensemble.yaml`` (atomically): the members (absolute paths) with their score stats and the
+    tasks they share. Returns the file."""
+    if len(runs) != len(stats):
+        raise ValueError(f"{len(runs)} runs but {len(stats)} members' stats")
+    tasks = [t for t in stats[0] if all(t in s for s in stats[1:])] if stats else []
+    spec = {
+        "kind": "ensemble",
+        "which": which,
+        "zscore": bool(zscore),
+        "members": [
+            {
+                "run": str(Path(run).resolve()),
+                "stats": {t: {k: float(v) for k, v in s[t].items()} for t in tasks},
+            }
+            for run, s in zip(runs, stats, strict=True)
+        ],
+        "tasks": tasks,
+    }
+    path = Path(out) / ENSEMBLE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def is_ensemble(folder: str | Path) -> bool:
+    """True when ``folder`` is an ensemble folder (holds ``ensemble.yaml``)."""
+    return (Path(folder) / ENSEMBLE_FILE).is_file()
+
+
+def read_ensemble(folder: str | Path) -> dict[str, Any]:
+    """Read and check ``folder/ensemble.yaml``.
+
+    Returns:
+        ``{"kind", "which", "zscore", "members": [{"run", "stats"}], "tasks"}``.
+
+    Raises:
+        ConfigError: one line naming the file and what is wrong with it (a member folder that is gone included).
+    """
+    path = Path(folder) / ENSEMBLE_FILE
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot be read ({str(err).splitlines()[0]})") from None
+    if not isinstance(spec, dict) or spec.get("kind") != "ensemble":
+        raise ConfigError(f"{path}: not an ensemble file (kind: ensemble); write one with aqa ensemble --out")
+    members, tasks = spec.get("members"), spec.get("tasks")
+    if not isinstance(members, list) or len(members) < 2:
+        raise ConfigError(f"{path}: members: a list of at least two {{run, stats}}, got {members!r}")
+    if not isinstance(tasks, list) or not tasks or not isinstance(spec.get("zscore"), bool):
+        raise ConfigError(f"{path}: needs tasks: [TASK, ...] and zscore: true|false")
+    for i, m in enumerate(members):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("run"), str)
+            or not isinstance(m.get("stats"), dict)
+        ):
+            raise ConfigError(
+                f"{path}: members[{i}] must be {{run: PATH, stats: {{TASK: {{mean, std}}}}}}, got {m!r}"
+            )
+        m["run"] = (
+            str(Path(folder) / m["run"]) if not Path(m["run"]).is_absolute() else m["run"]
+        )  # relative: to it
+        if not (Path(m["run"]) / "config.yaml").is_file():
+            raise ConfigError(f"{path}: members[{i}]: {m['run']} is not a run folder (no config.yaml)")
+        if spec["zscore"] and any(not isinstance(m["stats"].get(t), dict) for t in tasks):
+            raise ConfigError(f"{path}: members[{i}]: zscore needs stats for every task {tasks}")
+    spec.setdefault("which", "best")
+    return spec

@@ -10,13 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from aqa.audio import AUDIO_SUFFIXES
 from aqa.config import load_config
 from aqa.data.datamodule import datamodule_from_config
-from aqa.eval.calibration import FITS, load_calibrations
-from aqa.eval.ensemble import COMPOSITE, ensemble_records, select_runs, task_srcc, with_composite
+from aqa.eval.calibration import FITS
+from aqa.eval.ensemble import (
+    COMPOSITE,
+    ensemble_records,
+    is_ensemble,
+    member_stats,
+    read_ensemble,
+    select_runs,
+    task_srcc,
+    with_composite,
+    write_ensemble,
+)
 from aqa.eval.report import (
     apply_calibration,
     collect_scores,
@@ -25,14 +33,13 @@ from aqa.eval.report import (
     save_results,
     summarise,
 )
-from aqa.eval.score import score_files
-from aqa.tasks.multitask import load_run
+from aqa.eval.scorer import load_module
 
 
 def _records(
     run_dir: str | Path, which: str, split: str, mismatched: bool = False, device: str = "auto", precision: str = "auto"
 ) -> tuple[Any, DictConfig, dict[str, list[dict]]]:
-    module, cfg = load_run(run_dir, which)
+    module, cfg = load_module(run_dir, which)
     loader = datamodule_from_config(cfg, module.encoder.sample_rate).eval_dataloader(split)
     labels = {name: t.label for name, t in cfg.tasks.items()}
     return module, cfg, collect_scores(module, loader, labels, mismatched, device, precision)
@@ -53,11 +60,16 @@ def evaluate(
     mismatched-reference mode; results in ``eval_{split}_mismatched.json``). ``device`` (cpu | cuda | auto)
     and ``precision`` (fp32 | bf16 | auto) say where and how the model runs.
 
+    An ensemble folder (``aqa ensemble --out DIR``, holding ``ensemble.yaml``) is evaluated as one model on its
+    first member's shards (its own ``which``; members may be runs or exported models).
+
     Returns the summary: task -> subset ("all" and each value of the config's ``report.by``, e.g. each
     codec) -> n, SRCC, PCC; with a ``calibration.json`` (``aqa calibrate``) also the RMSE of the mapped scores.
     """
     if reference not in ("matched", "mismatched"):
         raise ValueError(f"reference must be 'matched' or 'mismatched', got {reference!r}")
+    if is_ensemble(run_dir):  # an `aqa ensemble --out` folder: its members' mean on the first member's shards
+        return _evaluate_ensemble(run_dir, split, plot, reference, device, precision)
     run_dir = Path(run_dir)
     _, cfg, records = _records(run_dir, which, split, reference == "mismatched", device, precision)
     if reference == "matched":  # the calibration was fitted on matched-reference scores
@@ -72,6 +84,46 @@ def evaluate(
     return summary
 
 
+def _evaluate_ensemble(
+    folder: str | Path,
+    split: str = "val",
+    plot: bool = True,
+    reference: str = "matched",
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """``aqa eval ENSEMBLE_DIR``: score every member on the first member's ``split`` shards, average per clip
+    (standardised with the saved stats when ``zscore``), add the composite; print and save
+    ``folder/eval_{split}.json`` (and its plot) as ``aqa eval`` does for a run.
+
+    Returns:
+        The summary: task (and ``composite`` for several tasks) -> subset -> n, SRCC, PCC.
+    """
+    folder = Path(folder)
+    spec = read_ensemble(folder)
+    runs = [m["run"] for m in spec["members"]]
+    first = load_config(Path(runs[0]) / "config.yaml")
+    report = first.get("report") or {"by": "codec", "x": "bitrate_kbps"}
+    scored = []
+    for run in runs:
+        module, cfg = load_module(run, spec["which"])  # a run or an exported model
+        labels = {name: t.label for name, t in cfg.tasks.items() if name in spec["tasks"]}
+        loader = datamodule_from_config(first, module.encoder.sample_rate).eval_dataloader(split)
+        records = collect_scores(module, loader, labels, reference == "mismatched", device, precision)
+        scored.append({t: r for t, r in records.items() if t in spec["tasks"]})
+    stats = [m["stats"] for m in spec["members"]] if spec["zscore"] else None
+    records = with_composite(ensemble_records(scored, zscore=spec["zscore"], stats=stats))
+    summary = summarise(records, by=report["by"])
+    name = f"eval_{split}" + ("_mismatched" if reference == "mismatched" else "")
+    print_summary(
+        summary, title=f"ensemble of {len(runs)} runs ({folder}): {split}, {spec['which']} checkpoints"
+    )
+    save_results(folder / f"{name}.json", summary, records, runs=runs)
+    if plot and (png := plot_scores(records, folder / f"{name}.png", x=report["x"], by=report["by"])):
+        print(f"plot: {png}")
+    return summary
+
+
 def calibrate(
     run_dir: str | Path,
     kind: str = "cubic",
@@ -79,15 +131,21 @@ def calibrate(
     split: str = "train",
     device: str = "auto",
     precision: str = "auto",
+    test: str | None = None,
 ) -> dict[str, Any]:
     """Fit a score -> label mapping per task on ``split`` and save it as ``run_dir/calibration.json``.
 
+    With ``test`` (a listening-test CSV, :func:`aqa.eval.listening.read_test`) the mapping is fitted to its
+    subjective ``score`` column instead (DeePAQ's mapping onto MOS), each task scored in its own mode
+    (:func:`aqa.eval.listening.predict_model`; rows it cannot score are left out of the fit).
     Afterwards ``aqa eval`` reports the RMSE of the mapped scores and ``aqa score`` adds ``TASK_calibrated``.
     Returns task -> the calibration's dict.
     """
     if kind not in FITS:
         raise KeyError(f"unknown calibration {kind!r}; choose from {sorted(FITS)}")
     run_dir = Path(run_dir)
+    if test is not None:
+        return _calibrate_on_test(run_dir, kind, which, device, precision, test)
     _, _, records = _records(run_dir, which, split, device=device, precision=precision)
     fitted = {}
     for task, rows in records.items():
@@ -95,6 +153,30 @@ def calibrate(
         cal.extra["split"] = split
         fitted[task] = cal.to_dict()
         print(f"{task}: {kind} mapping fitted on {len(rows)} {split} clips")
+    path = run_dir / "calibration.json"
+    path.write_text(json.dumps(fitted, indent=1))
+    print(f"wrote {path}")
+    return fitted
+
+
+def _calibrate_on_test(run_dir: Path, kind: str, which: str, device: str, precision: str, test: str) -> dict[str, Any]:
+    # `aqa calibrate RUN --test TEST.csv`: each task's scores on the test's rows against its subjective scores
+    from aqa.eval.listening import predict_model, read_test, task_columns
+
+    rows = read_test(test)
+    preds = predict_model(run_dir, rows, device, precision, progress=len(rows) > 1, which=which)
+    tasks = list(load_config(run_dir / "config.yaml").tasks)
+    columns = task_columns(run_dir.name, tasks)
+    labels = [r["score"] for r in rows]
+    fitted = {}
+    for task in tasks:
+        try:
+            cal = FITS[kind](preds[columns[task]], labels)
+        except ValueError as err:
+            raise ValueError(f"{test}: cannot fit task {task!r}: {err}") from None
+        cal.extra["test"] = str(test)
+        fitted[task] = cal.to_dict()
+        print(f"{task}: {kind} mapping fitted on {cal.n} rated items of {test}")
     path = run_dir / "calibration.json"
     path.write_text(json.dumps(fitted, indent=1))
     print(f"wrote {path}")
@@ -124,6 +206,9 @@ def ensemble(
     are kept: the top ``k`` on one set, or the intersection of the top ``k`` on two (the paper: the top 12 on
     its development set and on the PAM development set). A set is ``val`` or ``train`` (the first run's
     shards) or a shard pattern (another corpus imported with ``aqa prep import``, e.g. ``data/pam/val-*.tar``).
+
+    ``out`` also gets ``ensemble.yaml`` (:func:`aqa.eval.ensemble.write_ensemble`: the chosen members, their
+    score stats on ``split``, their shared tasks), which ``aqa eval out`` and ``aqa score out`` read like a run.
     """
     if any(str(r).endswith(".tar") for r in run_dirs):
         raise ValueError("a run directory ends in .tar: quote shard patterns given to --on (e.g. --on 'dir/val-*.tar')")
@@ -136,7 +221,7 @@ def ensemble(
     sets = list(dict.fromkeys([split, *(select_on if select is not None else ())]))
     scored = []  # per run: set -> task -> records
     for run in run_dirs:
-        module, cfg = load_run(run, which)
+        module, cfg = load_module(run, which)
         labels = {name: t.label for name, t in cfg.tasks.items()}
         per_set = {}
         for name in sets:
@@ -161,10 +246,14 @@ def ensemble(
         extra = {"selection": {"k": select, "rank_by": rank_by, "on": list(ranks), "candidates": [str(r) for r in run_dirs],
                                "srcc": {name: dict(zip(map(str, run_dirs), values, strict=True))
                                         for name, values in ranks.items()}}}
-    records = with_composite(ensemble_records([scored[i][split] for i in chosen], zscore=zscore))
+    members = [scored[i][split] for i in chosen]
+    records = with_composite(ensemble_records(members, zscore=zscore))
     summary = summarise(records, by=report["by"])
     print_summary(summary, title=f"ensemble of {len(chosen)} runs: {split}")
     save_results(Path(out) / f"ensemble_{split}.json", summary, records, runs=[str(run_dirs[i]) for i in chosen], **extra)
+    # the folder `aqa eval` and `aqa score` take like a run: members, their score stats on `split`, shared tasks
+    path = write_ensemble(out, [run_dirs[i] for i in chosen], [member_stats(m) for m in members], zscore, which)
+    print(f"wrote {path}")
     return summary
 
 
@@ -178,31 +267,73 @@ def score(
     progress: bool = True,
     device: str = "auto",
     precision: str = "auto",
+    *,
+    pairs: str | None = None,
+    ref_dir: str | None = None,
+    batch_size: int = 8,
+    jobs: int = 1,
+    window_s: float | None = None,
+    hop_s: float | None = None,
+    fmt: str = "jsonl",
 ) -> int:
-    """Score audio files (or folders of them) with a trained run; print one JSON object per file.
+    """``aqa score``: score files, folders (recursive), list files or a ``--pairs`` CSV with a run, an exported
+    model or an ensemble (:func:`aqa.eval.scorer.load`, loaded once); write one record per file (and window) as
+    JSON lines or CSV to stdout, or to ``out`` instead. References: ``reference`` (one for all), ``pairs``
+    (``reference,degraded`` CSV, paths relative to it) or ``ref_dir`` (matched by file name).
 
-    Returns 0 when every file was scored, 1 when some gave an error (each in its record).
+    Returns 0 when every file was scored, 1 when some gave an error record (or a pairs row was skipped).
     """
-    paths: list[Path] = []
-    for item in files:
-        p = Path(item)
-        paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES) if p.is_dir() else [p]
-    if not paths:
-        raise FileNotFoundError(f"no audio files in {list(files)}")
-    module, _ = load_run(run_dir, which)
-    calibrations = load_calibrations(Path(run_dir) / "calibration.json")  # written by `aqa calibrate`
-    sink = open(out, "w") if out else None  # noqa: SIM115 - closed below; records are flushed one by one
-    failed = 0
+    import csv
+
+    from aqa.eval.score import collect_inputs, match_references
+    from aqa.eval.scorer import load
+    from aqa.metrics.runner import read_pairs
+
+    if fmt not in ("jsonl", "csv"):
+        raise ValueError(f"--format must be jsonl or csv, got {fmt!r}")
+    if batch_size < 1 or jobs < 0:
+        raise ValueError(f"--batch-size must be >= 1 and --jobs >= 0, got {batch_size} and {jobs}")
+    if sum(x is not None for x in (reference, pairs, ref_dir)) > 1:
+        raise ValueError("give one of --reference, --pairs and --ref-dir")
+    skipped: list[str] = []
+    items: list[Any]
+    if pairs is not None:
+        if files:
+            raise ValueError("--pairs names the files: give no INPUTS with it")
+        items = [(deg, ref) for ref, deg in read_pairs(pairs, skipped)]
+        if not items:
+            raise ValueError(f"{pairs}: no pairs to score" + (f" ({'; '.join(skipped[:3])})" if skipped else
+                                                              " (only a header, or blank rows)"))
+    else:
+        if not files:
+            raise ValueError("name the files to score (files, folders or list files), or give --pairs CSV")
+        paths = collect_inputs(files)
+        items = match_references(paths, ref_dir) if ref_dir is not None else list(paths)
+    scorer = load(run_dir, which, device, precision)
+    columns = ["file", "reference", "start_s", "end_s", "windows", *scorer.tasks,
+               *[f"{t}_calibrated" for t in scorer.tasks if t in scorer.calibrations], "note", "error"]
+    sink = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115 - closed below; flushed record by record
+    writer = csv.DictWriter(sink, columns, extrasaction="ignore") if fmt == "csv" else None
+    failed = files_out = 0
     try:
-        records = score_files(module, paths, reference, conditions, calibrations, device, precision)
-        for record in tqdm(records, total=len(paths), disable=not progress or len(paths) < 2, file=sys.stderr):
-            failed += "error" in record
-            line = json.dumps(record)
-            print(line, flush=True)
-            if sink:
-                sink.write(line + "\n")
-                sink.flush()
+        if writer is not None:
+            writer.writeheader()
+        for record in scorer.score_files(items, reference, (conditions or {}).get("audiogram"), batch_size=batch_size,
+                                         jobs=jobs, window_s=window_s, hop_s=hop_s, progress=progress):
+            if "start_s" not in record:
+                files_out += 1
+                failed += "error" in record
+            if writer is not None:
+                writer.writerow(record)
+            else:
+                sink.write(json.dumps(record) + "\n")
+            sink.flush()
     finally:
-        if sink:
+        if sink is not sys.stdout:
             sink.close()
-    return 1 if failed else 0
+    if out or pairs or skipped:
+        report = f"aqa score: {files_out - failed} file(s) scored, {failed} with errors"
+        if pairs:
+            report += f", {len(skipped)} row(s) skipped" + (f" ({'; '.join(skipped[:3])})" if skipped else "")
+        print(report + (f" -> {out}" if out else ""), file=sys.stderr)
+    return 1 if failed or skipped else 0

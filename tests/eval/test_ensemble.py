@@ -137,3 +137,46 @@ def test_ensemble_selection_mistakes_are_one_line_errors(tmp_path, capsys):
     assert "quote shard patterns" in capsys.readouterr().err  # an unquoted --on pattern the shell expanded
     assert main(["ensemble", *runs, "--out", str(tmp_path / "e"), "--select", "1", "--on", "val", "--on", dev]) == 2
     assert "an ensemble needs two" in capsys.readouterr().err
+
+
+def test_zscore_uses_the_saved_stats_when_given():
+    from aqa.eval.ensemble import ensemble_records, member_stats
+
+    a = {"q": [{"key": k, "score": s, "label": 1.0} for k, s in (("x", 1.0), ("y", 3.0))]}
+    b = {"q": [{"key": k, "score": s, "label": 1.0} for k, s in (("x", 10.0), ("y", 30.0))]}
+    assert member_stats(b) == {"q": {"mean": 20.0, "std": 10.0}}
+    own = ensemble_records([a, b], zscore=True)["q"]  # each member standardised by its own scores: -1, +1
+    assert [r["member_scores"] for r in own] == [[-1.0, -1.0], [1.0, 1.0]]
+    stats = [{"q": {"mean": 0.0, "std": 2.0}}, {"q": {"mean": 10.0, "std": 0.0}}]  # std 0: left as it is
+    saved = ensemble_records([a, b], zscore=True, stats=stats)["q"]
+    assert [r["member_scores"] for r in saved] == [[0.5, 10.0], [1.5, 30.0]]
+    assert [r["score"] for r in saved] == [5.25, 15.75]
+    assert ensemble_records([a, b], zscore=False, stats=stats)["q"][0]["member_scores"] == [1.0, 10.0]
+
+
+def test_ensemble_folder_is_evaluated_like_a_run(tmp_path, capsys):
+    import yaml
+
+    dev = write_set(tmp_path / "dev", 6, seed=1)
+    runs = [make_run(tmp_path / f"r{s}", dev, s) for s in range(2)]
+    out = tmp_path / "ens"
+    assert main(["ensemble", *map(str, runs), "--zscore", "--out", str(out), "--device", "cpu"]) == 0
+    spec = yaml.safe_load((out / "ensemble.yaml").read_text())
+    assert list(spec) == ["kind", "which", "zscore", "members", "tasks"]
+    assert spec["kind"] == "ensemble" and spec["zscore"] is True and spec["tasks"] == list(AXES)
+    assert [m["run"] for m in spec["members"]] == [str(r.resolve()) for r in runs]
+    built = json.loads((out / "ensemble_val.json").read_text())
+    assert all(main(["eval", str(run), "--no-plot", "--device", "cpu"]) == 0 for run in runs)
+    for axis in AXES:  # the stats are each member's raw scores on the split, the ones zscore standardised with
+        raw = [[r["score"] for r in json.loads((run / "eval_val.json").read_text())["records"][axis]] for run in runs]
+        for member, scores in zip(spec["members"], raw, strict=True):
+            assert member["stats"][axis]["mean"] == pytest.approx(np.mean(scores), rel=1e-6)
+            assert member["stats"][axis]["std"] == pytest.approx(np.std(scores), rel=1e-6)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-plot", "--device", "cpu"]) == 0
+    assert "ensemble of 2 runs" in capsys.readouterr().out
+    evaluated = json.loads((out / "eval_val.json").read_text())
+    assert evaluated["runs"] == [m["run"] for m in spec["members"]]
+    for task in (*AXES, COMPOSITE):
+        assert [r["score"] for r in evaluated["records"][task]] == pytest.approx(
+            [r["score"] for r in built["records"][task]], abs=1e-6)

@@ -5,7 +5,9 @@ For each system it runs what a user runs (not part of `make test`; CI has no GPU
 1. ``aqa train EXP trainer=gpu`` for a few bf16-mixed steps on small shards this script writes itself, one
    validation, checkpoints; then ``aqa eval RUN`` and ``aqa score RUN FILE`` on the GPU in bf16;
 2. fp32 CPU against fp32 CUDA (TF32 off) on the same clip: the largest relative difference of the outputs;
-3. a throughput table: training and scoring clips/s, TFLOP/s, MFU and peak memory, batch 32 x 10 s.
+3. a throughput table: training and scoring clips/s, TFLOP/s, MFU and peak memory, batch 32 x 10 s;
+4. the scoring table of ``tests/benchmarks/scoring.py`` (files/s and real-time factor, end-to-end and bare
+   forward, DeePAQ / HAAQI-Net / student; ``OUT/scoring.md``).
 
 It needs nothing from ``../shared`` and no ffmpeg: the shards hold synthetic signals (harmonic tones with noise
 and low-pass degradations) whose labels are the degradation level, for every label any experiment reads. They
@@ -182,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="throughput batch (clips)")
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput clip length")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--no-scoring", action="store_true", help="skip the scoring table (files/s)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu-check: no CUDA GPU visible (run it on the GPU machine, or --device cpu --tiny)", file=sys.stderr)
@@ -230,6 +233,21 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.empty_cache()
             print(f"throughput {label}: {table[label]}", flush=True)
     report["throughput"] = table
+    scoring_md = ""
+    scored = [e for e in args.only or SYSTEMS if e in ("deepaq_lora", "haaqi_net", "haaqi_net_student")]
+    if scored and not args.no_scoring:  # tests/benchmarks/scoring.py: end-to-end and bare forward, files/s
+        try:
+            from scoring import run as scoring_bench
+
+            scoring_args = ["--device", args.device, "--metrics", "none", "--no-progress"]
+            scoring_args += ["--systems", ",".join(scored), "--out", str(out / "scoring.md")]
+            scoring_args += ["--sizes", "tiny"] if args.tiny else []
+            scoring_md, scoring_rows = scoring_bench(scoring_args)
+            failed += [f"scoring {r['system']}" for r in scoring_rows if "failed" in r]
+        except Exception as err:
+            traceback.print_exc()
+            failed.append("scoring")
+            print(f"scoring: {type(err).__name__}: {err}", file=sys.stderr)
     md = [f"# gpu-check on {report['device']}", "", "| system | trained | eval + score | fp32 CPU vs CUDA (rel) | wall s |", "|---|---|---|---|---|"]
     for exp, row in report["systems"].items():
         rel = row.get("fp32_cpu_vs_cuda_rel")
@@ -238,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     if table:
         md += ["", f"Throughput: batch {args.batch} x {args.seconds:g} s (MERT-330M: 16), bf16 autocast, random weights.", "",
                format_table(table)]
+    if scoring_md:
+        md += ["", scoring_md.replace("# ", "## ", 1).rstrip()]
     text = "\n".join(md) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.md").write_text(text)

@@ -1,0 +1,302 @@
+"""``aqa export RUN_DIR|ENSEMBLE_DIR OUT_DIR``: a self-contained, shareable model folder.
+
+A model folder holds:
+
+- ``model.safetensors``: the weights (every weight, or with ``--without-encoder`` all but the encoder weights
+  that come unchanged from its pretrained checkpoint: LoRA adapters and fine-tuned parts are kept);
+  its metadata says which (``format``, ``without_encoder``, ``encoder_checkpoints``, ``source``);
+- ``config.yaml``: the resolved experiment config the model is rebuilt from;
+- ``calibration.json`` when the run has one (``aqa calibrate``);
+- ``README.md``: a model card (what it predicts, scale and direction, NR / FR / mismatched mode, audiogram,
+  training data, validation figures from the run's ``eval_*.json``).
+
+:func:`aqa.eval.scorer.load` reads it with safetensors and YAML only: nothing is unpickled. An ensemble folder
+(``ensemble.yaml``) is exported member by member into ``OUT/members/NAME/`` with an ``ensemble.yaml`` pointing at
+them by relative path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from aqa.eval.scorer import (
+    ENSEMBLE_FILE,
+    FORMAT,
+    MODEL_FILE,
+    encoder_checkpoints,
+    kind_of,
+    load_module,
+    read_ensemble,
+)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    # write through a temporary file in the same folder, then rename: a crash never leaves half a file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def checkpoint_keys(cfg: DictConfig, state: Mapping[str, Tensor]) -> list[str]:
+    """The ``encoder.*`` weights of ``state`` that building ``cfg`` reproduces from its pretrained checkpoint:
+    equal to the trained value in two builds under different seeds (so not random initialisations)."""
+    from aqa.tasks.multitask import build_module
+
+    fresh = []
+    for seed in (1, 2):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh.append(build_module(cfg, with_teacher=False).state_dict())
+    return [
+        k
+        for k, v in state.items()
+        if k.startswith("encoder.")
+        and all(k in f and f[k].shape == v.shape and torch.equal(f[k], v) for f in fresh)
+    ]
+
+
+def _weights(module: nn.Module, cfg: DictConfig, without_encoder: bool) -> dict[str, Tensor]:
+    state = {
+        k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()
+    }  # no shared memory
+    if not without_encoder:
+        return state
+    if any(c is None for c in encoder_checkpoints(cfg)):
+        raise ValueError(
+            "--without-encoder: the encoder has random weights (checkpoint: null), there is no "
+            "checkpoint to name; export it with its weights"
+        )
+    for key in checkpoint_keys(cfg, state):
+        del state[key]
+    return state
+
+
+def _figures(run_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    # (file, task, the "all" subset's figures) from the run's eval_*.json (aqa eval)
+    rows = []
+    for path in sorted(run_dir.glob("eval_*.json")):
+        try:
+            summary = json.loads(path.read_text()).get("summary", {})
+        except (OSError, ValueError):
+            continue
+        for task, subsets in summary.items():
+            if isinstance(subsets, dict) and isinstance(subsets.get("all"), dict):
+                rows.append((path.name, task, subsets["all"]))
+    return rows
+
+
+def model_card(
+    module: nn.Module, cfg: DictConfig, source: Path, calibrations: Mapping[str, Any], without_encoder: bool
+) -> str:
+    """The README.md of an exported model (markdown)."""
+    heads = module.heads
+    embedding = [t for t, h in heads.items() if h.is_embedding]
+    conditions = {k: n for h in heads.values() for k, n in h.condition_dims.items()}
+    name = cfg.get("experiment", source.name)
+    lines = [f"# {name}", "", f"Exported by `aqa export` from `{source}`.", "", "## What it predicts", ""]
+    for task, t in cfg.tasks.items():
+        kind = "embedding (scored by distance to a reference)" if task in embedding else "score"
+        lines.append(
+            f"- `{task}`: head `{t.head.name}`, {kind}, trained on the label `{t.label}` with loss "
+            f"`{t.loss.name}`."
+        )
+    lines += ["", "## Scale and direction", ""]
+    for task in heads:
+        if task in embedding:
+            lines.append(
+                f"- `{task}`: minus the embedding distance to the reference, 0 for identical audio; "
+                "higher is better; no fixed scale (compare files scored against the same reference)."
+            )
+        else:
+            lines.append(
+                f"- `{task}`: higher is better, on the scale the head learnt for `{cfg.tasks[task].label}`."
+            )
+    for task, cal in calibrations.items():
+        lines.append(
+            f"- `{task}_calibrated`: `{task}` mapped to the label's scale ({cal.get('kind', 'mapping')} fitted "
+            f"on the {cal.get('extra', {}).get('split', cal.get('split', '?'))} split, calibration.json)."
+        )
+    mode = (
+        "full-reference (FR) or mismatched-reference: give the clean original, or any recording as an anchor"
+        if embedding
+        else "no-reference (NR): scores a file alone"
+    )
+    lines += ["", "## Mode", "", f"- {mode}."]
+    if conditions:
+        for key, n in conditions.items():
+            lines.append(
+                f"- conditioned on `{key}` ({n} values"
+                + (
+                    ", hearing thresholds in dB HL at 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz): "
+                    "pass `--audiogram V1,...`"
+                    if key == "audiogram"
+                    else ")"
+                )
+                + "."
+            )
+    else:
+        lines.append("- no audiogram or other condition.")
+    checkpoints = encoder_checkpoints(cfg)
+    lines += [
+        "",
+        "## Input and encoder",
+        "",
+        f"- any audio file or array; down-mixed to mono and resampled to {module.encoder.sample_rate} Hz.",
+        f"- encoder `{cfg.encoder.name}`, pretrained checkpoint(s): {checkpoints}.",
+    ]
+    lines.append(
+        "- encoder weights are NOT stored: loading builds the encoder from the checkpoint(s) above, which "
+        "must be available (a local path or the Hugging Face cache), then loads the stored weights."
+        if without_encoder
+        else "- every weight is stored in model.safetensors; no checkpoint is needed."
+    )
+    data = cfg.get("data") or {}
+    lines += [
+        "",
+        "## Training data",
+        "",
+        f"- data `{data.get('name', '?')}`: train `{data.get('train_urls', '?')}`, validation "
+        f"`{data.get('val_urls', '?')}`, labels {list(data.get('label_keys') or [])}.",
+    ]
+    if cfg.get("trainer"):
+        lines.append(
+            f"- trained up to {cfg.trainer.get('max_epochs', '?')} epochs, selected on "
+            f"`{cfg.monitor.metric}` ({cfg.monitor.mode})."
+        )
+    figures = _figures(source)
+    lines += ["", "## Validation", ""]
+    if figures:
+        lines += ["| file | task | n | SRCC | PCC | RMSE (calibrated) |", "|---|---|---|---|---|---|"]
+        for file, task, f in figures:
+
+            def fmt(v: Any) -> str:
+                return f"{v:.3f}" if isinstance(v, int | float) else "-"
+
+            lines.append(
+                f"| {file} | {task} | {f.get('n', '-')} | {fmt(f.get('srcc'))} | {fmt(f.get('pcc'))} | "
+                f"{fmt(f.get('rmse'))} |"
+            )
+    else:
+        lines.append("No eval_*.json in the run folder (run `aqa eval RUN_DIR` before exporting).")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```",
+        f"aqa score {{this folder}} FILE_OR_DIR...{' --reference CLEAN.wav' if embedding else ''}",
+        "```",
+        "",
+        "```python",
+        "import aqa",
+        "scorer = aqa.load('this folder')",
+        "scorer.score(wave, sr=44100"
+        + (", reference=clean" if embedding else "")
+        + (", audiogram=[...]" if conditions else "")
+        + ")",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_model(
+    src: str | Path, out: str | Path, which: str = "best", without_encoder: bool = False
+) -> Path:
+    """Export a run folder (or an exported folder) to ``out``; returns ``out``. See the module docstring."""
+    from safetensors.torch import save_file
+
+    from aqa.config import save_config
+
+    src, out = Path(src), Path(out)
+    module, cfg = load_module(src, which)
+    state = _weights(module, cfg, without_encoder)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "without_encoder": "true" if without_encoder else "false",
+        "encoder_checkpoints": json.dumps(encoder_checkpoints(cfg)),
+        "source": str(src.resolve()),
+        "which": which,
+    }
+    _atomic_write(out / MODEL_FILE, lambda tmp: save_file(state, tmp, metadata=meta))
+    _atomic_write(out / "config.yaml", lambda tmp: save_config(cfg, Path(tmp)))
+    calibrations: dict[str, Any] = {}
+    if (src / "calibration.json").is_file():
+        calibrations = json.loads((src / "calibration.json").read_text())
+        _atomic_write(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
+    card = model_card(module, cfg, src, calibrations, without_encoder)
+    _atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(card))
+    return out
+
+
+def export_ensemble(
+    src: str | Path, out: str | Path, which: str | None = None, without_encoder: bool = False
+) -> Path:
+    """Export every member of an ensemble folder into ``out/members/NAME/`` and write ``out/ensemble.yaml``
+    pointing at them by relative path (stats, zscore and tasks kept); returns ``out``."""
+    src, out = Path(src), Path(out)
+    spec = read_ensemble(src)
+    which = which or spec.get("which") or "best"
+    names: list[str] = []
+    members = []
+    for m in spec["members"]:
+        name = Path(m["run"]).name or "member"
+        while name in names:
+            name = f"{name}_{len(names)}"
+        names.append(name)
+        export_model(m["run"], out / "members" / name, m.get("which") or which, without_encoder)
+        members.append({**{k: v for k, v in m.items() if k != "run"}, "run": f"members/{name}"})
+    new = {
+        **{k: v for k, v in spec.items() if k != "members"},
+        "kind": "ensemble",
+        "which": which,
+        "members": members,
+    }
+    _atomic_write(out / ENSEMBLE_FILE, lambda tmp: OmegaConf.save(OmegaConf.create(new), tmp))
+    if (src / "calibration.json").is_file():
+        _atomic_write(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
+    card = [
+        f"# Ensemble of {len(members)} models",
+        "",
+        f"Exported by `aqa export` from `{src}`.",
+        "",
+        f"Each task's score is the mean over the members' scores{', each z-scored first with its stats' if new.get('zscore') else ''}.",
+        f"Tasks: {list(new.get('tasks') or [])}.",
+        "",
+        "Members (each has its own README.md):",
+        "",
+    ]
+    card += [f"- `members/{n}` (from `{m['run']}`)" for n, m in zip(names, spec["members"], strict=True)]
+    _atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text("\n".join(card) + "\n"))
+    return out
+
+
+def export(src: str | Path, out: str | Path, which: str = "best", without_encoder: bool = False) -> Path:
+    """``aqa export``: a run, an exported model or an ensemble folder -> a model folder at ``out``.
+
+    Raises:
+        FileNotFoundError: ``src`` is no model folder, or its checkpoint is missing.
+        ValueError: ``out`` is ``src`` or inside a run folder's checkpoints; ``--without-encoder`` on random weights.
+    """
+    src, out = Path(src), Path(out)
+    kind = kind_of(src)
+    if out.resolve() == src.resolve():
+        raise ValueError(f"OUT_DIR {out} is the source folder; pick a new folder")
+    if kind == "ensemble":
+        return export_ensemble(src, out, None, without_encoder)
+    return export_model(src, out, which, without_encoder)

@@ -1,0 +1,548 @@
+"""Evaluate models and reference metrics against a listening test:
+``aqa eval [RUN_DIR ...] --test TEST.csv [--baselines visqol,pesq,...] [--by COLUMN] --out DIR``.
+
+A listening test is a CSV with the columns ``degraded`` (audio path) and ``score`` (the subjective rating:
+MOS, MUSHRA, ...), optionally ``reference`` (the clean original), ``system``, ``condition``,
+``listener_count`` and any other column usable with ``--by``. Relative paths are taken from the CSV's folder.
+``aqa prep import --csv-out`` writes one from a published corpus.
+
+Each run is scored in its own mode (:func:`predict_model`): score heads predict from the degraded clip
+alone; embedding heads (DeePAQ, JSQA) score by minus the embedding distance to the row's reference (or to
+one ``mismatched_reference`` for every row). Reference metrics run through :mod:`aqa.metrics.runner`
+(:func:`predict_baseline`), one principal value each (:data:`BASELINE_KEYS`).
+
+Outputs in ``out``: ``predictions.csv`` (the test's rows, one column per model or baseline, rewritten after
+each one so a crash keeps what was done), ``summary.csv`` (:data:`SUMMARY_COLUMNS`, see
+:func:`summarise_test`), ``summary.md`` (the same as readable tables), ``scatter_MODEL.png`` per column, and
+the table to W&B when a ``wandb`` run is active.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aqa.eval.stats import MIN_ITEMS, summary_stats, system_means
+
+__all__ = [
+    "BASELINE_KEYS",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "evaluate_test",
+    "plot_scatter",
+    "predict_baseline",
+    "predict_model",
+    "read_test",
+    "summarise_test",
+    "task_columns",
+    "write_summary_md",
+]
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("degraded", "score")
+OPTIONAL_COLUMNS = ("reference", "system", "condition", "listener_count")
+SUMMARY_COLUMNS = ("model", "subset", "level", "metric", "value", "ci_low", "ci_high", "n")
+METRIC_ORDER = ("MSE", "LCC", "SRCC", "KTAU", "MSE_mapped", "LCC_mapped")
+# metric -> the value of its record that is compared with the subjective scores (higher = better except
+# cdpam, a distance: its correlations come out negative; the mapped metrics absorb the sign)
+BASELINE_KEYS: dict[str, str] = {
+    "visqol": "moslqo",  # ViSQOL v3 MOS-LQO, 1..5 (audio mode)
+    "visqol_speech": "moslqo",  # ViSQOL v3 MOS-LQO, 1..5 (speech mode)
+    "pesq": "pesq",  # PESQ MOS-LQO (wide band by default)
+    "stoi": "stoi",
+    "estoi": "estoi",
+    "haaqi": "haaqi",  # 0..1, normal hearing unless an audiogram option is given
+    "dnsmos": "dnsmos_ovrl",  # DNSMOS P.835 overall quality, no reference
+    "cdpam": "cdpam",  # a distance: lower = better
+    "peaq": "odg",  # PEAQ basic objective difference grade, -4..0
+    "2f_model": "mms",  # the 2f-model's MUSHRA-scale score, 0..100
+}
+CHUNK = 16  # clips per forward
+
+
+# ------------------------------------------------------------------------------------------ the test CSV
+
+
+def read_test(path: str | Path) -> list[dict[str, Any]]:
+    """Read a listening-test CSV.
+
+    Args:
+        path: CSV with a header naming at least ``degraded`` and ``score``; audio paths relative to its folder.
+
+    Returns:
+        One dict per row: every column as text, ``degraded`` and ``reference`` as absolute paths (``reference``
+        ``""`` when absent) and ``score`` as a float.
+
+    Raises:
+        FileNotFoundError: the CSV, or audio it names, does not exist (one line, the first few named).
+        ValueError: empty file, a missing column, no rows, an empty ``degraded`` cell or a non-numeric score
+            (one line naming the file and the row; rows count the header as row 1).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"listening test {path} not found")
+    text = path.read_text(encoding="utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [(f or "").strip() for f in reader.fieldnames or []]
+    layout = f"needs a header with {','.join(REQUIRED_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)},...]"
+    if not any(fields):
+        raise ValueError(f"{path}: empty file; a listening-test CSV {layout}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in fields]
+    if missing:
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(fields)}); it {layout}"
+        )
+    base = path.resolve().parent
+    rows: list[dict[str, Any]] = []
+    absent: list[str] = []
+    for number, raw in enumerate(reader, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
+        if not any(row.values()):
+            continue
+        if not row["degraded"]:
+            raise ValueError(f"{path}: row {number}: empty 'degraded' cell")
+        try:
+            score = float(row["score"])
+        except ValueError:
+            score = float("nan")
+        if not math.isfinite(score):
+            raise ValueError(f"{path}: row {number}: score {row['score']!r} is not a number")
+        row["score"] = score
+        for key in ("degraded", "reference"):
+            cell = row.get(key, "")
+            row[key] = str(base / cell) if cell and not Path(cell).is_absolute() else cell
+            if cell and not Path(row[key]).is_file():
+                absent.append(f"row {number}: {key} {row[key]}")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no rows after the header")
+    if absent:
+        more = f"; and {len(absent) - 2} more" if len(absent) > 2 else ""
+        raise FileNotFoundError(
+            f"{path}: {len(absent)} audio file(s) not found ({'; '.join(absent[:2])}{more})"
+        )
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- predictions
+
+
+def task_columns(name: str, tasks: Sequence[str]) -> dict[str, str]:
+    """Task -> prediction column: ``name`` for a single-task run, ``name:task`` for each of several."""
+    return {t: name if len(tasks) == 1 else f"{name}:{t}" for t in tasks}
+
+
+def predict_model(
+    model_dir: str | Path,
+    rows: Sequence[Mapping[str, Any]],
+    device: str = "auto",
+    precision: str = "auto",
+    progress: bool = True,
+    *,
+    which: str = "best",
+    mismatched_reference: str | Path | None = None,
+) -> dict[str, list[float]]:
+    """Score the test's rows with a trained run, each task in its own mode.
+
+    Score heads ignore the reference. Embedding heads score by minus the embedding distance to the row's
+    ``reference`` (or, with ``mismatched_reference``, to that one file for every row: DeePAQ's mismatched
+    mode); rows without one get NaN and a warning. Each distinct reference is decoded once.
+
+    Args:
+        model_dir: a run folder, an exported model (``aqa export``) or an ensemble folder (``aqa ensemble``).
+        rows: dicts with ``degraded`` and optionally ``reference`` (paths), e.g. from :func:`read_test`.
+        device, precision: as for :func:`aqa.eval.score.score_clips`.
+        progress: a tqdm bar on stderr.
+
+    Returns:
+        column (:func:`task_columns` of the folder's name) -> (N,) scores, NaN where a row could not be scored.
+    """
+    from aqa.eval.scorer import load
+
+    name = Path(model_dir).name
+    scorer = load(model_dir, which, device, precision)  # a run, an exported model or an ensemble folder
+    heads = [h for m in scorer.members for h in m.module.heads.values()]
+    conditioned = sorted({k for h in heads for k in h.condition_dims})
+    if conditioned:
+        raise ValueError(
+            f"{model_dir}: its heads are conditioned on {conditioned}, which a listening-test CSV "
+            "does not give; score it with aqa score"
+        )
+    embedding = sorted({t for m in scorer.members for t, h in m.module.heads.items() if h.is_embedding})
+    pairs = [
+        (row["degraded"], (mismatched_reference or row.get("reference") or None) if embedding else None)
+        for row in rows
+    ]
+    no_reference = sum(ref is None for _, ref in pairs)
+    if embedding and no_reference == len(pairs):
+        raise ValueError(
+            f"{model_dir}: its task(s) {embedding} score by distance to a reference, and no row has "
+            "one: add a reference column or pass --mismatched-reference FILE"
+        )
+    scores = {t: [float("nan")] * len(rows) for t in scorer.tasks}
+    failed: list[str] = []
+    records = scorer.score_files(pairs, batch_size=CHUNK, progress=progress)  # each reference embedded once
+    for i, record in enumerate(records):
+        if "error" in record:
+            failed.append(record["error"])
+        for task in scorer.tasks:
+            if task in record:
+                scores[task][i] = float(record[task])
+    if embedding and no_reference:
+        log.warning(
+            "%s: %d row(s) have no reference, which its embedding task(s) %s need: left empty (add a "
+            "reference column or pass --mismatched-reference FILE)",
+            name,
+            no_reference,
+            embedding,
+        )
+    if failed:
+        log.warning("%s: %d file(s) could not be scored, e.g. %s", name, len(failed), failed[0])
+    columns = task_columns(name, list(scorer.tasks))
+    return {columns[t]: v for t, v in scores.items()}
+
+
+def predict_baseline(
+    metric: str, rows: Sequence[Mapping[str, Any]], jobs: int = 1, progress: bool = True
+) -> list[float]:
+    """Score the rows with reference metric ``metric`` (``aqa metric``'s registry and parallel runner).
+
+    Full-reference metrics skip rows without a ``reference`` (NaN, with a warning); no-reference ones
+    (``dnsmos``) score every row. A row the metric cannot score is NaN, with one warning per metric.
+
+    Returns:
+        (N,) values of the metric's principal key (:data:`BASELINE_KEYS`).
+    """
+    from aqa.metrics import NO_REFERENCE
+    from aqa.metrics.runner import iter_results
+
+    key = BASELINE_KEYS[metric]
+    needs_ref = metric not in NO_REFERENCE
+    todo = [i for i, r in enumerate(rows) if r.get("reference") or not needs_ref]
+    values = [float("nan")] * len(rows)
+    if len(todo) < len(rows):
+        log.warning(
+            "%s: %d row(s) have no reference and are left empty (it is a full-reference metric)",
+            metric,
+            len(rows) - len(todo),
+        )
+    pairs = [(rows[i].get("reference") or None if needs_ref else None, rows[i]["degraded"]) for i in todo]
+    errors: list[str] = []
+    for i, record in zip(todo, iter_results(metric, pairs, jobs=jobs, progress=progress), strict=True):
+        if "error" in record or key not in record:
+            errors.append(record.get("error", f"no {key!r} in its result"))
+        else:
+            values[i] = float(record[key])
+    if errors:
+        log.warning(
+            "%s: %d of %d row(s) could not be scored, e.g. %s", metric, len(errors), len(todo), errors[0]
+        )
+    return values
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    return str(v)
+
+
+def write_predictions(
+    path: Path, rows: Sequence[Mapping[str, Any]], predictions: Mapping[str, Sequence[float]]
+) -> None:
+    """``predictions.csv``: the test's columns, then one column per model or baseline (empty = not scored)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*fields, *predictions])
+    for i, row in enumerate(rows):
+        writer.writerow(
+            [_fmt_value(row.get(k, "")) for k in fields] + [_fmt_value(v[i]) for v in predictions.values()]
+        )
+    _write_atomic(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------------ summary
+
+
+def summarise_test(
+    rows: Sequence[Mapping[str, Any]],
+    predictions: Mapping[str, Sequence[float]],
+    by: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    folds: int = 5,
+) -> list[dict[str, Any]]:
+    """The summary table: one row per (model, subset, level, metric).
+
+    Subsets are ``all`` and ``{by}={value}`` for each value of column ``by``. Level ``utterance`` compares
+    every rated item; level ``system`` (when the test has a ``system`` column) first averages the
+    predictions and the subjective scores per system (:func:`~aqa.eval.stats.system_means`, items a model
+    could not score left out) and compares the means, bootstrapping over systems. Metrics and intervals
+    come from :func:`~aqa.eval.stats.summary_stats`.
+
+    Returns:
+        dicts with the keys of :data:`SUMMARY_COLUMNS`.
+    """
+    target = np.array([float(r["score"]) for r in rows])
+    systems = [str(r.get("system") or "") for r in rows]
+    has_systems = any(systems)
+    subsets: list[tuple[str, np.ndarray]] = [("all", np.arange(len(rows)))]
+    if by:
+        values = [str(r.get(by, "")) for r in rows]
+        subsets += [
+            (f"{by}={v}", np.array([i for i, x in enumerate(values) if x == v])) for v in sorted(set(values))
+        ]
+    out: list[dict[str, Any]] = []
+    for model, pred in predictions.items():
+        p = np.asarray(pred, dtype=np.float64)
+        for subset, idx in subsets:
+            levels = [("utterance", p[idx], target[idx])]
+            if has_systems:
+                keep = [i for i in idx if systems[i] and np.isfinite(p[i])]
+                sp, st, _ = system_means(p[keep], target[keep], [systems[i] for i in keep])
+                levels.append(("system", sp, st))
+            for level, x, y in levels:
+                for metric, (value, low, high, n) in summary_stats(x, y, n_boot, seed, folds).items():
+                    out.append(
+                        {
+                            "model": model,
+                            "subset": subset,
+                            "level": level,
+                            "metric": metric,
+                            "value": value,
+                            "ci_low": low,
+                            "ci_high": high,
+                            "n": n,
+                        }
+                    )
+    return out
+
+
+def write_summary_csv(path: Path, summary: Sequence[Mapping[str, Any]]) -> None:
+    """``summary.csv`` with exactly :data:`SUMMARY_COLUMNS` (empty cells for NaN)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for row in summary:
+        writer.writerow([_fmt_value(row[c]) for c in SUMMARY_COLUMNS])
+    _write_atomic(path, buf.getvalue())
+
+
+def _cell(value: float, low: float, high: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    ci = f" [{low:.3f}, {high:.3f}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{value:.3f}{ci}"
+
+
+def summary_markdown(summary: Sequence[Mapping[str, Any]], title: str = "Listening-test evaluation") -> str:
+    """The summary as Markdown: one table per level, a row per (model, subset), ``value [95 % CI]`` cells."""
+    lines = [f"# {title}", ""]
+    for level in dict.fromkeys(r["level"] for r in summary):
+        lines += [
+            f"## {level} level",
+            "",
+            "| model | subset | n | " + " | ".join(METRIC_ORDER) + " |",
+            "|" + "---|" * (3 + len(METRIC_ORDER)),
+        ]
+        cells: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+        for r in summary:
+            if r["level"] == level:
+                cells.setdefault((r["model"], r["subset"]), {})[r["metric"]] = r
+        for (model, subset), metrics in cells.items():
+            n = next(iter(metrics.values()))["n"]
+            row = [
+                _cell(m["value"], m["ci_low"], m["ci_high"]) if (m := metrics.get(k)) else "-"
+                for k in METRIC_ORDER
+            ]
+            lines.append(f"| {model} | {subset} | {n} | " + " | ".join(row) + " |")
+        lines.append("")
+    lines.append(
+        "Cells: value [95 % bootstrap CI]. *_mapped: after a cubic mapping fitted by k-fold "
+        "cross-validation (held-out predictions). `-`: fewer than "
+        f"{MIN_ITEMS} scored items, or not computable."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_summary_md(
+    path: Path, summary: Sequence[Mapping[str, Any]], title: str = "Listening-test evaluation"
+) -> None:
+    """``summary.md``: :func:`summary_markdown` written atomically."""
+    _write_atomic(path, summary_markdown(summary, title))
+
+
+# ------------------------------------------------------------------------------------------------- plots
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+
+
+def plot_scatter(
+    path: Path,
+    model: str,
+    pred: Sequence[float],
+    target: Sequence[float],
+    systems: Sequence[str] | None = None,
+) -> Path | None:
+    """Scatter of one model's predictions (x) against the subjective scores (y), one colour per system,
+    with the cubic mapping fitted on all scored items drawn over it. Returns the PNG, None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from aqa.eval.calibration import fit_cubic
+    from aqa.eval.stats import lcc, srcc
+
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    keep = np.isfinite(p) & np.isfinite(t)
+    names = np.array([str(s) or "-" for s in (systems if systems is not None else [""] * len(p))])
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    groups = sorted(set(names[keep]))
+    cmap = plt.get_cmap("tab20" if len(groups) > 10 else "tab10")
+    for k, g in enumerate(groups):
+        sel = keep & (names == g)
+        ax.scatter(
+            p[sel], t[sel], s=22, alpha=0.85, color=cmap(k % cmap.N), label=g if len(groups) > 1 else None
+        )
+    title = f"{model}: {int(keep.sum())} of {len(p)} items scored"
+    if keep.sum() >= MIN_ITEMS:
+        title += f"; LCC {lcc(p[keep], t[keep]):.3f}, SRCC {srcc(p[keep], t[keep]):.3f}"
+        try:
+            cal = fit_cubic(p[keep], t[keep])
+            xs = np.linspace(p[keep].min(), p[keep].max(), 200)
+            ax.plot(xs, cal(xs), color="black", lw=1.5, label="cubic mapping")
+        except ValueError:  # too few distinct predictions for a cubic
+            pass
+    ax.set(xlabel=f"predicted ({model})", ylabel="subjective score", title=title)
+    if len(groups) > 1 or keep.sum() >= MIN_ITEMS:
+        ax.legend(fontsize=7, ncol=2 if len(groups) > 8 else 1, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _log_wandb(summary: Sequence[Mapping[str, Any]]) -> bool:
+    # only when the caller already runs W&B: importing wandb is slow and starting a run is the caller's choice
+    wandb = sys.modules.get("wandb")
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return False
+    table = wandb.Table(
+        columns=list(SUMMARY_COLUMNS), data=[[r[c] for c in SUMMARY_COLUMNS] for r in summary]
+    )
+    wandb.run.log({"listening_test/summary": table})
+    return True
+
+
+# ------------------------------------------------------------------------------------------- the command
+
+
+def _unique_names(runs: Sequence[str | Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for r in runs:
+        name = Path(r).name
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def evaluate_test(
+    test: str | Path,
+    runs: Sequence[str | Path] = (),
+    baselines: str | Sequence[str] = (),
+    out: str | Path = "listening_eval",
+    by: str | None = None,
+    jobs: int = 1,
+    device: str = "auto",
+    precision: str = "auto",
+    which: str = "best",
+    mismatched_reference: str | Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    folds: int = 5,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Score ``runs`` and ``baselines`` on the listening test ``test`` and write the outputs into ``out``.
+
+    Args:
+        test: the listening-test CSV (:func:`read_test`).
+        runs: trained run folders (:func:`predict_model`).
+        baselines: reference metrics, a comma list or a sequence (:data:`BASELINE_KEYS`).
+        out: output folder (created).
+        by: a column of the CSV whose values are reported as subsets, besides ``all``.
+        jobs: worker processes for the reference metrics.
+        device, precision, which, mismatched_reference: for the runs (:func:`predict_model`).
+        n_boot, seed: bootstrap resamples and seed of the 95 % intervals; folds: of the cubic mapping.
+        progress: tqdm bars on stderr.
+
+    Returns:
+        The summary rows (:func:`summarise_test`).
+
+    Raises:
+        ValueError: nothing to evaluate, an unknown ``by`` column or bad input (one line); KeyError: an
+            unknown metric; FileNotFoundError: missing CSV, audio or run.
+    """
+    from aqa.metrics import parse_names
+
+    rows = read_test(test)
+    names = parse_names(baselines) if baselines else []
+    if not runs and not names:
+        raise ValueError("nothing to evaluate: give run folders and/or --baselines METRIC,...")
+    if by and by not in rows[0]:
+        raise ValueError(f"--by {by}: {test} has no such column (columns: {', '.join(rows[0])})")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if mismatched_reference is not None and not Path(mismatched_reference).is_file():
+        raise FileNotFoundError(f"--mismatched-reference {mismatched_reference} not found")
+    for run in runs:
+        if not any((Path(run) / f).is_file() for f in ("config.yaml", "ensemble.yaml")):
+            raise FileNotFoundError(f"{run}: not a run, exported model or ensemble folder (no config.yaml)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions: dict[str, list[float]] = {}
+    for run, name in zip(runs, _unique_names(runs), strict=True):
+        got = predict_model(
+            run, rows, device, precision, progress, which=which, mismatched_reference=mismatched_reference
+        )
+        predictions.update({name + col[len(Path(run).name) :]: v for col, v in got.items()})
+        write_predictions(out / "predictions.csv", rows, predictions)
+    for metric in names:
+        predictions[metric] = predict_baseline(metric, rows, jobs, progress)
+        write_predictions(out / "predictions.csv", rows, predictions)
+    summary = summarise_test(rows, predictions, by, n_boot, seed, folds)
+    write_summary_csv(out / "summary.csv", summary)
+    title = f"{Path(test).name}: {len(rows)} items"
+    write_summary_md(out / "summary.md", summary, title)
+    target = [r["score"] for r in rows]
+    systems = [str(r.get("system") or "") for r in rows]
+    for model, pred in predictions.items():
+        plot_scatter(out / f"scatter_{_safe(model)}.png", model, pred, target, systems)
+    _log_wandb(summary)
+    print(summary_markdown(summary, title), end="")
+    print(f"wrote {out}/predictions.csv, summary.csv, summary.md and {len(predictions)} scatter plot(s)")
+    return summary

@@ -1,0 +1,389 @@
+"""The Python API for scoring: ``aqa.load(path).score(audio, sr=...)``.
+
+:func:`load` takes a training run folder (``config.yaml`` + ``checkpoints/``), an exported model folder
+(``aqa export``: ``model.safetensors`` + ``config.yaml``; read without unpickling anything) or an ensemble folder
+(``ensemble.yaml``: the mean of its members' scores, z-scored first when it says so), and returns a
+:class:`Scorer`::
+
+    import aqa
+    scorer = aqa.load("models/mmmos")
+    scorer.score(wave, sr=44100)                  # {"quality": 3.41}
+    scorer.score(["a.wav", "b.mp3"])              # {"quality": array([3.4, 2.9])}
+    scorer.score(degraded, sr=48000, reference=clean)   # embedding (full-reference) models
+    for record in scorer.score_files(["folder/"], batch_size=16):   # the records of `aqa score`
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from aqa.audio import resample_np, to_mono_np
+from aqa.config import load_config, validate
+from aqa.eval.calibration import load_calibrations
+from aqa.eval.ensemble import ENSEMBLE_FILE, read_ensemble
+from aqa.eval.inference import resolve_device, resolve_precision
+from aqa.eval.score import _load, check_requirements, embed_clips, score_clips, score_files
+
+MODEL_FILE = "model.safetensors"
+FORMAT = "aqa-export-1"  # safetensors metadata "format" of what `aqa export` writes
+Audio = str | Path | np.ndarray | Tensor
+
+
+def kind_of(path: str | Path) -> str:
+    """What folder ``path`` is: ``ensemble`` (ensemble.yaml), ``export`` (model.safetensors + config.yaml) or
+    ``run`` (config.yaml + checkpoints/). Raises ``FileNotFoundError`` naming what a model folder holds."""
+    path = Path(path)
+    if (path / ENSEMBLE_FILE).is_file():
+        return "ensemble"
+    if (path / MODEL_FILE).is_file() and (path / "config.yaml").is_file():
+        return "export"
+    if (path / "config.yaml").is_file():
+        return "run"
+    raise FileNotFoundError(
+        f"{path}: not a model folder (a run folder holds config.yaml and checkpoints/, an exported model "
+        f"{MODEL_FILE} and config.yaml, an ensemble {ENSEMBLE_FILE})"
+    )
+
+
+def encoder_nodes(encoder: DictConfig) -> list[DictConfig]:
+    """The encoder configs that name a ``checkpoint``: the encoder itself, or a fusion's members."""
+    members = encoder.get("encoders")
+    if members is not None and all(isinstance(m, DictConfig) for m in members):
+        return list(members)
+    return [encoder]
+
+
+def encoder_checkpoints(cfg: DictConfig) -> list[str | None]:
+    """The pretrained checkpoint each encoder (or fusion member) of ``cfg`` is built from (None: random weights)."""
+    return [node.get("checkpoint") for node in encoder_nodes(cfg.encoder)]
+
+
+def export_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata ``aqa export`` stored in ``model.safetensors`` (``format``, ``without_encoder``, ...)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_exported(folder: str | Path) -> tuple[nn.Module, DictConfig]:
+    """Build the module an exported folder describes: ``config.yaml`` (validated: no ``_target_`` outside the
+    allow-list) and ``model.safetensors``. Nothing is unpickled.
+
+    Full exports hold every weight: the encoder is built with random weights of its published architecture and
+    overwritten. ``--without-encoder`` exports hold the other weights only: the encoder is built from the
+    checkpoint its config names (which must be available here), then the stored weights are loaded over it.
+    """
+    from safetensors.torch import load_file
+
+    from aqa.tasks.multitask import build_module
+
+    folder = Path(folder)
+    cfg = load_config(folder / "config.yaml")
+    validate(cfg)
+    meta = export_metadata(folder / MODEL_FILE)
+    state = load_file(str(folder / MODEL_FILE))
+    if meta.get("without_encoder") == "true":
+        try:
+            module = build_module(cfg, with_teacher=False)
+        except (OSError, ValueError) as err:
+            raise FileNotFoundError(
+                f"{folder}: exported without encoder weights; it needs the encoder checkpoint(s) "
+                f"{encoder_checkpoints(cfg)}: {' '.join(str(err).split())[:200]}"
+            ) from None
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"{folder / MODEL_FILE}: weights do not fit config.yaml (e.g. {bad[:3]})")
+        return module.eval(), cfg
+    built = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for node in encoder_nodes(built.encoder):  # every weight is stored: no pretrained checkpoint is read
+        if node.get("checkpoint") is not None:
+            node.checkpoint = None
+    module = build_module(built, with_teacher=False)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{folder / MODEL_FILE}: the stored weights do not fit the encoder's published architecture "
+            f"({' '.join(str(err).split())[:160]}); export with --without-encoder instead"
+        ) from None
+    return module.eval(), cfg
+
+
+def load_module(path: str | Path, which: str = "best") -> tuple[nn.Module, DictConfig]:
+    """The trained module and config of a run folder (``checkpoints/{which}.ckpt``) or an exported folder."""
+    if kind_of(path) == "export":
+        return load_exported(path)
+    from aqa.tasks.multitask import load_run
+
+    return load_run(path, which)
+
+
+@dataclass
+class Member:
+    """One model of a scorer: the module, its config and (ensembles) its per-task score stats."""
+
+    module: nn.Module
+    config: DictConfig
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.module.encoder.sample_rate)
+
+
+class Scorer:
+    """Scores audio with one model or an ensemble (see :func:`load`).
+
+    Attributes:
+        tasks: the task names scores are returned for.
+        sample_rate: the rate audio is resampled to (the first member's encoder rate).
+        calibrations: task -> score-to-label mapping (``aqa calibrate``), adding ``TASK_calibrated``.
+        zscore: ensembles: each member's scores are standardised with its ``stats`` before averaging.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Member],
+        tasks: Sequence[str] | None = None,
+        calibrations: Mapping[str, Any] | None = None,
+        zscore: bool = False,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+    ) -> None:
+        self.members = list(members)
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        for m in self.members:
+            m.module.eval().to(self.device)
+        self.tasks = list(tasks) if tasks is not None else list(self.members[0].module.heads)
+        self.calibrations = dict(calibrations or {})
+        self.zscore = bool(zscore)
+        self.sample_rate = self.members[0].sample_rate
+        if self.zscore:
+            for i, m in enumerate(self.members):
+                lacking = [t for t in self.tasks if t not in m.stats]
+                if lacking:
+                    raise ValueError(f"ensemble member {i}: zscore needs stats for {lacking}")
+
+    @property
+    def module(self) -> nn.Module:
+        """The model (single-model scorers)."""
+        return self.members[0].module
+
+    # -- combining members -------------------------------------------------------------------------------
+
+    def _combine(self, per_member: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        # task -> mean over members of each (z-scored) score; a task a member lacks is left out
+        out = {}
+        for task in self.tasks:
+            values = []
+            for m, scores in zip(self.members, per_member, strict=True):
+                if task not in scores:
+                    break
+                v = np.asarray(scores[task], dtype=np.float64)
+                if self.zscore:
+                    v = (v - m.stats[task]["mean"]) / m.stats[task]["std"]
+                values.append(v)
+            else:
+                out[task] = np.mean(values, axis=0)
+        return out
+
+    def _calibrated(self, scores: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(scores)
+        for task, v in scores.items():
+            if task in self.calibrations:
+                out[f"{task}_calibrated"] = np.asarray(
+                    self.calibrations[task](np.atleast_1d(v)), dtype=np.float64
+                )
+        return out
+
+    # -- audio in ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _clip(audio: Audio, sr: int | None, target: int) -> Tensor:
+        if isinstance(audio, str | Path):
+            return _load(audio, target)[0]
+        x = (
+            audio.detach().cpu().float().numpy()
+            if isinstance(audio, Tensor)
+            else np.asarray(audio, dtype=np.float32)
+        )
+        if sr is None:
+            raise ValueError("sr= (the sample rate in Hz) is required for arrays and tensors")
+        if x.ndim not in (1, 2):
+            raise ValueError(f"audio must be (T,) or (C, T) (a list for a batch), got shape {tuple(x.shape)}")
+        return torch.from_numpy(resample_np(to_mono_np(x), int(sr), target).astype(np.float32).copy())
+
+    def _clips(
+        self, audio: Audio | Sequence[Audio], sr: int | None, target: int
+    ) -> tuple[list[Tensor], bool]:
+        batched = isinstance(audio, list | tuple)
+        items = list(audio) if batched else [audio]  # type: ignore[arg-type]
+        return [self._clip(a, sr, target) for a in items], batched
+
+    # -- the API -----------------------------------------------------------------------------------------
+
+    def score(
+        self,
+        audio: Audio | Sequence[Audio],
+        sr: int | None = None,
+        reference: Audio | Sequence[Audio] | None = None,
+        audiogram: Sequence[float] | None = None,
+        batch_size: int = 8,
+    ) -> dict[str, Any]:
+        """Score one clip or a batch.
+
+        Args:
+            audio: a path, or a waveform (T,) or (C, T) (numpy or torch, channels averaged); a list of them is a
+                batch (any lengths: padded and masked, so each clip scores as it would alone).
+            sr: sample rate in Hz of array/tensor inputs (paths carry their own).
+            reference: the reference(s) of embedding models, same forms: one for all or one per clip.
+            audiogram: hearing thresholds (dB HL at 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz) for models conditioned
+                on them.
+            batch_size: clips per forward.
+
+        Returns:
+            task -> score (a float for one clip, a (N,) float64 array for a list); higher is better; embedding
+            tasks give minus the embedding distance to the reference. With a calibration also
+            ``TASK_calibrated`` on the label's scale.
+        """
+        conditions = {"audiogram": list(audiogram)} if audiogram is not None else None
+        per_member = []
+        batched = False
+        for m in self.members:
+            check_requirements(m.module, conditions, reference is not None)
+            clips, batched = self._clips(audio, sr, m.sample_rate)
+            refs: Tensor | list[Tensor | None] | None = None
+            if reference is not None:
+                ref_clips, ref_batched = self._clips(reference, sr, m.sample_rate)
+                refs = ref_clips if ref_batched else ref_clips[0]
+            got = score_clips(m.module, clips, refs, conditions, self.device, self.precision, batch_size)
+            per_member.append({t: v.double().numpy() for t, v in got.items()})
+        scores = self._calibrated(self._combine(per_member))
+        return (
+            {t: v for t, v in scores.items()}
+            if batched
+            else {t: float(np.asarray(v).reshape(-1)[0]) for t, v in scores.items()}
+        )
+
+    def embed(
+        self,
+        audio: Audio | Sequence[Audio],
+        sr: int | None = None,
+        audiogram: Sequence[float] | None = None,
+        batch_size: int = 8,
+    ) -> dict[str, np.ndarray]:
+        """The embeddings of an embedding model (DeePAQ, JSQA): task -> (D,) for one clip, (N, D) for a list.
+
+        Inputs as for :meth:`score`. Raises ``ValueError`` for ensembles and for models without embedding tasks.
+        """
+        if len(self.members) != 1:
+            raise ValueError(
+                "embed() needs a single model, not an ensemble (members embed in different spaces)"
+            )
+        module = self.module
+        tasks = [t for t, h in module.heads.items() if h.is_embedding]
+        if not tasks:
+            raise ValueError(f"this model has no embedding task (its tasks {list(module.heads)} give scores)")
+        conditions = {"audiogram": list(audiogram)} if audiogram is not None else None
+        clips, batched = self._clips(audio, sr, self.sample_rate)
+        outs = embed_clips(module, clips, conditions, self.device, self.precision, batch_size)
+        stacked = {t: np.stack([o[t].numpy() for o in outs]) for t in tasks}
+        return stacked if batched else {t: v[0] for t, v in stacked.items()}
+
+    def score_files(
+        self,
+        paths: Sequence[str | Path | tuple[str | Path, str | Path | None]],
+        reference: str | Path | None = None,
+        audiogram: Sequence[float] | None = None,
+        *,
+        batch_size: int = 8,
+        jobs: int = 1,
+        window_s: float | None = None,
+        hop_s: float | None = None,
+        progress: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """The records of ``aqa score``, in input order (see :func:`aqa.eval.score.score_files` for the options
+        and the record layout). ``paths`` are files or ``(file, reference)`` pairs."""
+        conditions = {"audiogram": list(audiogram)} if audiogram is not None else None
+        opts = dict(batch_size=batch_size, jobs=jobs, window_s=window_s, hop_s=hop_s)
+        if len(self.members) == 1 and not self.zscore:
+            yield from score_files(
+                self.module,
+                paths,
+                reference,
+                conditions,
+                self.calibrations,
+                self.device,
+                self.precision,
+                progress=progress,
+                **opts,
+            )
+            return
+        streams = [
+            score_files(
+                m.module,
+                paths,
+                reference,
+                conditions,
+                None,
+                self.device,
+                self.precision,
+                progress=progress and i == 0,
+                **opts,
+            )
+            for i, m in enumerate(self.members)
+        ]
+        for records in zip(*streams, strict=True):
+            failed = [r for r in records if "error" in r]
+            if failed:
+                yield failed[0]
+                continue
+            record = {
+                k: v
+                for k, v in records[0].items()
+                if k not in self.members[0].module.heads and not k.endswith("_calibrated")
+            }
+            combined = self._calibrated(self._combine(records))
+            note = record.pop("note", None)
+            record.update({t: float(v) for t, v in combined.items()})
+            if note:
+                record["note"] = note
+            yield record
+
+
+def load(path: str | Path, which: str = "best", device: str = "auto", precision: str = "auto") -> Scorer:
+    """A :class:`Scorer` for a run folder, an exported model folder or an ensemble folder.
+
+    Args:
+        path: the folder (see :func:`kind_of`).
+        which: run folders: the checkpoint (``best`` | ``last``); for ensembles the default is the
+            ensemble.yaml's ``which``.
+        device: ``auto`` | ``cpu`` | ``cuda`` (auto: CUDA when a GPU is visible).
+        precision: ``auto`` | ``fp32`` | ``bf16`` (auto: bf16 autocast on CUDA, fp32 on the CPU).
+    """
+    path = Path(path)
+    calibrations = load_calibrations(path / "calibration.json")
+    if kind_of(path) != "ensemble":
+        module, cfg = load_module(path, which)
+        return Scorer([Member(module, cfg)], calibrations=calibrations, device=device, precision=precision)
+    spec = read_ensemble(path)
+    members = []
+    for m in spec["members"]:
+        module, cfg = load_module(m["run"], m.get("which") or spec.get("which") or which)
+        members.append(Member(module, cfg, {t: dict(s) for t, s in (m.get("stats") or {}).items()}))
+    tasks = spec.get("tasks") or [
+        t for t in members[0].module.heads if all(t in m.module.heads for m in members)
+    ]
+    return Scorer(members, tasks, calibrations, bool(spec.get("zscore", False)), device, precision)

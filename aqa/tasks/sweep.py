@@ -1,0 +1,812 @@
+"""Sweeps (``aqa sweep``): a grid or a seeded random search over config overrides, one trial after another.
+
+A sweep file (``configs/sweep/NAME.yaml``)::
+
+    experiment: mmmos_tiny            # the base experiment (or sweep `experiment` under parameters instead)
+    method: grid                      # grid: every combination | random: `trials` seeded draws
+    trials: 8                         # random only: how many distinct trials to draw
+    seed: 0                           # random only: the draws' seed
+    metric: val/quality/srcc          # what "best" means (default: the experiment's monitor.metric and mode)
+    mode: max                         # max | min; required with metric unless metric is the monitor
+    overrides: [trainer.max_epochs=2] # fixed for every trial (key=value, as `aqa train` takes them)
+    parameters:                       # each key: a list of values (grid and random) or, random only,
+      tasks.quality.head: [mlp, blstm_h]        # a range {min: A, max: B[, log: true]} (integers when A, B are)
+      tasks.*.loss: [ccc, utmos]                # `tasks.*.KEY`: the same value for every task of the experiment
+      optimizer.lr: {min: 1.0e-4, max: 1.0e-2, log: true}
+      # experiment: [mmmos_bienc, mmmos]        # the experiment itself may be swept (each trial composes its own)
+
+Each trial is ``compose(experiment, overrides + its values + command-line extras + run_dir=OUT/NAME)``; NAME
+comes from its swept values alone (``head-mlp__loss-ccc-3fa2c1``: readable labels plus a hash of the values),
+so the same trial always lands in the same folder. Every trial is composed and its values and shards checked
+(:func:`aqa.config.check_values`) before the first one trains; a bad sweep is one line per problem.
+
+Trials run through :func:`aqa.tasks.training.train`, each in ``OUT/NAME`` with ``OUT/NAME/trial.json``
+recording its state (``running``, ``done`` with its metrics, ``failed`` with the error). ``OUT/sweep.csv`` is
+rewritten after every state change: one row per trial with its swept values, status, rank by ``metric``, the
+epoch of its best checkpoint and the validation metrics of that checkpoint (the experiment's
+``monitor.metric`` picks it; ``metric`` ranks the trials). ``--resume`` skips finished trials, continues an
+interrupted one from its ``checkpoints/last.ckpt`` (``resume=true``) and reruns failed ones.
+
+``--wandb`` writes ``OUT/wandb_sweep.yaml``, the same search as a W&B sweep whose agents run
+``aqa sweep SWEEP.yaml --out OUT --trial ${args_no_hyphens}``: one trial, composed, named and recorded exactly
+as here, so agents on a cluster and a local ``--resume`` share trial folders.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from omegaconf import DictConfig
+from scipy.stats import spearmanr
+from tqdm import tqdm
+
+from aqa.config import CONFIG_DIR, ConfigError, available, check_values, compose
+from aqa.data.datamodule import datamodule_from_config
+from aqa.heads import quality_scores
+from aqa.tasks.multitask import load_run
+
+log = logging.getLogger(__name__)
+
+METHODS = ("grid", "random")
+MODES = ("max", "min")
+SWEEP_KEYS = ("experiment", "method", "trials", "seed", "metric", "mode", "overrides", "parameters")
+RANGE_KEYS = ("min", "max", "log")
+WILDCARD = "tasks.*."
+TRIAL_FILE = "trial.json"
+CSV_FILE = "sweep.csv"
+WANDB_FILE = "wandb_sweep.yaml"
+DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
+COMPOSITE = (
+    "composite"  # the pseudo-task of the tasks' mean score (MMMOS §V-A), as aqa.eval.ensemble names it
+)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A random-search range: uniform in [low, high] (log-uniform with ``log``; integers when both are)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+    def draw(self, rng: np.random.Generator) -> float | int:
+        if self.log:
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            value = rng.uniform(self.low, self.high)
+        return int(round(value)) if self.integer else float(f"{value:.4g}")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed sweep file (see the module docstring)."""
+
+    name: str
+    path: Path
+    experiment: str | None
+    method: str
+    parameters: dict[str, list[Any] | Range]
+    overrides: tuple[str, ...] = ()
+    metric: str | None = None
+    mode: str | None = None
+    trials: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of a sweep: its swept values, the experiment it composes and its folder name."""
+
+    name: str
+    experiment: str
+    values: dict[str, Any] = field(default_factory=dict)  # swept key -> value (wildcards unexpanded)
+    overrides: tuple[str, ...] = ()  # fixed + command-line extras + swept values, wildcards unexpanded
+
+
+def sweep_path(name_or_path: str | Path) -> Path:
+    """A sweep file: a path, or a name in ``configs/sweep`` (``mmmos_tiny``).
+
+    Raises:
+        FileNotFoundError: neither exists.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    named = CONFIG_DIR / "sweep" / f"{name_or_path}.yaml"
+    if named.is_file():
+        return named
+    raise FileNotFoundError(
+        f"no sweep file {str(name_or_path)!r}; give a path or one of {available('sweep')}"
+    )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _parameter(key: str, spec: Any, method: str) -> tuple[list[Any] | Range | None, str | None]:
+    """(the parsed values or range, None) or (None, the problem)."""
+    where = f"parameters.{key}"
+    if "*" in key and (not key.startswith(WILDCARD) or "*" in key[len(WILDCARD) :] or key == WILDCARD):
+        return None, f"{where}: the only wildcard is {WILDCARD}KEY (every task), e.g. tasks.*.loss"
+    if isinstance(spec, list):
+        if not spec:
+            return None, f"{where}: an empty list of values"
+        if any(isinstance(v, dict | list) for v in spec) and key == "experiment":
+            return None, f"{where}: experiment names, got {spec!r}"
+        if len({json.dumps(v, sort_keys=True) for v in spec}) < len(spec):
+            return None, f"{where}: a value is listed twice in {spec!r}"
+        return list(spec), None
+    if isinstance(spec, dict):
+        if method != "random":
+            return None, f"{where}: a range {{min, max}} needs method: random (grid takes a list of values)"
+        unknown = sorted(set(spec) - set(RANGE_KEYS))
+        if unknown or "min" not in spec or "max" not in spec:
+            return None, f"{where}: a range is {{min: A, max: B[, log: true]}}, got {spec!r}"
+        low, high, use_log = spec["min"], spec["max"], spec.get("log", False)
+        if not (_is_number(low) and _is_number(high) and low < high) or not isinstance(use_log, bool):
+            return None, f"{where}: min < max must be numbers and log true/false, got {spec!r}"
+        if use_log and low <= 0:
+            return None, f"{where}: a log range needs min > 0, got {low!r}"
+        return Range(low, high, use_log), None
+    return None, f"{where}: a list of values or a range {{min, max[, log]}}, got {spec!r}"
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse and check a sweep file (its own keys; the trials are checked by :func:`plan`).
+
+    Raises:
+        FileNotFoundError: no such file or sweep name.
+        ConfigError: one line naming the file and every problem (``; `` between).
+    """
+    path = sweep_path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a sweep file is a mapping with keys {list(SWEEP_KEYS)}")
+    problems = [f"unknown key {k!r} (keys: {', '.join(SWEEP_KEYS)})" for k in raw if k not in SWEEP_KEYS]
+    method = raw.get("method", "grid")
+    if method not in METHODS:
+        problems.append(f"method: {method!r} is not one of {list(METHODS)}")
+    params_raw = raw.get("parameters")
+    parameters: dict[str, list[Any] | Range] = {}
+    if not isinstance(params_raw, dict) or not params_raw:
+        problems.append(
+            "parameters: a mapping of config keys to the values to sweep, e.g. {tasks.quality.loss: [mse, ccc]}"
+        )
+    else:
+        for key, spec in params_raw.items():
+            values, problem = _parameter(str(key), spec, method)
+            if problem:
+                problems.append(problem)
+            else:
+                parameters[str(key)] = values  # type: ignore[assignment]
+    experiment = raw.get("experiment")
+    swept_experiment = isinstance(params_raw, dict) and "experiment" in params_raw
+    if swept_experiment == (experiment is not None):
+        problems.append(
+            "give the base experiment either as `experiment: NAME` or as `parameters: {experiment: [...]}`"
+            if not swept_experiment
+            else "experiment: is also swept under parameters; keep one"
+        )
+    elif experiment is not None and not isinstance(experiment, str):
+        problems.append(f"experiment: a name from configs/experiment, got {experiment!r}")
+    overrides = raw.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+        problems.append(f"overrides: a list of key=value strings, got {overrides!r}")
+        overrides = []
+    metric, mode = raw.get("metric"), raw.get("mode")
+    if metric is not None and (not isinstance(metric, str) or not metric.startswith("val/")):
+        problems.append(
+            f"metric: a validation metric the runs log (val/loss, val/TASK/srcc, ...), got {metric!r}"
+        )
+    if mode is not None and mode not in MODES:
+        problems.append(f"mode: {mode!r} is not one of {list(MODES)}")
+    trials, seed = raw.get("trials"), raw.get("seed", 0)
+    if method == "random" and not (isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
+        problems.append(f"trials: method random needs trials: N (an integer >= 1), got {trials!r}")
+    if method == "grid" and trials is not None:
+        problems.append("trials: only for method random (a grid runs every combination)")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        problems.append(f"seed: an integer >= 0, got {seed!r}")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    return Sweep(
+        path.stem, path, experiment, method, parameters, tuple(overrides), metric, mode, trials, seed
+    )
+
+
+def override_value(value: Any) -> str:
+    """A Python value as the right-hand side of a ``key=value`` override (YAML: ``true``, ``null``, ``[1, 2]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _labels(keys: Sequence[str]) -> dict[str, str]:
+    # the last dotted component (`loss` of tasks.*.loss), or the whole key where two would share one
+    last = {k: k.rsplit(".", 1)[-1] for k in keys}
+    counts = {v: list(last.values()).count(v) for v in last.values()}
+    return {k: (last[k] if counts[last[k]] == 1 else k.replace("*", "all")) for k in keys}
+
+
+def trial_name(values: Mapping[str, Any], experiment: str) -> str:
+    """The folder name of a trial: its swept values made readable, plus a hash of them (and of the experiment),
+    so names are unique and the same values always give the same name."""
+    labels = _labels(list(values))
+    parts = [
+        override_value(v) if k == "experiment" else f"{labels[k]}-{override_value(v)}"
+        for k, v in values.items()
+    ]
+    slug = re.sub(r"[^A-Za-z0-9._=-]+", "_", "__".join(parts)).strip("_")[:80]
+    identity = json.dumps({"experiment": experiment, **values}, sort_keys=True)
+    return f"{slug}-{hashlib.sha1(identity.encode()).hexdigest()[:6]}"
+
+
+def _trial(sweep: Sweep, values: dict[str, Any], extra: Sequence[str]) -> Trial:
+    experiment = values.get("experiment", sweep.experiment)
+    swept = [f"{k}={override_value(v)}" for k, v in values.items() if k != "experiment"]
+    return Trial(trial_name(values, experiment), experiment, dict(values), (*sweep.overrides, *swept, *extra))
+
+
+def expand(sweep: Sweep, extra: Sequence[str] = ()) -> list[Trial]:
+    """The sweep's trials in order: every combination (grid, the parameters' order) or ``trials`` distinct
+    seeded draws (random). ``extra`` overrides are added to every trial (after the sweep's own).
+
+    Raises:
+        ConfigError: a random search whose space holds fewer distinct points than ``trials``.
+    """
+    keys = list(sweep.parameters)
+    if sweep.method == "grid":
+        combos = itertools.product(*(sweep.parameters[k] for k in keys))  # type: ignore[misc]
+        return [_trial(sweep, dict(zip(keys, combo, strict=True)), extra) for combo in combos]
+    rng = np.random.default_rng(sweep.seed)
+    trials: dict[str, Trial] = {}
+    assert sweep.trials is not None
+    for _ in range(100 * sweep.trials):
+        values = {}
+        for k in keys:
+            spec = sweep.parameters[k]
+            values[k] = spec.draw(rng) if isinstance(spec, Range) else spec[int(rng.integers(len(spec)))]
+        trial = _trial(sweep, values, extra)
+        trials.setdefault(trial.name, trial)
+        if len(trials) == sweep.trials:
+            return list(trials.values())
+    raise ConfigError(
+        f"{sweep.path}: trials: {sweep.trials} distinct draws asked, but 100 x that many draws gave "
+        f"only {len(trials)}; lower trials or widen the parameters"
+    )
+
+
+def _expand_wildcards(trial: Trial) -> list[str]:
+    """The trial's overrides with ``tasks.*.KEY=V`` replaced by ``tasks.T.KEY=V`` for each task of its experiment."""
+    plain = [o for o in trial.overrides if not o.startswith(WILDCARD)]
+    if len(plain) == len(trial.overrides):
+        return list(trial.overrides)
+    tasks = list(compose(trial.experiment, plain).tasks)
+    out = []
+    for item in trial.overrides:
+        if item.startswith(WILDCARD):
+            out += [f"tasks.{t}.{item[len(WILDCARD) :]}" for t in tasks]
+        else:
+            out.append(item)
+    return out
+
+
+def compose_trial(trial: Trial, out: str | Path) -> DictConfig:
+    """The trial's config: its experiment with its overrides (wildcards expanded) and ``run_dir=OUT/NAME``.
+
+    Raises:
+        ConfigError: an override compose rejects (unknown key, component or value).
+    """
+    return compose(trial.experiment, [*_expand_wildcards(trial), f"run_dir={Path(out) / trial.name}"])
+
+
+def _metric_problem(metric: str, cfg: DictConfig) -> str | None:
+    parts = metric.split("/")
+    if metric == "val/loss" or (len(parts) >= 3 and parts[1] in cfg.tasks):
+        return None
+    if metric == f"val/{COMPOSITE}/srcc" and len(cfg.tasks) > 1:
+        return None
+    return (
+        f"metric {metric!r} is not measured for {cfg.experiment}: val/loss, val/TASK/loss, val/TASK/srcc with TASK "
+        f"in {list(cfg.tasks)}, or val/{COMPOSITE}/srcc for several tasks"
+    )
+
+
+def plan(
+    sweep: Sweep, out: str | Path, extra: Sequence[str] = (), check_data: bool = True
+) -> tuple[list[Trial], list[DictConfig], str, str]:
+    """Expand the sweep and compose and check every trial before any trains.
+
+    Returns:
+        (trials, their configs, the ranking metric, its mode: max | min).
+
+    Raises:
+        ConfigError: one line naming the sweep file and each failing trial with its problem (``; `` between).
+    """
+    trials = expand(sweep, extra)
+    configs, problems = [], []
+    for trial in trials:
+        try:
+            cfg = compose_trial(trial, out)
+            check_values(cfg, data=check_data)
+            configs.append(cfg)
+        except (ConfigError, FileNotFoundError) as err:
+            problems.append(f"trial {trial.name}: {err}")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(
+            f"{sweep.path}: {len(problems)} of {len(trials)} trials do not compose: "
+            + "; ".join(problems[:3])
+            + more
+        )
+    metric = sweep.metric or configs[0].monitor.metric
+    if sweep.metric and not sweep.mode and sweep.metric != configs[0].monitor.metric:
+        raise ConfigError(f"{sweep.path}: mode: required with metric {sweep.metric!r} (max or min)")
+    mode = sweep.mode or configs[0].monitor.mode
+    bad = {p for cfg in configs if (p := _metric_problem(metric, cfg))}
+    if bad:
+        raise ConfigError(f"{sweep.path}: " + "; ".join(sorted(bad)))
+    return trials, configs, metric, mode
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running: trial records, the best checkpoint's metrics, sweep.csv
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """A trial folder's ``trial.json`` (None when absent or unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / TRIAL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _monitor_best(state: Mapping[str, Any]) -> float | None:
+    # the ModelCheckpoint's best score among a Lightning checkpoint's callback states (best.ckpt holds the score
+    # it was saved for; last.ckpt, written at the end of the training epoch, may predate the epoch's validation)
+    for name, cb in (state.get("callbacks") or {}).items():
+        if str(name).startswith("ModelCheckpoint") and cb.get("best_model_score") is not None:
+            return float(cb["best_model_score"])
+    return None
+
+
+def best_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """The validation metrics of a trained run's best checkpoint (``best.ckpt``, else ``last.ckpt``).
+
+    The checkpoint is validated again on the run's validation shards (one pass, no logger), so every metric
+    the run logs in validation (``val/loss``, ``val/TASK/loss``, ``val/TASK/srcc``) is that of the kept model.
+
+    Returns:
+        ``{"epoch": E, "monitor_best": the ModelCheckpoint's best score or None, "val/...": value, ...}``.
+    """
+    run_dir = Path(run_dir)
+    which = "best" if (run_dir / "checkpoints" / "best.ckpt").is_file() else "last"
+    ckpt = torch.load(
+        run_dir / "checkpoints" / f"{which}.ckpt", map_location="cpu", weights_only=True, mmap=True
+    )
+    module, cfg = load_run(run_dir, which)
+    found: dict[str, Any] = {
+        "epoch": int(ckpt.get("epoch", -1)),
+        "checkpoint": which,
+        "monitor_best": _monitor_best(ckpt),
+    }
+    if not cfg.data.get("val_urls"):
+        return found
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    datamodule = datamodule_from_config(cfg, module.encoder.sample_rate)
+    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    for name, value in (results[0] if results else {}).items():
+        found[name] = float(value)
+    if len(cfg.tasks) > 1:
+        found[f"val/{COMPOSITE}/srcc"] = composite_srcc(module, datamodule.eval_dataloader("val"), cfg)
+    return found
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x
+
+
+@torch.no_grad()
+def composite_srcc(module: torch.nn.Module, batches: Any, cfg: DictConfig) -> float:
+    """SRCC of the composite score (MMMOS §V-A: per clip, the mean of the tasks' scores against the mean of
+    their labels) over the clips every task scores (a rated label, a defined score); NaN for fewer than two.
+
+    Args:
+        module: a ``MultiTaskModule`` (``module(wav, lengths, conditions) -> {task: output}``).
+        batches: evaluation batches (``wav`` (B, T), ``lengths`` (B,), ``labels``, ``group``, ``is_reference``).
+    """
+    device = next(module.parameters()).device
+    module.eval()
+    scores, labels = [], []
+    for batch in batches:
+        batch = _to(batch, device)
+        outputs = module(batch["wav"], batch["lengths"], batch.get("conditions"))
+        per_task, per_label, keep = [], [], None
+        for name, pred in outputs.items():
+            score, mask = quality_scores(pred, module.heads[name].is_embedding, batch)
+            label = batch["labels"][cfg.tasks[name].label].to(score.dtype)
+            mask = mask & torch.isfinite(label) & torch.isfinite(score)
+            keep = mask if keep is None else keep & mask
+            per_task.append(score)
+            per_label.append(label)
+        if keep is not None and keep.any():
+            scores.append(torch.stack(per_task).mean(0)[keep].cpu())
+            labels.append(torch.stack(per_label).mean(0)[keep].cpu())
+    if not scores or sum(len(s) for s in scores) < 2:
+        return math.nan
+    rho = spearmanr(torch.cat(scores).numpy(), torch.cat(labels).numpy())[0]
+    return float(rho)
+
+
+def _rows(
+    trials: Sequence[Trial], records: Mapping[str, dict[str, Any]], metric: str, mode: str, out: Path
+) -> tuple[list[str], list[dict[str, Any]]]:
+    done = [
+        t.name
+        for t in trials
+        if records.get(t.name, {}).get("status") == DONE and _finite(records[t.name]["metrics"].get(metric))
+    ]
+    ordered = sorted(done, key=lambda n: records[n]["metrics"][metric] * (-1 if mode == "max" else 1))
+    rank = {name: i + 1 for i, name in enumerate(ordered)}
+    params = list(dict.fromkeys(k for t in trials for k in t.values))
+    extra_metrics = sorted(
+        {
+            m
+            for r in records.values()
+            for m in (r.get("metrics") or {})
+            if m.startswith("val/") and m != metric
+        }
+    )
+    header = [
+        "trial",
+        "status",
+        "rank",
+        metric,
+        "epoch",
+        *params,
+        *extra_metrics,
+        "run_dir",
+        "overrides",
+        "error",
+    ]
+    rows = []
+    for t in trials:
+        rec = records.get(t.name) or {"status": PENDING}
+        metrics = rec.get("metrics") or {}
+        rows.append(
+            {
+                "trial": t.name,
+                "status": rec["status"],
+                "rank": rank.get(t.name, ""),
+                metric: metrics.get(metric, ""),
+                "epoch": metrics.get("epoch", ""),
+                **{k: override_value(t.values[k]) if k in t.values else "" for k in params},
+                **{m: metrics.get(m, "") for m in extra_metrics},
+                "run_dir": str(out / t.name),
+                "overrides": " ".join(t.overrides),
+                "error": rec.get("error", ""),
+            }
+        )
+    return header, rows
+
+
+def _finite(v: Any) -> bool:
+    return _is_number(v)
+
+
+def write_csv(
+    path: Path, trials: Sequence[Trial], records: Mapping[str, dict[str, Any]], metric: str, mode: str
+) -> None:
+    """Write ``sweep.csv`` (atomically): one row per trial, in the sweep's order."""
+    header, rows = _rows(trials, records, metric, mode, path.parent)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(path, buf.getvalue())
+
+
+def _record(trial: Trial, status: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "trial": trial.name,
+        "status": status,
+        "experiment": trial.experiment,
+        "values": trial.values,
+        "overrides": list(trial.overrides),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **fields,
+    }
+
+
+def run_trial(
+    trial: Trial, cfg: DictConfig, train_fn: Callable[[DictConfig], Any] | None = None
+) -> dict[str, Any]:
+    """Train one trial in ``cfg.run_dir`` (continuing from its ``last.ckpt`` when one exists) and record it.
+
+    Exceptions other than interrupts (``KeyboardInterrupt``, ``SystemExit``: SIGINT, SIGTERM) are recorded as
+    a ``failed`` trial and not raised; an interrupt leaves the trial ``running``, to be resumed.
+
+    Returns:
+        The trial's record, also written to ``run_dir/trial.json``.
+    """
+    if train_fn is None:
+        from aqa.tasks.training import train as train_fn
+    run_dir = Path(cfg.run_dir)
+    cfg = cfg.copy()
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        cfg.resume = True  # an interrupted trial continues where it stopped
+    _write_atomic(
+        run_dir / TRIAL_FILE, json.dumps(_record(trial, RUNNING, resumed=bool(cfg.resume)), indent=1)
+    )
+    try:
+        train_fn(cfg)
+        record = _record(trial, DONE, metrics=best_metrics(run_dir))
+    except Exception as err:  # noqa: BLE001 - one failed trial must not end the sweep; the error is recorded
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        log.error("trial %s failed: %s: %s", trial.name, type(err).__name__, message)
+        record = _record(trial, FAILED, error=f"{type(err).__name__}: {message}")
+    _write_atomic(run_dir / TRIAL_FILE, json.dumps(record, indent=1))
+    return record
+
+
+def default_out(sweep: Sweep) -> Path:
+    """Where a sweep's trials go unless ``--out`` says otherwise: ``runs/sweeps/NAME``."""
+    return Path("runs") / "sweeps" / sweep.name
+
+
+def run_sweep(
+    sweep: Sweep,
+    out: str | Path | None = None,
+    extra: Sequence[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+    train_fn: Callable[[DictConfig], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every trial of ``sweep`` one after another; write ``OUT/sweep.csv`` after each state change.
+
+    Args:
+        out: the sweep's folder (default ``runs/sweeps/NAME``); each trial trains in ``OUT/NAME``.
+        extra: overrides added to every trial (after the sweep file's, before ``run_dir``).
+        resume: continue a sweep in ``out``: finished trials are kept, interrupted ones continue from their
+            ``last.ckpt``, failed ones run again. Without it, a folder that already holds trials is refused.
+        train_fn: what trains a config (default :func:`aqa.tasks.training.train`; tests inject failures).
+
+    Returns:
+        The rows of ``sweep.csv`` (dicts).
+
+    Raises:
+        ConfigError: a bad sweep or trial (before anything trains), a folder holding another sweep's trials
+            without ``resume``, or a finished trial recorded with other overrides.
+    """
+    out = Path(out) if out is not None else default_out(sweep)
+    trials, configs, metric, mode = plan(sweep, out, extra)
+    records = {t.name: r for t in trials if (r := read_record(out / t.name))}
+    if not resume and (records or (out / CSV_FILE).is_file()):
+        raise ConfigError(
+            f"{out} already holds a sweep: pass --resume to continue it, or --out DIR for a new one"
+        )
+    for t in trials:
+        rec = records.get(t.name)
+        if rec and rec.get("overrides") != list(t.overrides):
+            raise ConfigError(
+                f"trial {t.name} in {out} was run with overrides {rec.get('overrides')}, now "
+                f"{list(t.overrides)}: resume with the same sweep and overrides, or use a new --out"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(
+        out / "sweep.yaml", sweep.path.read_text(encoding="utf-8")
+    )  # the sweep as run, for the record
+    csv_path = out / CSV_FILE
+    todo = [
+        (t, c) for t, c in zip(trials, configs, strict=True) if records.get(t.name, {}).get("status") != DONE
+    ]
+    if len(todo) < len(trials):
+        log.info("resuming %s: %d of %d trials already done", out, len(trials) - len(todo), len(trials))
+    write_csv(csv_path, trials, records, metric, mode)
+    bar = tqdm(todo, desc=f"sweep {sweep.name}", unit="trial", file=sys.stderr, disable=not progress)
+    for trial, cfg in bar:
+        bar.set_postfix_str(trial.name)
+        records[trial.name] = {"status": RUNNING}
+        write_csv(csv_path, trials, records, metric, mode)
+        records[trial.name] = run_trial(trial, cfg, train_fn)
+        write_csv(csv_path, trials, records, metric, mode)
+    return _rows(trials, records, metric, mode, out)[1]
+
+
+def finished_runs(out: str | Path) -> list[Path]:
+    """The run folders of a sweep's finished trials, in the order of its ``sweep.csv``.
+
+    Raises:
+        FileNotFoundError: no ``sweep.csv`` in ``out``.
+    """
+    out = Path(out)
+    path = out / CSV_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{out} is not a sweep folder: no {CSV_FILE} (run `aqa sweep SWEEP.yaml --out {out}`)"
+        )
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [out / r["trial"] for r in rows if r.get("status") == DONE and (out / r["trial"]).is_dir()]
+
+
+def parse_assignment(sweep: Sweep, items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (a W&B agent's ``${args_no_hyphens}``) as one trial's values, in the sweep's key
+    order; each value read as YAML, as the sweep file's own values are.
+
+    Raises:
+        ConfigError: a malformed item, a key the sweep does not sweep, or a swept key missing.
+    """
+    given: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.lstrip("-").partition("=")
+        if not sep:
+            raise ConfigError(f"--trial {item!r} is not KEY=VALUE")
+        if key not in sweep.parameters:
+            raise ConfigError(
+                f"--trial: {key!r} is not swept by {sweep.path}; its parameters are {list(sweep.parameters)}"
+            )
+        given[key] = yaml.safe_load(value)
+    missing = [k for k in sweep.parameters if k not in given]
+    if missing:
+        raise ConfigError(f"--trial: no value for {missing}")
+    return {k: given[k] for k in sweep.parameters}
+
+
+def run_one(
+    sweep: Sweep,
+    items: Sequence[str],
+    out: str | Path | None = None,
+    extra: Sequence[str] = (),
+    train_fn: Callable[[DictConfig], Any] | None = None,
+) -> dict[str, Any]:
+    """Run the single trial ``items`` names (``KEY=VALUE`` per swept key), as :func:`run_sweep` would: same
+    composition, folder and ``trial.json`` (what the W&B agents' command calls). A finished trial is not rerun.
+
+    Returns:
+        The trial's record.
+    """
+    out = Path(out) if out is not None else default_out(sweep)
+    trial = _trial(sweep, parse_assignment(sweep, items), extra)
+    record = read_record(out / trial.name)
+    if record and record.get("status") == DONE:
+        log.info("trial %s is already done", trial.name)
+        return record
+    cfg = compose_trial(trial, out)
+    check_values(cfg)
+    return run_trial(trial, cfg, train_fn)
+
+
+def wandb_sweep(
+    sweep: Sweep, out: str | Path | None = None, extra: Sequence[str] = (), check_data: bool = True
+) -> Path:
+    """Write ``OUT/wandb_sweep.yaml``: the sweep as a W&B sweep config (start it with ``wandb sweep FILE``, then
+    ``wandb agent ID`` on each machine). Its agents run ``aqa sweep SWEEP.yaml --out OUT [EXTRA...] --trial
+    ${args_no_hyphens}``. W&B's random search has no seed: its draws are not this sweep's.
+
+    Returns:
+        The file written.
+    """
+    out = Path(out) if out is not None else default_out(sweep)
+    _, configs, metric, mode = plan(sweep, out, extra, check_data=check_data)
+    params: dict[str, Any] = {}
+    for key, spec in sweep.parameters.items():
+        if isinstance(spec, Range):
+            kind = (
+                "int_uniform"
+                if spec.integer and not spec.log
+                else "log_uniform_values"
+                if spec.log
+                else "uniform"
+            )
+            params[key] = {"min": spec.low, "max": spec.high, "distribution": kind}
+        else:
+            params[key] = {"values": spec}
+    config: dict[str, Any] = {
+        "name": sweep.name,
+        "method": sweep.method,
+        "metric": {"name": metric, "goal": "maximize" if mode == "max" else "minimize"},
+        "parameters": params,
+        "command": [
+            "aqa",
+            "sweep",
+            str(sweep.path.resolve()),
+            "--out",
+            str(out.resolve()),
+            *extra,
+            "--trial",
+            "${args_no_hyphens}",
+        ],
+    }
+    if sweep.method == "random":
+        config["run_cap"] = sweep.trials
+    path = out / WANDB_FILE
+    _write_atomic(path, yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def command(
+    name: str,
+    out: str | Path | None,
+    extra: Sequence[str] = (),
+    *,
+    resume: bool = False,
+    dry_run: bool = False,
+    wandb: bool = False,
+    trial: Sequence[str] | None = None,
+    progress: bool = True,
+) -> int:
+    """``aqa sweep NAME [key=value ...]``: run the sweep (``resume``), list its trials (``dry_run``), write its W&B
+    sweep file (``wandb``) or run one ``trial`` (``KEY=VALUE`` items, as a W&B agent does). Returns the exit
+    code: 0 when every trial it ran finished, 1 otherwise."""
+    spec = load_sweep(name)
+    if wandb:
+        path = wandb_sweep(spec, out, extra)
+        print(f"wrote {path}; start it with: wandb sweep {path}, then wandb agent SWEEP_ID on each machine")
+        return 0
+    if trial:
+        return 0 if run_one(spec, trial, out, extra)["status"] == DONE else 1
+    folder = Path(out or default_out(spec))
+    if dry_run:
+        trials, _, metric, mode = plan(spec, folder, extra)
+        for t in trials:
+            print(f"{t.name}  {t.experiment} {' '.join(t.overrides)}")
+        print(f"{len(trials)} trials, ranked by {metric} ({mode})")
+        return 0
+    rows = run_sweep(spec, out, extra, resume, progress=progress)
+    failed = [r["trial"] for r in rows if r["status"] != DONE]
+    print(
+        f"wrote {folder / CSV_FILE}: {len(rows) - len(failed)} of {len(rows)} trials done"
+        + (f"; failed: {' '.join(failed)} (rerun them with --resume)" if failed else "")
+    )
+    return 1 if failed else 0

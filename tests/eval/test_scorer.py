@@ -1,0 +1,123 @@
+"""The Python API: `aqa.load(path)` on runs, exported models and ensembles; `score`, `embed`, `score_files`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from synth import broadband, make_run
+
+from aqa.cli import main
+
+
+def two_member_ensemble(tmp_path: Path, zscore: bool) -> Path:
+    """An ensemble folder written by hand: two tiny DeePAQ runs (the second's head scaled by 1.5, so its
+    distances are 1.5x the first's) and their made-up score stats."""
+    runs = []
+    for name, scale in (("a", 1.0), ("b", 1.5)):
+        run = make_run(tmp_path / "runs" / name, "deepaq_lora_tiny").rename(tmp_path / "runs" / name / name)
+        ckpt = run / "checkpoints" / "best.ckpt"
+        state = torch.load(ckpt, weights_only=True)
+        state["state_dict"] = {
+            k: v * scale if k.startswith("heads.") else v for k, v in state["state_dict"].items()
+        }
+        torch.save(state, ckpt)
+        runs.append(run)
+    spec = {
+        "kind": "ensemble",
+        "which": "best",
+        "zscore": zscore,
+        "tasks": ["quality"],
+        "members": [
+            {"run": str(runs[0]), "stats": {"quality": {"mean": -1.0, "std": 2.0}}},
+            {"run": str(runs[1]), "stats": {"quality": {"mean": -3.0, "std": 0.5}}},
+        ],
+    }
+    folder = tmp_path / "ens"
+    folder.mkdir()
+    (folder / "ensemble.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("export")
+    run = make_run(tmp, "mmmos_tiny")
+    assert main(["export", str(run), str(tmp / "model")]) == 0
+    return tmp / "model"
+
+
+def test_api_scores_arrays_like_the_cli_scores_the_file(exported, tmp_path, capsys):
+    import aqa
+
+    x = broadband(1.2, 44100, channels=2, seed=7)  # (C, T) at 44.1 kHz
+    y = broadband(0.7, 44100, channels=2, seed=8)
+    sf.write(tmp_path / "x.wav", x.T, 44100, subtype="FLOAT")
+    assert main(["score", str(exported), str(tmp_path / "x.wav"), "--no-progress"]) == 0
+    cli = json.loads(capsys.readouterr().out.splitlines()[0])["quality"]
+    scorer = aqa.load(exported, device="cpu")
+    one = scorer.score(x, sr=44100)
+    assert set(one) == {"quality"} and isinstance(one["quality"], float)
+    assert one["quality"] == pytest.approx(cli, abs=1e-5)
+    assert scorer.score(torch.from_numpy(x), sr=44100)["quality"] == pytest.approx(cli, abs=1e-5)
+    batch = scorer.score([x, y, str(tmp_path / "x.wav")], sr=44100)["quality"]  # arrays and a path, padded
+    assert batch.shape == (3,)
+    np.testing.assert_allclose(batch, [cli, scorer.score(y, sr=44100)["quality"], cli], atol=1e-5)
+    with pytest.raises(ValueError, match="sr="):
+        scorer.score(x)
+    with pytest.raises(ValueError, match="no embedding task"):
+        scorer.embed(x, sr=44100)
+    records = list(scorer.score_files([tmp_path / "x.wav", tmp_path / "missing.wav"]))
+    assert records[0]["quality"] == pytest.approx(cli, abs=1e-5) and "not found" in records[1]["error"]
+
+
+def test_import_aqa_is_light():
+    code = (
+        "import sys, aqa; print(callable(aqa.load), [m for m in ('torch', 'lightning') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", "[]"], done.stderr
+
+
+def test_embed_and_reference_scores_agree(tmp_path):
+    from aqa.eval.scorer import load
+
+    run = make_run(tmp_path, "deepaq_lora_tiny")
+    scorer = load(run, device="cpu", precision="fp32")
+    clean = broadband(1.0, 16000, channels=1, seed=1)[0]
+    noisy = clean + 0.05 * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
+    emb = scorer.embed([clean, noisy], sr=16000)["quality"]
+    assert emb.shape[0] == 2 and emb.ndim == 2
+    got = scorer.score([clean, noisy], sr=16000, reference=clean)["quality"]
+    np.testing.assert_allclose(got, [0.0, -np.linalg.norm(emb[1] - emb[0])], atol=1e-5)
+    with pytest.raises(ValueError, match="reference"):
+        scorer.score(noisy, sr=16000)  # an embedding model needs a reference
+
+
+@pytest.mark.parametrize("zscore", [False, True])
+def test_ensemble_folder_scores_the_mean_of_its_members(tmp_path, zscore):
+    from aqa.eval.scorer import load
+
+    folder = two_member_ensemble(tmp_path, zscore)
+    ens = load(folder, device="cpu")
+    clean = broadband(1.0, 16000, channels=1, seed=1)[0]
+    noisy = [
+        clean + level * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
+        for level in (0.02, 0.1)
+    ]
+    a, b = (
+        load(folder.parent / "runs" / n / n, device="cpu").score(noisy, sr=16000, reference=clean)["quality"]
+        for n in ("a", "b")
+    )
+    np.testing.assert_allclose(b, 1.5 * a, rtol=1e-4)  # the scaled head: the members really differ
+    expected = ((a + 1.0) / 2.0 + (b + 3.0) / 0.5) / 2 if zscore else (a + b) / 2
+    np.testing.assert_allclose(
+        ens.score(noisy, sr=16000, reference=clean)["quality"], expected, rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="ensemble"):
+        ens.embed(clean, sr=16000)

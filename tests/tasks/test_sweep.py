@@ -1,0 +1,337 @@
+"""`aqa sweep`: sweep files checked before anything trains, grid and seeded random expansion, the shipped sweeps,
+the W&B export, and the tiny MMMOS sweep end to end: one trial run as a W&B agent would, the rest interrupted
+midway, resumed (finished trials not rerun, the interrupted one continued from its last.ckpt, a failed one
+recorded and rerun), then ensembled with `aqa ensemble --sweep` and evaluated with `aqa eval ENSEMBLE_DIR`."""
+
+import csv
+import io
+import json
+import math
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import aqa.tasks.training
+from aqa.audio import encode_flac
+from aqa.cli import main
+from aqa.config import ConfigError, available
+from aqa.tasks.sweep import Range, expand, load_sweep, plan
+
+SR = 16000
+
+
+def write_split(folder: Path, split: str, n: int, seed: int) -> str:
+    """Rated clips as `make data` leaves the MOS demo (one per group, a `visqol_moslqo` label that follows the
+    noise level); returns the shard pattern."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(SR // 2) / SR
+    with tarfile.open(folder / f"{split}-000000.tar", "w") as tar:
+        for i in range(n):
+            quality = float(rng.uniform(1, 5))
+            x = 0.2 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.04 * (5 - quality) * rng.standard_normal(
+                t.size
+            )
+            meta = {
+                "group": f"{split}{i}",
+                "is_reference": False,
+                "codec": f"c{i % 2}",
+                "visqol_moslqo": quality,
+            }
+            for ext, data in (
+                ("flac", encode_flac(x.astype(np.float32), SR)),
+                ("json", json.dumps(meta).encode()),
+            ):
+                info = tarfile.TarInfo(f"{split}_{i:02d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return str(folder / f"{split}-*.tar")
+
+
+@pytest.fixture(scope="module")
+def extra(tmp_path_factory) -> list[str]:
+    """Overrides that point mmmos_tiny at tiny shards and keep a trial to one step of training."""
+    root = tmp_path_factory.mktemp("mos")
+    train, val = write_split(root, "train", 8, 0), write_split(root, "val", 12, 1)
+    return [
+        f"data.train_urls={train}",
+        f"data.val_urls={val}",
+        "logger=none",
+        "data.crop_s=0.5",
+        "data.val_crop_s=0.5",
+        "data.groups_per_batch=8",
+        "checkpoint_every_n_steps=0",
+    ]
+
+
+def write_sweep(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "experiment: mmmos_tiny\nparameters: {tasks.quality.loss: [mse]}\ntrails: 3\n",
+            "unknown key 'trails'",
+        ),
+        ("experiment: mmmos_tiny\nparameters: {optimizer.lr: {min: 0.1, max: 1}}\n", "needs method: random"),
+        ("experiment: mmmos_tiny\nmethod: random\nparameters: {optimizer.lr: [1]}\n", "needs trials: N"),
+        (
+            "experiment: mmmos_tiny\nparameters: {tasks.quality.head: [mlp, nohead]}\n",
+            "unknown head 'nohead'",
+        ),
+        (
+            "experiment: mmmos_tiny\nparameters: {trainer.max_epoch: [1, 2]}\n",
+            "unknown config key 'trainer.max_epoch'",
+        ),
+        ("experiment: mmmos_tiny\nparameters: {optimizer.lr: [0.1, -1.0]}\n", "optimizer.lr=-1.0 is invalid"),
+        (
+            "experiment: mmmos_tiny\nmetric: val/pq/srcc\nmode: max\nparameters: {seed: [0, 1]}\n",
+            "'val/pq/srcc' is not measured",
+        ),
+        ("experiment: mmmos_tiny\nmetric: val/quality/loss\nparameters: {seed: [0, 1]}\n", "mode: required"),
+        ("parameters: {seed: [0, 1]}\n", "give the base experiment"),
+        ("experiment: mmmos_tiny\nparameters: {tasks.*.head.*: [mlp]}\n", "the only wildcard"),
+        ("experiment: mmmos_tiny\nmethod: random\ntrials: 5\nparameters: {seed: [0, 1]}\n", "only 2"),
+    ],
+)
+def test_sweep_mistakes_are_one_line_errors_before_anything_runs(tmp_path, capsys, extra, body, message):
+    out = tmp_path / "out"
+    assert main(["sweep", write_sweep(tmp_path, body), *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_grid_and_seeded_random_expansion(tmp_path):
+    grid = load_sweep(
+        write_sweep(
+            tmp_path,
+            "experiment: mmmos\nparameters:\n  tasks.pq.head: [mlp, blstm_h]\n"
+            "  tasks.*.loss: [ccc, dcq, utmos]\n",
+        )
+    )
+    trials, cfgs, metric, mode = plan(grid, tmp_path / "g", check_data=False)
+    assert len(trials) == 6 and len({t.name for t in trials}) == 6 and (metric, mode) == ("val/loss", "min")
+    assert [t.name for t in expand(grid)] == [t.name for t in trials]  # names depend on the values only
+    for trial, cfg in zip(trials, cfgs, strict=True):
+        loss = trial.values["tasks.*.loss"]
+        assert {t.loss.name for t in cfg.tasks.values()} == {loss}  # the wildcard reaches all four axes
+        assert cfg.tasks.pq.head.name == trial.values["tasks.pq.head"] and cfg.tasks.pc.head.name == "mlp"
+        assert cfg.run_dir == str(tmp_path / "g" / trial.name) and f"loss-{loss}" in trial.name
+    seen = {(t.values["tasks.pq.head"], t.values["tasks.*.loss"]) for t in trials}
+    assert seen == {(h, loss) for h in ("mlp", "blstm_h") for loss in ("ccc", "dcq", "utmos")}
+
+    text = (
+        "experiment: mmmos_tiny\nmethod: random\ntrials: 6\nseed: {seed}\nparameters:\n"
+        "  optimizer.lr: {{min: 1.0e-5, max: 1.0e-1, log: true}}\n  data.groups_per_batch: {{min: 2, max: 9}}\n"
+        "  tasks.quality.loss: [mse, ccc]\n"
+    )
+    draws = [expand(load_sweep(write_sweep(tmp_path, text.format(seed=s)))) for s in (0, 0, 1)]
+    assert [t.values for t in draws[0]] == [t.values for t in draws[1]]  # seeded
+    assert [t.values for t in draws[0]] != [t.values for t in draws[2]]
+    values = [t.values for t in draws[0] + draws[2]]
+    assert all(1e-5 <= v["optimizer.lr"] <= 1e-1 and isinstance(v["optimizer.lr"], float) for v in values)
+    assert all(
+        isinstance(v["data.groups_per_batch"], int) and 2 <= v["data.groups_per_batch"] <= 9 for v in values
+    )
+    # log-uniform: over many draws about half fall below the geometric middle (1e-3), not ~1 %
+    rng = np.random.default_rng(0)
+    below = np.mean([Range(1e-5, 1e-1, log=True).draw(rng) < 1e-3 for _ in range(2000)])
+    assert 0.45 < below < 0.55
+
+
+def test_shipped_sweeps_compose_as_the_papers_describe(tmp_path):
+    assert {"mmmos_table3", "deepaq_ablation", "mmmos_tiny"} <= set(available("sweep"))
+    for name in available("sweep"):
+        plan(load_sweep(name), tmp_path / name, check_data=False)
+    trials, cfgs, metric, mode = plan(load_sweep("mmmos_table3"), tmp_path / "t3", check_data=False)
+    assert (metric, mode) == ("val/composite/srcc", "max")
+    rows = [
+        (
+            c.experiment,
+            {t.loss.name for t in c.tasks.values()},
+            {t.head.name for t in c.tasks.values()},
+            len(c.encoder.encoders),
+        )
+        for c in cfgs
+    ]
+    # Table III: for each loss, BiEnc + MLP, TriEnc + MLP, TriEnc + BLSTM(t), TriEnc + BLSTM(h)
+    expected = [
+        (exp, {loss}, {head}, members)
+        for loss in ("ccc", "pairwise_margin", "dcq", "utmos")
+        for exp, head, members in (
+            ("mmmos_bienc", "mlp", 2),
+            ("mmmos", "mlp", 3),
+            ("mmmos_blstm_t", "blstm_t", 3),
+            ("mmmos_blstm_h", "blstm_h", 3),
+        )
+    ]
+    assert rows == expected and all(set(c.tasks) == {"pq", "pc", "ce", "cu"} for c in cfgs)
+    trials, cfgs, metric, _ = plan(load_sweep("deepaq_ablation"), tmp_path / "d", check_data=False)
+    assert metric == "val/quality/srcc"
+    by_exp = {c.experiment: c for c in cfgs}
+    assert set(by_exp) == {
+        "deepaq_lora",
+        "deepaq_full",
+        "deepaq_frozen",
+        "deepaq_visqol_only",
+        "deepaq_wav2vec2",
+    }
+    assert by_exp["deepaq_frozen"].encoder.freeze and not by_exp["deepaq_full"].encoder.freeze
+    assert by_exp["deepaq_lora"].encoder.adapter and by_exp["deepaq_full"].encoder.adapter is None
+    assert (
+        "terms" in by_exp["deepaq_lora"].tasks.quality
+        and "terms" not in by_exp["deepaq_visqol_only"].tasks.quality
+    )
+    assert by_exp["deepaq_wav2vec2"].encoder.name != by_exp["deepaq_lora"].encoder.name
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_mmmos_sweep_interrupted_resumed_and_ensembled(tmp_path, capsys, monkeypatch, extra):
+    out, ens = tmp_path / "sweep", tmp_path / "ens"
+    sweep = ["sweep", "mmmos_tiny", *extra, "--out", str(out), "--no-progress"]
+    trials = expand(load_sweep("mmmos_tiny"), extra)
+    names = [t.name for t in trials]
+
+    # the W&B export: the same search, whose agents run `aqa sweep ... --trial KEY=VALUE ...`
+    assert main([*sweep, "--wandb"]) == 0
+    spec = yaml.safe_load((out / "wandb_sweep.yaml").read_text())
+    assert spec["method"] == "grid" and spec["metric"] == {"name": "val/quality/srcc", "goal": "maximize"}
+    assert spec["parameters"] == {
+        "tasks.quality.head": {"values": ["mlp", "blstm_h"]},
+        "tasks.*.loss": {"values": ["ccc", "utmos"]},
+    }
+    assert spec["command"][:2] == ["aqa", "sweep"] and spec["command"][-2:] == [
+        "--trial",
+        "${args_no_hyphens}",
+    ]
+    assert all(o in spec["command"] for o in extra)
+
+    real_train = aqa.tasks.training.train
+    calls: list[tuple[str, bool]] = []
+
+    def counting(cfg, fail_on=None, kill_on=None):
+        calls.append((Path(cfg.run_dir).name, bool(cfg.resume)))
+        if fail_on == len(calls):
+            raise RuntimeError("CUDA out of memory (injected)")
+        result = real_train(cfg)
+        if kill_on == len(calls):
+            raise KeyboardInterrupt  # killed after its checkpoints, before the sweep recorded it
+        return result
+
+    # 1. an agent runs the first trial alone: it lands in the folder the local sweep uses for it
+    monkeypatch.setattr(aqa.tasks.training, "train", counting)
+    argv = [f"{k}={v}" for k, v in trials[0].values.items()]
+    assert main([*sweep, "--trial", *argv]) == 0 and calls == [(names[0], False)]
+    assert json.loads((out / names[0] / "trial.json").read_text())["status"] == "done"
+
+    # 2. the local sweep continues; the third trial is killed after training
+    calls.clear()
+    monkeypatch.setattr(aqa.tasks.training, "train", lambda cfg: counting(cfg, kill_on=2))
+    with pytest.raises(KeyboardInterrupt):
+        main([*sweep, "--resume"])
+    assert calls == [(names[1], False), (names[2], False)]
+    rows = read_csv(out / "sweep.csv")
+    assert [r["status"] for r in rows] == ["done", "done", "running", "pending"] and [
+        r["trial"] for r in rows
+    ] == names
+    done_mtimes = {n: (out / n / "checkpoints" / "best.ckpt").stat().st_mtime_ns for n in names[:2]}
+    killed_step = torch.load(out / names[2] / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+
+    assert main(sweep) == 2  # no --resume: refused, nothing touched
+    assert "already holds a sweep: pass --resume" in capsys.readouterr().err
+
+    # 3. resume: the killed trial continues from its last.ckpt, the last one fails (recorded, not raised)
+    calls.clear()
+    monkeypatch.setattr(aqa.tasks.training, "train", lambda cfg: counting(cfg, fail_on=2))
+    assert main([*sweep, "--resume"]) == 1
+    assert calls == [(names[2], True), (names[3], False)]
+    assert "failed: " + names[3] in capsys.readouterr().out
+    rows = read_csv(out / "sweep.csv")
+    assert [r["status"] for r in rows] == ["done", "done", "done", "failed"]
+    assert rows[3]["error"] == "RuntimeError: CUDA out of memory (injected)"
+    assert (
+        torch.load(out / names[2] / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == killed_step
+    )
+
+    # 4. resume again: only the failed trial runs
+    calls.clear()
+    monkeypatch.setattr(aqa.tasks.training, "train", counting)
+    assert main([*sweep, "--resume"]) == 0 and calls == [(names[3], False)]
+    assert {n: (out / n / "checkpoints" / "best.ckpt").stat().st_mtime_ns for n in names[:2]} == done_mtimes
+    rows = read_csv(out / "sweep.csv")
+    assert [r["status"] for r in rows] == ["done"] * 4
+    srcc = {r["trial"]: float(r["val/quality/srcc"]) for r in rows}
+    assert all(math.isfinite(v) for v in srcc.values()) and "val/quality/loss" in rows[0]
+    by_rank = sorted(rows, key=lambda r: int(r["rank"]))
+    assert [float(r["val/quality/srcc"]) for r in by_rank] == sorted(srcc.values(), reverse=True)
+    for r in rows:  # the recorded value is that of the best checkpoint the run kept (ModelCheckpoint's score)
+        record = json.loads((out / r["trial"] / "trial.json").read_text())
+        assert record["metrics"]["monitor_best"] == pytest.approx(srcc[r["trial"]], abs=1e-5)
+        head, loss = r["tasks.quality.head"], r["tasks.*.loss"]
+        assert f"tasks.quality.head={head}" in r["overrides"] and f"tasks.*.loss={loss}" in r["overrides"]
+
+    # 5. the sweep's finished trials as ensemble candidates (MMMOS §V-D), then the folder evaluated like a run
+    capsys.readouterr()
+    assert main(["ensemble", "--sweep", str(out), "--select", "3", "--out", str(ens), "--device", "cpu"]) == 0
+    saved = json.loads((ens / "ensemble_val.json").read_text())
+    ranked = saved["selection"]["srcc"]["val"]
+    assert set(ranked) == {str(out / n) for n in names}
+    for run, value in ranked.items():  # aqa eval's SRCC of each best checkpoint = the sweep's validation SRCC
+        assert value == pytest.approx(srcc[Path(run).name], abs=1e-5)
+    spec = yaml.safe_load((ens / "ensemble.yaml").read_text())
+    assert spec["kind"] == "ensemble" and spec["which"] == "best" and spec["zscore"] is False
+    assert spec["tasks"] == ["quality"] and [m["run"] for m in spec["members"]] == saved["runs"]
+    assert all(Path(m["run"]).is_absolute() for m in spec["members"]) and len(saved["runs"]) == 3
+    member_scores = np.array([r["member_scores"] for r in saved["records"]["quality"]])
+    for i, m in enumerate(spec["members"]):
+        assert m["stats"]["quality"]["mean"] == pytest.approx(member_scores[:, i].mean(), rel=1e-6)
+        assert m["stats"]["quality"]["std"] == pytest.approx(member_scores[:, i].std(), rel=1e-6)
+    assert main(["eval", str(ens), "--no-plot", "--device", "cpu"]) == 0
+    evaluated = json.loads((ens / "eval_val.json").read_text())
+    assert evaluated["summary"]["quality"]["all"]["srcc"] == pytest.approx(
+        saved["summary"]["quality"]["all"]["srcc"]
+    )
+    assert [r["score"] for r in evaluated["records"]["quality"]] == pytest.approx(
+        [r["score"] for r in saved["records"]["quality"]], abs=1e-6
+    )
+
+    capsys.readouterr()
+
+    assert main(["ensemble", str(out / names[0]), "--sweep", str(out), "--out", str(tmp_path / "e")]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["ensemble", "--sweep", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert "is not a sweep folder" in capsys.readouterr().err
+
+
+def test_ensemble_folder_mistakes_are_one_line_errors(tmp_path, capsys):
+    ens = tmp_path / "ens"
+    ens.mkdir()
+    (ens / "ensemble.yaml").write_text(
+        "kind: ensemble\nwhich: best\nzscore: false\ntasks: [q]\n"
+        f"members: [{{run: {tmp_path}/gone, stats: {{}}}}, {{run: {tmp_path}, stats: {{}}}}]\n"
+    )
+    assert main(["eval", str(ens), "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert "members[0]" in err and "is not a run folder" in err and "Traceback" not in err
+    (ens / "ensemble.yaml").write_text("kind: run\n")
+    assert main(["eval", str(ens), "--no-plot"]) == 2
+    assert "not an ensemble file" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="members"):
+        from aqa.eval.ensemble import read_ensemble
+
+        (ens / "ensemble.yaml").write_text("kind: ensemble\nzscore: false\ntasks: [q]\nmembers: []\n")
+        read_ensemble(ens)

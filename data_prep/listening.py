@@ -7,7 +7,7 @@ each version as ``{clip}_{codec}{kbps}.wav`` at the clip's rate. Every coded ver
 itself (a hidden reference, as in MUSHRA; ``--no-hidden-reference`` leaves it out) is then scored with
 ViSQOL v3 in audio mode against the reference (``aqa metric`` machinery, ``--jobs`` workers), and
 ``DIR/test.csv`` is written with ``degraded,score,reference,system,condition,bitrate_kbps,clip,score_source``
-(``system`` = ``{codec}{kbps}``, ``condition`` = the codec, ``score_source`` = ``visqol_v3_moslqo``).
+(``system`` = ``{codec}_{kbps}k``, e.g. ``mp3_16k``, ``condition`` = the codec, ``score_source`` = ``visqol_v3_moslqo``).
 
 The ``score`` column is ViSQOL's MOS-LQO, a model's estimate: it stands in for subjective ratings so the
 ``aqa eval --test`` pipeline can be run end to end here; it is not a listening test.
@@ -110,7 +110,7 @@ def code_clip(
                 {
                     "degraded": deg.name,
                     "reference": ref.name,
-                    "system": f"{codec}{kbps:g}",
+                    "system": f"{codec}_{kbps:g}k",
                     "condition": codec,
                     "bitrate_kbps": f"{kbps:g}",
                     "clip": name,

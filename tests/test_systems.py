@@ -390,19 +390,53 @@ def test_mmmos_learns(learning_data, tmp_path):
     assert after >= 0.35 and after >= before + 0.4, (before, after)
 
 
-@pytest.fixture(scope="module")
-def jsqa_stage_one(learning_data, tmp_path_factory) -> tuple[Path, float, float, float, float]:
-    """jsqa_jnd_tiny trained 8 epochs on the learning JND shards: (run dir, validation JND loss before, after,
-    validation SRCC before, after)."""
+def learn_objective(experiment: str, shards: Path, run: Path, *extra: str) -> tuple[Path, float, float, float, float]:
+    """One seeded training run of ``experiment``: (run dir, validation loss before, after, validation SRCC before,
+    after), each measured on the start and on the last checkpoint."""
     from aqa.tasks import load_run
 
-    run = tmp_path_factory.mktemp("jsqa_jnd") / "run"
-    cfg = compose("jsqa_jnd_tiny", overrides(learning_data["jnd"], run, "trainer.max_epochs=8"))
+    cfg = compose(experiment, overrides(shards, run, *extra))
     start = _start(cfg)
     loss_before, srcc_before = _val_loss(start, cfg), _val_srcc(start, cfg)
     train(cfg)
     trained = load_run(run, "last")[0].eval()
     return run, loss_before, _val_loss(trained, cfg), srcc_before, _val_srcc(trained, cfg)
+
+
+@pytest.fixture(scope="module")
+def deepaq_run(learning_data, tmp_path_factory) -> tuple[Path, float, float, float, float]:
+    """deepaq_lora_tiny trained 20 epochs on the coded learning shards (bit-rate RnC, clean = infinity)."""
+    run = tmp_path_factory.mktemp("deepaq") / "run"
+    return learn_objective("deepaq_lora_tiny", learning_data["mos"], run, "trainer.max_epochs=20")
+
+
+def test_deepaq_learns_its_rank_n_contrast_objective(deepaq_run):
+    # seeds 0-4, validation RnC loss after 20 epochs: 2.362 -> 2.332, 2.340 -> 2.325, 2.427 -> 2.326,
+    # 2.352 -> 2.327, 2.333 -> 2.320 (with optimizer.lr=1e-12: 2.362 -> 2.362)
+    _, loss_before, loss_after, _, _ = deepaq_run
+    assert loss_after <= loss_before - 0.008, (loss_before, loss_after)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "deepaq_lora_tiny's val/quality/srcc (minus the distance to the clip's own clean reference against bit rate) "
+    "does not rise on CPU-sized data while its RnC loss falls: seeds 0-4, 20 epochs: 0.872/0.867/0.899/0.888/0.899 "
+    "-> 0.856/0.888/0.904/0.878/0.899; 200 epochs, real music excerpts (5 shared clips, 60 epochs, seeds 0-4: "
+    "+0.04/+0.08/-0.03/-0.01/+0.01), dropout-free encoders, lr 3e-3, temperature 0.2-0.5 and full fine-tuning gave "
+    "no consistent gain. A random tiny MERT's distance to the reference already ranks bit rate (SRCC 0.87-0.90), and "
+    "RnC across excerpts asks for a content-invariant bit-rate axis that its 96 pooled features do not hold: a "
+    "linear head alone fitted 1000 Adam steps on the frozen features lowers the RnC loss 3.31 -> 3.17 and leaves "
+    "the training SRCC at 0.81 -> 0.77"))
+def test_deepaq_validation_srcc_rises(deepaq_run):
+    _, _, _, srcc_before, srcc_after = deepaq_run
+    assert srcc_after >= srcc_before + 0.03, (srcc_before, srcc_after)
+
+
+@pytest.fixture(scope="module")
+def jsqa_stage_one(learning_data, tmp_path_factory) -> tuple[Path, float, float, float, float]:
+    """jsqa_jnd_tiny trained 8 epochs on the learning JND shards: (run dir, validation JND loss before, after,
+    validation SRCC before, after)."""
+    run = tmp_path_factory.mktemp("jsqa_jnd") / "run"
+    return learn_objective("jsqa_jnd_tiny", learning_data["jnd"], run, "trainer.max_epochs=8")
 
 
 def test_jsqa_stage_one_learns_its_jnd_objective(jsqa_stage_one):

@@ -1,4 +1,4 @@
-"""Smoke test of the scoring benchmark (tests/benchmarks/scoring.py): tiny model, two 1 s synthetic clips.
+"""Smoke test of the scoring benchmark (tests/benchmarks/bench_scoring.py): tiny model, two 1 s synthetic clips.
 
 Checks the table's plumbing, not speed: rows for the end-to-end scorer and the bare forward with figures that
 follow from the measured wall time, an ``unavailable`` row for a reference metric that cannot run, and a
@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def scoring():
-    spec = importlib.util.spec_from_file_location("scoring_bench", HERE / "scoring.py")
+    spec = importlib.util.spec_from_file_location("scoring_bench", HERE / "bench_scoring.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["scoring_bench"] = module
     spec.loader.exec_module(module)

@@ -6,7 +6,7 @@ For each system it runs what a user runs (not part of `make test`; CI has no GPU
    validation, checkpoints; then ``aqa eval RUN`` and ``aqa score RUN FILE`` on the GPU in bf16;
 2. fp32 CPU against fp32 CUDA (TF32 off) on the same clip: the largest relative difference of the outputs;
 3. a throughput table: training and scoring clips/s, TFLOP/s, MFU and peak memory, batch 32 x 10 s;
-4. the scoring table of ``tests/benchmarks/scoring.py`` (files/s and real-time factor, end-to-end and bare
+4. the scoring table of ``tests/benchmarks/bench_scoring.py`` (files/s and real-time factor, end-to-end and bare
    forward, DeePAQ / HAAQI-Net / student; ``OUT/scoring.md``).
 
 It needs nothing from ``../shared`` and no ffmpeg: the shards hold synthetic signals (harmonic tones with noise
@@ -235,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     report["throughput"] = table
     scoring_md = ""
     scored = [e for e in args.only or SYSTEMS if e in ("deepaq_lora", "haaqi_net", "haaqi_net_student")]
-    if scored and not args.no_scoring:  # tests/benchmarks/scoring.py: end-to-end and bare forward, files/s
+    if scored and not args.no_scoring:  # tests/benchmarks/bench_scoring.py: end-to-end and bare forward, files/s
         try:
-            from scoring import run as scoring_bench
+            from bench_scoring import run as scoring_bench
 
             scoring_args = ["--device", args.device, "--metrics", "none", "--no-progress"]
             scoring_args += ["--systems", ",".join(scored), "--out", str(out / "scoring.md")]

@@ -20,9 +20,9 @@ Full-size models have random weights (``encoder.checkpoint=null``): the figures 
 Real-time factor = audio seconds scored per wall-clock second (higher is faster). Prints a markdown table
 and writes it to ``--out`` (default ``runs/bench/scoring.md``) with a ``.json`` beside it, after every row.
 
-    python tests/benchmarks/scoring.py                        # CPU: about 4-9 min on 2 busy cores
-    python tests/benchmarks/scoring.py --device cuda --metrics none
-    python tests/benchmarks/scoring.py --sizes tiny --metrics none --clips 2 --seconds 1   # smoke run
+    python tests/benchmarks/bench_scoring.py                        # CPU: about 4-9 min on 2 busy cores
+    python tests/benchmarks/bench_scoring.py --device cuda --metrics none
+    python tests/benchmarks/bench_scoring.py --sizes tiny --metrics none --clips 2 --seconds 1   # smoke run
 """
 
 from __future__ import annotations

@@ -352,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not isinstance(stop, SIGTERMException):
             raise
-        print(f"aqa {args.command}: stopped by SIGTERM; continue with resume=true", file=sys.stderr)
+        how = "the same command with --resume" if args.command == "sweep" else "resume=true"
+        print(f"aqa {args.command}: stopped by SIGTERM; continue with {how}", file=sys.stderr)
         return 143  # 128 + SIGTERM, as a shell reports a job the signal ended
 
 

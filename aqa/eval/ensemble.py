@@ -29,6 +29,7 @@ import yaml
 
 from aqa.config import ConfigError
 from aqa.eval.functional import spearman
+from aqa.tasks.multitask import COMPOSITE  # the mean of the tasks' scores (and labels) per clip
 
 __all__ = [
     "COMPOSITE",
@@ -45,9 +46,6 @@ __all__ = [
 
 ENSEMBLE_FILE = "ensemble.yaml"
 
-COMPOSITE = (
-    "composite"  # the pseudo-task holding the mean of the tasks' scores (and of their labels) per clip
-)
 _PER_TASK = ("score", "label", "member_scores", "calibrated")  # record fields that belong to one task
 
 

@@ -90,8 +90,13 @@ class Task:
         return LossTerm(self.loss, self.label, 1.0, self.anchors, self.reference_label)
 
 
+COMPOSITE = "composite"  # the pseudo-task of several tasks' mean score and mean label per clip (MMMOS §V-A)
+
+
 class MultiTaskModule(L.LightningModule):
-    """Shared encoder + named tasks. Logs ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``.
+    """Shared encoder + named tasks. Logs ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``; with
+    several tasks also ``val/composite/srcc``: per clip, the mean of the tasks' scores against the mean of their
+    labels (MMMOS §V-A), over the clips every task scores.
 
     Args:
         encoder: an ``aqa.encoders`` module: ``encoder(wav (B, T), lengths (B,)) -> EncoderOutput``.
@@ -143,6 +148,8 @@ class MultiTaskModule(L.LightningModule):
         self.labels = {name: t.label for name, t in tasks.items()}
         self.weights = {name: float(t.weight) for name, t in tasks.items()}
         self.val_srcc = nn.ModuleDict({name: SpearmanCorrCoef() for name in tasks})
+        if len(tasks) > 1:
+            self.val_srcc[COMPOSITE] = SpearmanCorrCoef()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
@@ -301,12 +308,20 @@ class MultiTaskModule(L.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         _, outputs = self._shared_step(batch, "val")
+        per_task = []
         for name, pred in outputs.items():
             scores, mask = quality_scores(pred, self.heads[name].is_embedding, batch)
             target = batch["labels"][self.labels[name]].to(scores.dtype)
-            mask = mask & torch.isfinite(target)  # unrated clips (NaN label) are not scored
+            mask = mask & torch.isfinite(target) & torch.isfinite(scores)  # unrated clips (NaN label) are not scored
             if mask.any():
                 self.val_srcc[name].update(scores[mask].float(), target[mask].float())
+            per_task.append((scores.float(), target.float(), mask))
+        if COMPOSITE in self.val_srcc:
+            every = torch.stack([m for _, _, m in per_task]).all(dim=0)
+            if every.any():
+                mean_score = torch.stack([torch.where(every, s, 0.0) for s, _, _ in per_task]).mean(dim=0)
+                mean_label = torch.stack([torch.where(every, t, 0.0) for _, t, _ in per_task]).mean(dim=0)
+                self.val_srcc[COMPOSITE].update(mean_score[every], mean_label[every])
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in self.val_srcc.items():

@@ -55,13 +55,11 @@ import numpy as np
 import torch
 import yaml
 from omegaconf import DictConfig
-from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from aqa.config import CONFIG_DIR, ConfigError, available, check_values, compose
 from aqa.data.datamodule import datamodule_from_config
-from aqa.heads import quality_scores
-from aqa.tasks.multitask import load_run
+from aqa.tasks.multitask import COMPOSITE, load_run
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +72,6 @@ TRIAL_FILE = "trial.json"
 CSV_FILE = "sweep.csv"
 WANDB_FILE = "wandb_sweep.yaml"
 DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
-COMPOSITE = (
-    "composite"  # the pseudo-task of the tasks' mean score (MMMOS §V-A), as aqa.eval.ensemble names it
-)
 
 
 @dataclass(frozen=True)
@@ -443,49 +438,7 @@ def best_metrics(run_dir: str | Path) -> dict[str, Any]:
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     for name, value in (results[0] if results else {}).items():
         found[name] = float(value)
-    if len(cfg.tasks) > 1:
-        found[f"val/{COMPOSITE}/srcc"] = composite_srcc(module, datamodule.eval_dataloader("val"), cfg)
     return found
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
-    return x
-
-
-@torch.no_grad()
-def composite_srcc(module: torch.nn.Module, batches: Any, cfg: DictConfig) -> float:
-    """SRCC of the composite score (MMMOS §V-A: per clip, the mean of the tasks' scores against the mean of
-    their labels) over the clips every task scores (a rated label, a defined score); NaN for fewer than two.
-
-    Args:
-        module: a ``MultiTaskModule`` (``module(wav, lengths, conditions) -> {task: output}``).
-        batches: evaluation batches (``wav`` (B, T), ``lengths`` (B,), ``labels``, ``group``, ``is_reference``).
-    """
-    device = next(module.parameters()).device
-    module.eval()
-    scores, labels = [], []
-    for batch in batches:
-        batch = _to(batch, device)
-        outputs = module(batch["wav"], batch["lengths"], batch.get("conditions"))
-        per_task, per_label, keep = [], [], None
-        for name, pred in outputs.items():
-            score, mask = quality_scores(pred, module.heads[name].is_embedding, batch)
-            label = batch["labels"][cfg.tasks[name].label].to(score.dtype)
-            mask = mask & torch.isfinite(label) & torch.isfinite(score)
-            keep = mask if keep is None else keep & mask
-            per_task.append(score)
-            per_label.append(label)
-        if keep is not None and keep.any():
-            scores.append(torch.stack(per_task).mean(0)[keep].cpu())
-            labels.append(torch.stack(per_label).mean(0)[keep].cpu())
-    if not scores or sum(len(s) for s in scores) < 2:
-        return math.nan
-    rho = spearmanr(torch.cat(scores).numpy(), torch.cat(labels).numpy())[0]
-    return float(rho)
 
 
 def _rows(

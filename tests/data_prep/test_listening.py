@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from synth import broadband
 
 from aqa.cli import main
-from synth import broadband
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (make install)")
 

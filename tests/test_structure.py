@@ -144,3 +144,9 @@ def test_only_tasks_and_the_datamodule_import_lightning(pkg):
     for path in sorted((REPO / pkg).rglob("*.py")):
         text = path.read_text(encoding="utf-8")
         assert "import lightning" not in text and "from lightning" not in text, path
+
+
+def test_test_modules_have_unique_basenames():
+    # the test folders are not packages: two test files of one name make pytest refuse to collect the second
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

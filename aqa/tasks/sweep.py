@@ -349,20 +349,26 @@ def plan(
         ConfigError: one line naming the sweep file and each failing trial with its problem (``; `` between).
     """
     trials = expand(sweep, extra)
-    configs, problems = [], []
+    configs: list[DictConfig] = []
+    problems: dict[str, list[str]] = {}  # problem -> the trials that have it (a shared one is said once)
     for trial in trials:
         try:
             cfg = compose_trial(trial, out)
             check_values(cfg, data=check_data)
             configs.append(cfg)
         except (ConfigError, FileNotFoundError) as err:
-            problems.append(f"trial {trial.name}: {err}")
+            problems.setdefault(str(err), []).append(trial.name)
     if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        failing = sum(map(len, problems.values()))
+        said = [
+            f"{'every trial' if len(names) == len(trials) else 'trial ' + ', '.join(names[:2])}"
+            + (f" (+{len(names) - 2})" if 2 < len(names) < len(trials) else "")
+            + f": {problem}"
+            for problem, names in list(problems.items())[:3]
+        ]
+        more = f" (and {len(problems) - 3} more problems)" if len(problems) > 3 else ""
         raise ConfigError(
-            f"{sweep.path}: {len(problems)} of {len(trials)} trials do not compose: "
-            + "; ".join(problems[:3])
-            + more
+            f"{sweep.path}: {failing} of {len(trials)} trials do not compose: " + "; ".join(said) + more
         )
     metric = sweep.metric or configs[0].monitor.metric
     if sweep.metric and not sweep.mode and sweep.metric != configs[0].monitor.metric:

@@ -130,6 +130,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callbac
             save_top_k=1,
             save_last=False,
             enable_version_counter=False,
+            # decide at the end of validation: Lightning runs monitoring callbacks' on_train_epoch_end after the
+            # others', so deciding there would leave Preemption's epoch-end last.ckpt one validation behind
+            save_on_train_epoch_end=False,
         ),
         RichProgressBar(),
         # owns last.ckpt: every N steps, at each epoch end and on SIGTERM (ModelCheckpoint's save_last only
@@ -146,6 +149,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callbac
                 mode=stopping.get("mode") or cfg.monitor.mode,
                 patience=int(stopping.patience),
                 min_delta=float(stopping.get("min_delta") or 0.0),
+                check_on_train_epoch_end=False,  # as ModelCheckpoint: last.ckpt holds this epoch's count
             )
         )
     return callbacks

@@ -127,3 +127,9 @@ def test_early_stopping_ends_training_after_patience_validations(shards, tmp_pat
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert np.isfinite(metrics["val/loss"])
     assert last["epoch"] == 2, last["epoch"]  # epochs 0, 1, 2 ran; without early stopping: 6
+    # last.ckpt (the resume point) holds the callbacks' state after the epoch's validation, not one behind it
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    state = {k.split("{")[0]: v for k, v in last["callbacks"].items()}
+    kept = next(v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    assert state["ModelCheckpoint"]["best_model_score"] == kept["best_model_score"]
+    assert state["EarlyStopping"]["wait_count"] == 2 and state["EarlyStopping"]["stopped_epoch"] == 2

@@ -1,4 +1,5 @@
-"""Shared test material: synthetic broadband audio, a small codec shard set, a shard reader, a tiny run folder."""
+"""Shared test material: synthetic broadband audio, a small codec shard set, a shard reader, a tiny run folder,
+an ensemble folder."""
 
 from __future__ import annotations
 
@@ -102,3 +103,35 @@ def make_run(tmp_path: Path, experiment: str = "mmmos_tiny") -> Path:
     torch.save({"state_dict": module.state_dict()}, run / "checkpoints" / "best.ckpt")
     save_config(cfg, run / "config.yaml")
     return run
+
+
+def two_member_ensemble(tmp_path: Path, zscore: bool) -> Path:
+    """An ensemble folder written by hand: two tiny DeePAQ runs (the second's head scaled by 1.5, so its
+    distances are 1.5x the first's) and their made-up score stats."""
+    import torch
+    import yaml
+
+    runs = []
+    for name, scale in (("a", 1.0), ("b", 1.5)):
+        run = make_run(tmp_path / "runs" / name, "deepaq_lora_tiny").rename(tmp_path / "runs" / name / name)
+        ckpt = run / "checkpoints" / "best.ckpt"
+        state = torch.load(ckpt, weights_only=True)
+        state["state_dict"] = {
+            k: v * scale if k.startswith("heads.") else v for k, v in state["state_dict"].items()
+        }
+        torch.save(state, ckpt)
+        runs.append(run)
+    spec = {
+        "kind": "ensemble",
+        "which": "best",
+        "zscore": zscore,
+        "tasks": ["quality"],
+        "members": [
+            {"run": str(runs[0]), "stats": {"quality": {"mean": -1.0, "std": 2.0}}},
+            {"run": str(runs[1]), "stats": {"quality": {"mean": -3.0, "std": 0.5}}},
+        ],
+    }
+    folder = tmp_path / "ens"
+    folder.mkdir()
+    (folder / "ensemble.yaml").write_text(yaml.safe_dump(spec))
+    return folder

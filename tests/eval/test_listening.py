@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy import stats as sp
-from synth import broadband, make_run
+from synth import broadband, make_run, two_member_ensemble
 
 from aqa.cli import main
 from aqa.eval.listening import SUMMARY_COLUMNS, summarise_test
@@ -251,6 +251,17 @@ def test_runs_are_scored_in_their_own_mode(tmp_path, capsys, caplog):
     )
     preds = read_csv(out / "predictions.csv")
     assert all(p["deepaq_lora_tiny"] for p in preds) and abs(float(preds[4]["deepaq_lora_tiny"])) > 1e-4
+
+
+def test_an_ensemble_folder_is_scored_as_the_mean_of_its_members(tmp_path):
+    from aqa.eval.listening import predict_model
+
+    folder = two_member_ensemble(tmp_path, zscore=False)  # member b's distances are 1.5x member a's
+    rows = [{"degraded": str(tmp_path / "audio" / d), "reference": str(tmp_path / "audio" / r)}
+            for d, r, _ in noisy_set(tmp_path / "audio", refs=1, snrs=(0, 20))]
+    ensemble = predict_model(folder, rows, "cpu", "fp32", progress=False)["ens"]
+    member = predict_model(tmp_path / "runs" / "a" / "a", rows, "cpu", "fp32", progress=False)["a"]
+    assert np.allclose(ensemble, 1.25 * np.asarray(member), rtol=1e-4) and min(member) < 0
 
 
 def test_calibrate_on_a_listening_test(tmp_path, capsys):

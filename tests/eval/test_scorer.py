@@ -9,39 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
-from synth import broadband, make_run
+from synth import broadband, make_run, two_member_ensemble
 
 from aqa.cli import main
-
-
-def two_member_ensemble(tmp_path: Path, zscore: bool) -> Path:
-    """An ensemble folder written by hand: two tiny DeePAQ runs (the second's head scaled by 1.5, so its
-    distances are 1.5x the first's) and their made-up score stats."""
-    runs = []
-    for name, scale in (("a", 1.0), ("b", 1.5)):
-        run = make_run(tmp_path / "runs" / name, "deepaq_lora_tiny").rename(tmp_path / "runs" / name / name)
-        ckpt = run / "checkpoints" / "best.ckpt"
-        state = torch.load(ckpt, weights_only=True)
-        state["state_dict"] = {
-            k: v * scale if k.startswith("heads.") else v for k, v in state["state_dict"].items()
-        }
-        torch.save(state, ckpt)
-        runs.append(run)
-    spec = {
-        "kind": "ensemble",
-        "which": "best",
-        "zscore": zscore,
-        "tasks": ["quality"],
-        "members": [
-            {"run": str(runs[0]), "stats": {"quality": {"mean": -1.0, "std": 2.0}}},
-            {"run": str(runs[1]), "stats": {"quality": {"mean": -3.0, "std": 0.5}}},
-        ],
-    }
-    folder = tmp_path / "ens"
-    folder.mkdir()
-    (folder / "ensemble.yaml").write_text(yaml.safe_dump(spec))
-    return folder
 
 
 @pytest.fixture(scope="module")

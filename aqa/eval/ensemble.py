@@ -39,6 +39,7 @@ __all__ = [
     "member_stats",
     "read_ensemble",
     "select_runs",
+    "standardise",
     "task_srcc",
     "with_composite",
     "write_ensemble",
@@ -47,6 +48,15 @@ __all__ = [
 ENSEMBLE_FILE = "ensemble.yaml"
 
 _PER_TASK = ("score", "label", "member_scores", "calibrated")  # record fields that belong to one task
+
+
+def standardise(scores: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``(scores - mean) / std``, an ensemble member's z-scores; a ``std`` of 0 leaves the scores as they are."""
+    return (
+        (np.asarray(scores, dtype=np.float64) - mean) / std
+        if std > 0
+        else np.asarray(scores, dtype=np.float64)
+    )
 
 
 def ensemble_records(
@@ -84,11 +94,9 @@ def ensemble_records(
             rows = m[task]
             scores = np.array([r["score"] for r in rows], dtype=np.float64)
             if zscore and stats is not None:
-                mean, std = float(stats[i][task]["mean"]), float(stats[i][task]["std"])
-                if std > 0:
-                    scores = (scores - mean) / std
-            elif zscore and scores.size > 1 and scores.std() > 0:
-                scores = (scores - scores.mean()) / scores.std()
+                scores = standardise(scores, float(stats[i][task]["mean"]), float(stats[i][task]["std"]))
+            elif zscore and scores.size > 1:
+                scores = standardise(scores, scores.mean(), scores.std())
             by_key.append({r["key"]: (r, s) for r, s in zip(rows, scores, strict=True)})
         keys = [k for k in by_key[0] if all(k in b for b in by_key[1:])]
         if not keys:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from aqa.audio import resample_np, to_mono_np
 from aqa.config import load_config, validate
 from aqa.eval.calibration import load_calibrations
-from aqa.eval.ensemble import ENSEMBLE_FILE, read_ensemble
+from aqa.eval.ensemble import ENSEMBLE_FILE, read_ensemble, standardise
 from aqa.eval.inference import resolve_device, resolve_precision
 from aqa.eval.score import _load, check_requirements, embed_clips, score_clips, score_files
 
@@ -193,7 +193,7 @@ class Scorer:
                     break
                 v = np.asarray(scores[task], dtype=np.float64)
                 if self.zscore:
-                    v = (v - m.stats[task]["mean"]) / m.stats[task]["std"]
+                    v = standardise(v, float(m.stats[task]["mean"]), float(m.stats[task]["std"]))
                 values.append(v)
             else:
                 out[task] = np.mean(values, axis=0)

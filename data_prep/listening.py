@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 import soundfile as sf
 
 from aqa.audio import load_audio, resample_np
+from aqa.files import write_text_atomic
 from aqa.metrics.runner import iter_results
 from data_prep.codecs import CODECS, encode_decode_many
 from data_prep.shards import AUDIO_SUFFIXES, list_sources
@@ -89,16 +89,18 @@ def code_clip(
     excerpt_s: float,
     offset_s: float,
     rate: int,
+    name: str | None = None,
 ) -> list[dict[str, str]]:
-    """Write one clip's reference excerpt and its coded versions into ``out``; returns their CSV rows
-    (``score`` still empty). Raises ValueError when the clip is shorter than ``offset_s + excerpt_s``."""
+    """Write one clip's reference excerpt and its coded versions into ``out`` as ``{name}_ref.wav`` and
+    ``{name}_{codec}{kbps}.wav`` (``name``: default the file's stem); returns their CSV rows (``score`` still
+    empty). Raises ValueError when the clip is shorter than ``offset_s + excerpt_s``."""
     x, sr = load_audio(path)
     x = resample_np(x, sr, rate) if sr != rate else x
     start, n = int(offset_s * rate), int(excerpt_s * rate)
     if x.shape[-1] < start + n:
         raise ValueError(f"{path}: {x.shape[-1] / rate:.1f} s long, shorter than --offset-s + --excerpt-s")
     x = x[:2, start : start + n]
-    name = path.stem
+    name = name or path.stem
     ref = out / f"{name}_ref.wav"
     sf.write(ref, x.T, rate, subtype="FLOAT")
     rows = []
@@ -151,12 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows: list[dict[str, str]] = []
         skipped: list[str] = []
         clips = 0
-        for path in sources:
+        stems = [p.stem for p in sources]
+        for i, path in enumerate(sources):
+            # clips of one name in different folders must not overwrite each other's files
+            name = path.stem if stems.count(path.stem) == 1 else f"{path.stem}_{i}"
             try:
                 got = code_clip(
-                    path, args.out, codecs, args.bitrates, args.excerpt_s, args.offset_s, args.rate
+                    path, args.out, codecs, args.bitrates, args.excerpt_s, args.offset_s, args.rate, name
                 )
-            except ValueError as err:  # too short or undecodable: say so, keep going
+            except (ValueError, RuntimeError) as err:  # too short, undecodable, ffmpeg failed: say so, go on
                 skipped.append(str(err).splitlines()[0])
                 continue
             rows += got[1:] if args.no_hidden_reference else got
@@ -179,9 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(scored)
-    tmp = args.out / ".test.csv.tmp"
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, args.out / "test.csv")
+    write_text_atomic(args.out / "test.csv", buf.getvalue())
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     print(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from aqa.audio import encode_flac, load_audio, resample_np, to_mono_np
+from aqa.files import write_text_atomic
 from data_prep.corpora import GENERIC_LAYOUT, READERS, Rating, read_corpus
 from data_prep.shards import (
     Sample,
@@ -128,9 +129,7 @@ def write_listening_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]])
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue())
 
 
 def build_rating(

@@ -18,7 +18,6 @@ An ensemble folder (``aqa ensemble ... --out DIR``) holds ``ensemble.yaml``, whi
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import yaml
 
 from aqa.config import ConfigError
 from aqa.eval.functional import spearman
+from aqa.files import write_text_atomic
 from aqa.tasks.multitask import COMPOSITE  # the mean of the tasks' scores (and labels) per clip
 
 __all__ = [
@@ -223,12 +223,7 @@ def write_ensemble(
         ],
         "tasks": tasks,
     }
-    path = Path(out) / ENSEMBLE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(out) / ENSEMBLE_FILE, yaml.safe_dump(spec, sort_keys=False))
 
 
 def is_ensemble(folder: str | Path) -> bool:

@@ -12,7 +12,7 @@ one ``mismatched_reference`` for every row). Reference metrics run through :mod:
 (:func:`predict_baseline`), one principal value each (:data:`BASELINE_KEYS`).
 
 Outputs in ``out``: ``predictions.csv`` (the test's rows, one column per model or baseline, rewritten after
-each one so a crash keeps what was done), ``summary.csv`` (:data:`SUMMARY_COLUMNS`, see
+each one, so a crash keeps the columns done so far for inspection), ``summary.csv`` (:data:`SUMMARY_COLUMNS`, see
 :func:`summarise_test`), ``summary.md`` (the same as readable tables), ``scatter_MODEL.png`` per column, and
 the table to W&B when a ``wandb`` run is active.
 """
@@ -23,7 +23,6 @@ import csv
 import io
 import logging
 import math
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from aqa.eval.stats import MIN_ITEMS, summary_stats, system_means
+from aqa.files import write_text_atomic
 
 __all__ = [
     "BASELINE_KEYS",
@@ -153,6 +153,7 @@ def predict_model(
     *,
     which: str = "best",
     mismatched_reference: str | Path | None = None,
+    name: str | None = None,
 ) -> dict[str, list[float]]:
     """Score the test's rows with a trained run, each task in its own mode.
 
@@ -167,11 +168,12 @@ def predict_model(
         progress: a tqdm bar on stderr.
 
     Returns:
-        column (:func:`task_columns` of the folder's name) -> (N,) scores, NaN where a row could not be scored.
+        column (:func:`task_columns` of ``name``, default the folder's name) -> (N,) scores, NaN where a row could
+        not be scored.
     """
     from aqa.eval.scorer import load
 
-    name = Path(model_dir).name
+    name = name or Path(model_dir).resolve().name
     scorer = load(model_dir, which, device, precision)  # a run, an exported model or an ensemble folder
     heads = [h for m in scorer.members for h in m.module.heads.values()]
     conditioned = sorted({k for h in heads for k in h.condition_dims})
@@ -195,7 +197,7 @@ def predict_model(
     failed: list[str] = []
     records = scorer.score_files(pairs, batch_size=CHUNK, progress=progress)  # each reference embedded once
     for i, record in enumerate(records):
-        if "error" in record:
+        if "error" in record and not (embedding and pairs[i][1] is None):  # a missing reference: warned below
             failed.append(record["error"])
         for task in scorer.tasks:
             if task in record:
@@ -252,12 +254,6 @@ def predict_baseline(
     return values
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _fmt_value(v: Any) -> str:
     if isinstance(v, float):
         return "" if not math.isfinite(v) else f"{v:.6g}"
@@ -276,7 +272,7 @@ def write_predictions(
         writer.writerow(
             [_fmt_value(row.get(k, "")) for k in fields] + [_fmt_value(v[i]) for v in predictions.values()]
         )
-    _write_atomic(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -343,7 +339,7 @@ def write_summary_csv(path: Path, summary: Sequence[Mapping[str, Any]]) -> None:
     writer.writerow(SUMMARY_COLUMNS)
     for row in summary:
         writer.writerow([_fmt_value(row[c]) for c in SUMMARY_COLUMNS])
-    _write_atomic(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 def _cell(value: float, low: float, high: float) -> str:
@@ -387,7 +383,7 @@ def write_summary_md(
     path: Path, summary: Sequence[Mapping[str, Any]], title: str = "Listening-test evaluation"
 ) -> None:
     """``summary.md``: :func:`summary_markdown` written atomically."""
-    _write_atomic(path, summary_markdown(summary, title))
+    write_text_atomic(path, summary_markdown(summary, title))
 
 
 # ------------------------------------------------------------------------------------------------- plots
@@ -461,13 +457,19 @@ def _log_wandb(summary: Sequence[Mapping[str, Any]]) -> bool:
 # ------------------------------------------------------------------------------------------- the command
 
 
-def _unique_names(runs: Sequence[str | Path]) -> list[str]:
-    seen: dict[str, int] = {}
+def _unique_names(runs: Sequence[str | Path], taken: Sequence[str] = ()) -> list[str]:
+    # a column name per run: its folder's name, numbered when that name is already a run's, a baseline's or a
+    # column of the test (`aqa eval . ...` names the current folder)
+    used = set(taken)
     out = []
     for r in runs:
-        name = Path(r).name
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+        base = Path(r).resolve().name or "model"
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        out.append(name)
     return out
 
 
@@ -525,11 +527,19 @@ def evaluate_test(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     predictions: dict[str, list[float]] = {}
-    for run, name in zip(runs, _unique_names(runs), strict=True):
-        got = predict_model(
-            run, rows, device, precision, progress, which=which, mismatched_reference=mismatched_reference
+    for run, name in zip(runs, _unique_names(runs, [*names, *rows[0]]), strict=True):
+        predictions.update(
+            predict_model(
+                run,
+                rows,
+                device,
+                precision,
+                progress,
+                which=which,
+                mismatched_reference=mismatched_reference,
+                name=name,
+            )
         )
-        predictions.update({name + col[len(Path(run).name) :]: v for col, v in got.items()})
         write_predictions(out / "predictions.csv", rows, predictions)
     for metric in names:
         predictions[metric] = predict_baseline(metric, rows, jobs, progress)

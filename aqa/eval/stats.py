@@ -126,6 +126,8 @@ def kfold_cubic(pred: Sequence[float], target: Sequence[float], folds: int = 5, 
     order = np.random.default_rng(seed).permutation(n)
     for held in np.array_split(order, k):
         train = np.setdiff1d(order, held)
+        if np.unique(p[train]).size < 4:  # a cubic through fewer distinct inputs is not determined
+            return np.full(n, np.nan)
         try:
             cal = fit_cubic(p[train], t[train])
         except ValueError:  # too few (distinct) points to fit

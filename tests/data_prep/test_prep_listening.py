@@ -39,3 +39,16 @@ def test_prep_listening_refuses_an_unknown_codec_in_one_line(tmp_path, capsys):
     code = main(["prep", "listening", "--src", str(src), "--out", str(tmp_path / "o"), "--codecs", "wma"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "wma" in err, err
+
+
+def test_prep_listening_keeps_clips_of_one_name_apart(tmp_path, capsys):
+    for k, folder in enumerate(("a", "b")):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "clip.wav", broadband(1.2, 16000, channels=1, seed=k).T, 16000)
+    out = tmp_path / "test"
+    code = main(["prep", "listening", "--src", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                 "--codecs", "opus", "--bitrates", "64", "--excerpt-s", "1", "--rate", "16000", "--no-progress"])
+    assert code in (0, None), capsys.readouterr().err
+    rows = list(csv.DictReader((out / "test.csv").open()))
+    assert len(rows) == 4 and len({r["degraded"] for r in rows}) == 4  # 2 clips x (reference + opus 64k)
+    assert len({r["clip"] for r in rows}) == 2

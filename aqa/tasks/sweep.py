@@ -25,11 +25,13 @@ recording its state (``running``, ``done`` with its metrics, ``failed`` with the
 rewritten after every state change: one row per trial with its swept values, status, rank by ``metric``, the
 epoch of its best checkpoint and the validation metrics of that checkpoint (the experiment's
 ``monitor.metric`` picks it; ``metric`` ranks the trials). ``--resume`` skips finished trials, continues an
-interrupted one from its ``checkpoints/last.ckpt`` (``resume=true``) and reruns failed ones.
+interrupted (``running``) one from its ``checkpoints/last.ckpt`` (``resume=true``) and starts failed ones again
+(``overwrite=true``: a failed run's last state may be the cause).
 
 ``--wandb`` writes ``OUT/wandb_sweep.yaml``, the same search as a W&B sweep whose agents run
 ``aqa sweep SWEEP.yaml --out OUT --trial ${args_no_hyphens}``: one trial, composed, named and recorded exactly
-as here, so agents on a cluster and a local ``--resume`` share trial folders.
+as here, so agents on a cluster and a local ``--resume`` share trial folders; each agent rewrites
+``sweep.csv`` from the trial records when its trial starts and ends.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
 import sys
 import time
@@ -59,6 +60,7 @@ from tqdm import tqdm
 
 from aqa.config import CONFIG_DIR, ConfigError, available, check_values, compose
 from aqa.data.datamodule import datamodule_from_config
+from aqa.files import write_text_atomic
 from aqa.tasks.multitask import COMPOSITE, load_run
 
 log = logging.getLogger(__name__)
@@ -87,11 +89,14 @@ class Range:
         return isinstance(self.low, int) and isinstance(self.high, int)
 
     def draw(self, rng: np.random.Generator) -> float | int:
+        if self.integer and not self.log:
+            return int(rng.integers(self.low, self.high + 1))  # every integer of [low, high] equally likely
         if self.log:
             value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
         else:
             value = rng.uniform(self.low, self.high)
-        return int(round(value)) if self.integer else float(f"{value:.4g}")
+        # integer log ranges round as W&B's q_log_uniform_values (q 1) does
+        return min(max(int(round(value)), self.low), self.high) if self.integer else float(f"{value:.4g}")
 
 
 @dataclass(frozen=True)
@@ -327,7 +332,7 @@ def compose_trial(trial: Trial, out: str | Path) -> DictConfig:
 
 def _metric_problem(metric: str, cfg: DictConfig) -> str | None:
     parts = metric.split("/")
-    if metric == "val/loss" or (len(parts) >= 3 and parts[1] in cfg.tasks):
+    if metric == "val/loss" or (len(parts) == 3 and parts[1] in cfg.tasks and parts[2] in ("loss", "srcc")):
         return None
     if metric == f"val/{COMPOSITE}/srcc" and len(cfg.tasks) > 1:
         return None
@@ -384,24 +389,33 @@ def plan(
 # Running: trial records, the best checkpoint's metrics, sweep.csv
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def read_record(run_dir: str | Path) -> dict[str, Any] | None:
-    """A trial folder's ``trial.json`` (None when absent or unreadable)."""
+    """A trial folder's ``trial.json`` (None when absent, unreadable or not a JSON object with a status)."""
     try:
-        return json.loads((Path(run_dir) / TRIAL_FILE).read_text(encoding="utf-8"))
+        record = json.loads((Path(run_dir) / TRIAL_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) and isinstance(record.get("status"), str) else None
+
+
+def _recorded_trials(out: Path) -> dict[str, tuple[Trial, dict[str, Any]]]:
+    # every trial folder of `out` with a readable record: name -> (the trial as recorded, its record)
+    found = {}
+    for folder in sorted(out.glob(f"*/{TRIAL_FILE}")):
+        record = read_record(folder.parent)
+        if record is None:
+            continue
+        values = record.get("values") if isinstance(record.get("values"), dict) else {}
+        overrides = record.get("overrides") if isinstance(record.get("overrides"), list) else []
+        trial = Trial(
+            folder.parent.name, str(record.get("experiment", "")), values, tuple(map(str, overrides))
+        )
+        found[trial.name] = (trial, record)
+    return found
 
 
 def _monitor_best(state: Mapping[str, Any]) -> float | None:
-    # the ModelCheckpoint's best score among a Lightning checkpoint's callback states (best.ckpt holds the score
-    # it was saved for; last.ckpt, written at the end of the training epoch, may predate the epoch's validation)
+    # the ModelCheckpoint's best score among a Lightning checkpoint's callback states
     for name, cb in (state.get("callbacks") or {}).items():
         if str(name).startswith("ModelCheckpoint") and cb.get("best_model_score") is not None:
             return float(cb["best_model_score"])
@@ -430,10 +444,14 @@ def best_metrics(run_dir: str | Path) -> dict[str, Any]:
     }
     if not cfg.data.get("val_urls"):
         return found
+    # the run's own validation settings (limit_val_batches: the batches its monitor saw), None dropped as
+    # build_trainer does
+    limit = cfg.trainer.get("limit_val_batches")
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=1,
         precision=cfg.trainer.precision,
+        **({"limit_val_batches": limit} if limit is not None else {}),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -453,7 +471,8 @@ def _rows(
     done = [
         t.name
         for t in trials
-        if records.get(t.name, {}).get("status") == DONE and _finite(records[t.name]["metrics"].get(metric))
+        if records.get(t.name, {}).get("status") == DONE
+        and _is_number((records[t.name].get("metrics") or {}).get(metric))
     ]
     ordered = sorted(done, key=lambda n: records[n]["metrics"][metric] * (-1 if mode == "max" else 1))
     rank = {name: i + 1 for i, name in enumerate(ordered)}
@@ -462,7 +481,8 @@ def _rows(
         {
             m
             for r in records.values()
-            for m in (r.get("metrics") or {})
+            if isinstance(r.get("metrics"), dict)
+            for m in r["metrics"]
             if m.startswith("val/") and m != metric
         }
     )
@@ -481,7 +501,7 @@ def _rows(
     rows = []
     for t in trials:
         rec = records.get(t.name) or {"status": PENDING}
-        metrics = rec.get("metrics") or {}
+        metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
         rows.append(
             {
                 "trial": t.name,
@@ -499,10 +519,6 @@ def _rows(
     return header, rows
 
 
-def _finite(v: Any) -> bool:
-    return _is_number(v)
-
-
 def write_csv(
     path: Path, trials: Sequence[Trial], records: Mapping[str, dict[str, Any]], metric: str, mode: str
 ) -> None:
@@ -512,7 +528,23 @@ def write_csv(
     writer = csv.DictWriter(buf, fieldnames=header)
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
+
+
+def _refresh_csv(
+    out: Path, trials: Sequence[Trial], records: Mapping[str, dict[str, Any]], metric: str, mode: str
+) -> None:
+    # sweep.csv: the sweep's trials in order, then any other trial recorded in `out` (a W&B agent's random
+    # draw), so every process that runs trials of the folder leaves it complete
+    planned = {t.name for t in trials}
+    others = {n: tr for n, tr in _recorded_trials(out).items() if n not in planned}
+    write_csv(
+        out / CSV_FILE,
+        [*trials, *(t for t, _ in others.values())],
+        {**{n: r for n, (_, r) in others.items()}, **records},
+        metric,
+        mode,
+    )
 
 
 def _record(trial: Trial, status: str, **fields: Any) -> dict[str, Any]:
@@ -530,7 +562,9 @@ def _record(trial: Trial, status: str, **fields: Any) -> dict[str, Any]:
 def run_trial(
     trial: Trial, cfg: DictConfig, train_fn: Callable[[DictConfig], Any] | None = None
 ) -> dict[str, Any]:
-    """Train one trial in ``cfg.run_dir`` (continuing from its ``last.ckpt`` when one exists) and record it.
+    """Train one trial in ``cfg.run_dir`` and record it. An interrupted trial (``trial.json`` says ``running``, or
+    is missing) continues from its ``last.ckpt`` (``resume=true``); a failed one starts again
+    (``overwrite=true``: its last state may be what failed, a NaN for one).
 
     Exceptions other than interrupts (``KeyboardInterrupt``, ``SystemExit``: SIGINT, SIGTERM) are recorded as
     a ``failed`` trial and not raised; an interrupt leaves the trial ``running``, to be resumed.
@@ -542,9 +576,12 @@ def run_trial(
         from aqa.tasks.training import train as train_fn
     run_dir = Path(cfg.run_dir)
     cfg = cfg.copy()
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+    previous = read_record(run_dir)
+    if previous is not None and previous["status"] == FAILED:
+        cfg.resume, cfg.overwrite = False, True
+    elif (run_dir / "checkpoints" / "last.ckpt").is_file():
         cfg.resume = True  # an interrupted trial continues where it stopped
-    _write_atomic(
+    write_text_atomic(
         run_dir / TRIAL_FILE, json.dumps(_record(trial, RUNNING, resumed=bool(cfg.resume)), indent=1)
     )
     try:
@@ -554,7 +591,7 @@ def run_trial(
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         log.error("trial %s failed: %s: %s", trial.name, type(err).__name__, message)
         record = _record(trial, FAILED, error=f"{type(err).__name__}: {message}")
-    _write_atomic(run_dir / TRIAL_FILE, json.dumps(record, indent=1))
+    write_text_atomic(run_dir / TRIAL_FILE, json.dumps(record, indent=1))
     return record
 
 
@@ -577,7 +614,8 @@ def run_sweep(
         out: the sweep's folder (default ``runs/sweeps/NAME``); each trial trains in ``OUT/NAME``.
         extra: overrides added to every trial (after the sweep file's, before ``run_dir``).
         resume: continue a sweep in ``out``: finished trials are kept, interrupted ones continue from their
-            ``last.ckpt``, failed ones run again. Without it, a folder that already holds trials is refused.
+            ``last.ckpt``, failed ones start again. Without it, a folder that already holds trials (a record,
+            ``sweep.csv`` or a trial folder with ``checkpoints/``) is refused.
         train_fn: what trains a config (default :func:`aqa.tasks.training.train`; tests inject failures).
 
     Returns:
@@ -590,7 +628,8 @@ def run_sweep(
     out = Path(out) if out is not None else default_out(sweep)
     trials, configs, metric, mode = plan(sweep, out, extra)
     records = {t.name: r for t in trials if (r := read_record(out / t.name))}
-    if not resume and (records or (out / CSV_FILE).is_file()):
+    trained = any((out / t.name / "checkpoints").exists() for t in trials)
+    if not resume and (records or trained or (out / CSV_FILE).is_file()):
         raise ConfigError(
             f"{out} already holds a sweep: pass --resume to continue it, or --out DIR for a new one"
         )
@@ -602,46 +641,69 @@ def run_sweep(
                 f"{list(t.overrides)}: resume with the same sweep and overrides, or use a new --out"
             )
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(
-        out / "sweep.yaml", sweep.path.read_text(encoding="utf-8")
-    )  # the sweep as run, for the record
-    csv_path = out / CSV_FILE
+    # the sweep as run, for the record
+    write_text_atomic(out / "sweep.yaml", sweep.path.read_text(encoding="utf-8"))
     todo = [
         (t, c) for t, c in zip(trials, configs, strict=True) if records.get(t.name, {}).get("status") != DONE
     ]
     if len(todo) < len(trials):
         log.info("resuming %s: %d of %d trials already done", out, len(trials) - len(todo), len(trials))
-    write_csv(csv_path, trials, records, metric, mode)
+    _refresh_csv(out, trials, records, metric, mode)
     bar = tqdm(todo, desc=f"sweep {sweep.name}", unit="trial", file=sys.stderr, disable=not progress)
     for trial, cfg in bar:
         bar.set_postfix_str(trial.name)
         records[trial.name] = {"status": RUNNING}
-        write_csv(csv_path, trials, records, metric, mode)
+        _refresh_csv(out, trials, records, metric, mode)
         records[trial.name] = run_trial(trial, cfg, train_fn)
-        write_csv(csv_path, trials, records, metric, mode)
+        _refresh_csv(out, trials, records, metric, mode)
     return _rows(trials, records, metric, mode, out)[1]
 
 
 def finished_runs(out: str | Path) -> list[Path]:
-    """The run folders of a sweep's finished trials, in the order of its ``sweep.csv``.
+    """The run folders of a sweep's finished trials: every ``OUT/NAME/trial.json`` whose status is ``done``
+    (trials run locally or by W&B agents), in the order of ``OUT/sweep.csv`` where it lists them, then by name.
 
     Raises:
-        FileNotFoundError: no ``sweep.csv`` in ``out``.
+        FileNotFoundError: ``out`` holds neither ``sweep.csv`` nor a trial record.
+        ValueError: no trial of ``out`` is done.
     """
     out = Path(out)
+    recorded = _recorded_trials(out)
     path = out / CSV_FILE
-    if not path.is_file():
+    if not path.is_file() and not recorded:
         raise FileNotFoundError(
-            f"{out} is not a sweep folder: no {CSV_FILE} (run `aqa sweep SWEEP.yaml --out {out}`)"
+            f"{out} is not a sweep folder: no {CSV_FILE} and no */{TRIAL_FILE} "
+            f"(run `aqa sweep SWEEP.yaml --out {out}`)"
         )
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [out / r["trial"] for r in rows if r.get("status") == DONE and (out / r["trial"]).is_dir()]
+    order: list[str] = []
+    if path.is_file():
+        with path.open(newline="", encoding="utf-8") as f:
+            order = [r.get("trial") or "" for r in csv.DictReader(f)]
+    done = [name for name, (_, record) in recorded.items() if record["status"] == DONE]
+    position = {name: i for i, name in enumerate(order)}
+    done.sort(key=lambda n: (position.get(n, len(order)), n))
+    if not done:
+        raise ValueError(f"{out}: no finished trial (no */{TRIAL_FILE} with status {DONE!r})")
+    return [out / name for name in done]
+
+
+def _parse_value(text: str, spec: list[Any] | Range) -> Any:
+    if isinstance(spec, list):
+        listed = [v for v in spec if text in (override_value(v), str(v))]
+        if len(listed) == 1:
+            return listed[0]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
 
 
 def parse_assignment(sweep: Sweep, items: Sequence[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings (a W&B agent's ``${args_no_hyphens}``) as one trial's values, in the sweep's key
-    order; each value read as YAML, as the sweep file's own values are.
+    order, equal to the sweep's own values so that the trial gets the name a local run gives it: a listed value
+    whose override text is VALUE, else an int, else a float (``1e-05``, which YAML reads as a string), else YAML.
 
     Raises:
         ConfigError: a malformed item, a key the sweep does not sweep, or a swept key missing.
@@ -655,7 +717,7 @@ def parse_assignment(sweep: Sweep, items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(
                 f"--trial: {key!r} is not swept by {sweep.path}; its parameters are {list(sweep.parameters)}"
             )
-        given[key] = yaml.safe_load(value)
+        given[key] = _parse_value(value, sweep.parameters[key])
     missing = [k for k in sweep.parameters if k not in given]
     if missing:
         raise ConfigError(f"--trial: no value for {missing}")
@@ -671,6 +733,7 @@ def run_one(
 ) -> dict[str, Any]:
     """Run the single trial ``items`` names (``KEY=VALUE`` per swept key), as :func:`run_sweep` would: same
     composition, folder and ``trial.json`` (what the W&B agents' command calls). A finished trial is not rerun.
+    ``OUT/sweep.csv`` is rewritten from the folder's trial records when the trial starts and when it ends.
 
     Returns:
         The trial's record.
@@ -683,7 +746,22 @@ def run_one(
         return record
     cfg = compose_trial(trial, out)
     check_values(cfg)
-    return run_trial(trial, cfg, train_fn)
+    trials, _, metric, mode = plan(sweep, out, extra, check_data=False)
+
+    def refresh(current: dict[str, Any]) -> None:
+        records = {t.name: r for t in trials if (r := read_record(out / t.name))}
+        _refresh_csv(out, trials, {**records, trial.name: current}, metric, mode)
+
+    refresh({"status": RUNNING})
+    record = run_trial(trial, cfg, train_fn)
+    refresh(record)
+    return record
+
+
+def _wandb_distribution(spec: Range) -> str:
+    if spec.log:
+        return "q_log_uniform_values" if spec.integer else "log_uniform_values"
+    return "int_uniform" if spec.integer else "uniform"
 
 
 def wandb_sweep(
@@ -701,14 +779,9 @@ def wandb_sweep(
     params: dict[str, Any] = {}
     for key, spec in sweep.parameters.items():
         if isinstance(spec, Range):
-            kind = (
-                "int_uniform"
-                if spec.integer and not spec.log
-                else "log_uniform_values"
-                if spec.log
-                else "uniform"
-            )
-            params[key] = {"min": spec.low, "max": spec.high, "distribution": kind}
+            params[key] = {"min": spec.low, "max": spec.high, "distribution": _wandb_distribution(spec)}
+            if spec.integer and spec.log:
+                params[key]["q"] = 1
         else:
             params[key] = {"values": spec}
     config: dict[str, Any] = {
@@ -730,7 +803,7 @@ def wandb_sweep(
     if sweep.method == "random":
         config["run_cap"] = sweep.trials
     path = out / WANDB_FILE
-    _write_atomic(path, yaml.safe_dump(config, sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
     return path
 
 

@@ -1,7 +1,10 @@
 """`aqa sweep`: sweep files checked before anything trains, grid and seeded random expansion, the shipped sweeps,
 the W&B export, and the tiny MMMOS sweep end to end: one trial run as a W&B agent would, the rest interrupted
 midway, resumed (finished trials not rerun, the interrupted one continued from its last.ckpt, a failed one
-recorded and rerun), then ensembled with `aqa ensemble --sweep` and evaluated with `aqa eval ENSEMBLE_DIR`."""
+recorded and rerun), then ensembled with `aqa ensemble --sweep` and evaluated with `aqa eval ENSEMBLE_DIR`.
+Also: uniform integer draws, agent values that name the local trial, damaged records, failed trials started
+again, and an agent's trial validated as it trained and listed in sweep.csv.
+"""
 
 import csv
 import io
@@ -19,7 +22,19 @@ import aqa.tasks.training
 from aqa.audio import encode_flac
 from aqa.cli import main
 from aqa.config import ConfigError, available
-from aqa.tasks.sweep import Range, expand, load_sweep, plan
+from aqa.tasks.sweep import (
+    Range,
+    _trial,
+    expand,
+    finished_runs,
+    load_sweep,
+    parse_assignment,
+    plan,
+    read_record,
+    trial_name,
+    wandb_sweep,
+    write_csv,
+)
 
 SR = 16000
 
@@ -97,6 +112,10 @@ def write_sweep(tmp_path: Path, text: str) -> str:
             "'val/pq/srcc' is not measured",
         ),
         ("experiment: mmmos_tiny\nmetric: val/quality/loss\nparameters: {seed: [0, 1]}\n", "mode: required"),
+        (
+            "experiment: mmmos_tiny\nmetric: val/quality/pearson\nmode: max\nparameters: {seed: [0, 1]}\n",
+            "'val/quality/pearson' is not measured",
+        ),
         ("parameters: {seed: [0, 1]}\n", "give the base experiment"),
         ("experiment: mmmos_tiny\nparameters: {tasks.*.head.*: [mlp]}\n", "the only wildcard"),
         ("experiment: mmmos_tiny\nmethod: random\ntrials: 5\nparameters: {seed: [0, 1]}\n", "only 2"),
@@ -335,3 +354,134 @@ def test_ensemble_folder_mistakes_are_one_line_errors(tmp_path, capsys):
 
         (ens / "ensemble.yaml").write_text("kind: ensemble\nzscore: false\ntasks: [q]\nmembers: []\n")
         read_ensemble(ens)
+
+
+def test_random_integers_are_uniform_and_agent_values_name_the_local_trials(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = np.bincount([Range(2, 9).draw(rng) for _ in range(4000)], minlength=10)[2:]
+    assert counts.sum() == 4000 and (counts / 4000 > 0.1).all() and (counts / 4000 < 0.15).all()  # ends too
+    ints = [Range(1, 1000, log=True).draw(rng) for _ in range(500)]
+    assert all(isinstance(v, int) and 1 <= v <= 1000 for v in ints) and np.mean(np.array(ints) < 32) > 0.4
+
+    sweep = load_sweep(
+        write_sweep(
+            tmp_path,
+            "experiment: mmmos_tiny\nmethod: random\ntrials: 3\nparameters:\n"
+            "  optimizer.lr: {min: 1.0e-5, max: 1.0e-2, log: true}\n"
+            "  data.groups_per_batch: {min: 2, max: 64, log: true}\n  seed: {min: 0, max: 9}\n"
+            "  tasks.quality.loss: [mse, ccc]\n",
+        )
+    )
+    params = yaml.safe_load(wandb_sweep(sweep, tmp_path / "w", check_data=False).read_text())["parameters"]
+    assert params["data.groups_per_batch"] == {
+        "min": 2,
+        "max": 64,
+        "distribution": "q_log_uniform_values",
+        "q": 1,
+    }
+    assert params["optimizer.lr"]["distribution"] == "log_uniform_values"
+    assert params["seed"]["distribution"] == "int_uniform"
+
+    # an agent's text (Python's str of W&B's value) gives the values, and so the name, of the same local trial
+    values = {"optimizer.lr": 1e-05, "data.groups_per_batch": 8, "seed": 3, "tasks.quality.loss": "ccc"}
+    given = parse_assignment(sweep, [f"{k}={v}" for k, v in values.items()])
+    assert given == values and isinstance(given["optimizer.lr"], float)
+    assert isinstance(given["data.groups_per_batch"], int)
+    assert trial_name(given, "mmmos_tiny") == _trial(sweep, values, ()).name
+
+
+def test_trial_records_and_csv_tolerate_damage_and_finished_runs_read_the_records(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    for name, text in [("a", "[1, 2]"), ("b", "{not json"), ("c", '{"no": "status"}')]:
+        (out / name).mkdir(parents=True)
+        (out / name / "trial.json").write_text(text)
+        assert read_record(out / name) is None
+    assert main(["ensemble", "--sweep", str(out), "--out", str(tmp_path / "e")]) == 2
+    assert "is not a sweep folder" in capsys.readouterr().err
+
+    # trials that W&B agents finished (no sweep.csv): found from their records, done ones only
+    for name, status in [("t1", "done"), ("t2", "failed"), ("t3", "done"), ("t4", "running")]:
+        (out / name).mkdir()
+        (out / name / "trial.json").write_text(
+            json.dumps({"status": status})
+        )  # a done record without metrics
+    assert finished_runs(out) == [out / "t1", out / "t3"]
+    trials = [
+        _trial(load_sweep("mmmos_tiny"), {"tasks.quality.head": "mlp", "tasks.*.loss": n}, ()) for n in "xy"
+    ]
+    records = {trials[0].name: {"status": "done"}, trials[1].name: {"status": "done", "metrics": {"m": 1.0}}}
+    write_csv(out / "sweep.csv", trials, records, "m", "max")
+    rows = read_csv(out / "sweep.csv")
+    assert [(r["status"], r["rank"]) for r in rows] == [("done", ""), ("done", "1")]
+    (out / "sweep.csv").write_text("trial,status\nt3,done\nt2,failed\nt1,pending\n")
+    assert finished_runs(out) == [out / "t3", out / "t1"]  # sweep.csv's order; the records say what is done
+    for name in ("t1", "t3"):
+        (out / name / "trial.json").write_text('{"status": "failed"}')
+    assert main(["ensemble", "--sweep", str(out), "--out", str(tmp_path / "e")]) == 2
+    assert "no finished trial" in capsys.readouterr().err
+
+
+def test_failed_trials_start_again_and_unrecorded_checkpoints_are_refused(
+    tmp_path, capsys, monkeypatch, extra
+):
+    out = tmp_path / "sweep"
+    sweep = ["sweep", "mmmos_tiny", *extra, "--out", str(out), "--no-progress"]
+    trials = expand(load_sweep("mmmos_tiny"), extra)
+    (out / trials[0].name / "checkpoints").mkdir(parents=True)
+    (out / trials[0].name / "checkpoints" / "last.ckpt").write_bytes(b"a NaN state")
+    assert main(sweep) == 2  # checkpoints but no trial.json: still a sweep's folder
+    assert "already holds a sweep: pass --resume" in capsys.readouterr().err
+
+    (out / trials[1].name / "checkpoints").mkdir(parents=True)
+    (out / trials[1].name / "checkpoints" / "last.ckpt").write_bytes(b"interrupted")
+    for trial, status in zip(trials[:2], ["failed", "running"], strict=True):
+        record = {"status": status, "overrides": list(trial.overrides)}
+        (out / trial.name / "trial.json").write_text(json.dumps(record))
+    calls = []
+
+    def failing(cfg):
+        calls.append((Path(cfg.run_dir).name, bool(cfg.resume), bool(cfg.overwrite)))
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(aqa.tasks.training, "train", failing)
+    assert main([*sweep, "--resume"]) == 1
+    names = [t.name for t in trials]
+    assert calls == [
+        (names[0], False, True),
+        (names[1], True, False),
+        (names[2], False, False),
+        (names[3], False, False),
+    ]
+    # all four now failed: a second resume starts each of them again, none from its last.ckpt
+    calls.clear()
+    assert main([*sweep, "--resume"]) == 1
+    assert [c[1:] for c in calls] == [(False, True)] * 4
+
+
+def test_agent_trial_is_validated_as_it_trained_and_reaches_sweep_csv(tmp_path, extra):
+    """One real tiny trial, as a W&B agent runs it, validating on 1 of its 2 validation batches."""
+    out = tmp_path / "sweep"
+    trial = expand(load_sweep("mmmos_tiny"), extra)[0]
+    argv = [f"{k}={v}" for k, v in trial.values.items()]
+    assert (
+        main(
+            [
+                "sweep",
+                "mmmos_tiny",
+                *extra,
+                "trainer.limit_val_batches=1",
+                "--out",
+                str(out),
+                "--trial",
+                *argv,
+            ]
+        )
+        == 0
+    )
+    record = json.loads((out / trial.name / "trial.json").read_text())
+    metrics = record["metrics"]
+    assert metrics["val/quality/srcc"] == pytest.approx(metrics["monitor_best"], abs=1e-5)
+    rows = read_csv(out / "sweep.csv")
+    assert [(r["trial"], r["status"]) for r in rows][0] == (record["trial"], "done")
+    assert [r["status"] for r in rows[1:]] == ["pending"] * 3
+    assert finished_runs(out) == [out / record["trial"]]

@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "unpickling anything. An ensemble is exported member by member.")
     p.add_argument("src", metavar="RUN_DIR", help="a trained run folder, an exported model or an ensemble folder")
     p.add_argument("out_dir", metavar="OUT_DIR", help="the folder to write")
-    _which(p)
+    p.add_argument("--which", default=None,
+                   help="checkpoint name in run_dir/checkpoints: best | last (default best; for an ensemble its "
+                        "ensemble.yaml's which)")
     p.add_argument("--without-encoder", action="store_true",
                    help="leave out the encoder weights that come unchanged from its pretrained checkpoint (frozen "
                         "public encoders); loading then needs that checkpoint, which the model card names")

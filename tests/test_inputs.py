@@ -84,7 +84,7 @@ def test_audio_note_uses_the_metric_minimum_length():
 
 @needs_ffmpeg
 def test_score_with_a_broken_reference_is_one_line(tmp_path, capsys):
-    run = make_run(tmp_path)
+    run = make_run(tmp_path, "deepaq_lora_tiny")  # an embedding model: it reads the reference
     clip = tone(tmp_path / "clip.wav", 1.0)
     for path in broken_files(tmp_path / "bad").values():
         code = main(["score", str(run), str(clip), "--reference", str(path), "--no-progress"])

@@ -13,6 +13,10 @@ A model folder holds:
 :func:`aqa.eval.scorer.load` reads it with safetensors and YAML only: nothing is unpickled. An ensemble folder
 (``ensemble.yaml``) is exported member by member into ``OUT/members/NAME/`` with an ``ensemble.yaml`` pointing at
 them by relative path.
+
+The folder is built in a temporary sibling of ``OUT`` and moved into place at the end, so a crash leaves no half
+export; a previous export at ``OUT`` is replaced whole (nothing of it survives), any other non-empty ``OUT`` is
+refused.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from aqa.eval.scorer import (
     FORMAT,
     MODEL_FILE,
     encoder_checkpoints,
+    export_metadata,
     kind_of,
     load_module,
     read_ensemble,
@@ -50,6 +55,54 @@ def _atomic_write(path: Path, write: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def is_export(folder: str | Path) -> bool:
+    """True when ``folder`` is what ``aqa export`` writes: a model folder whose ``model.safetensors`` metadata
+    says ``format: aqa-export-1``, or an ensemble folder whose members all live in its ``members/``."""
+    folder = Path(folder)
+    try:
+        if (folder / MODEL_FILE).is_file():
+            return export_metadata(folder / MODEL_FILE).get("format") == FORMAT
+        if (folder / ENSEMBLE_FILE).is_file() and (folder / "members").is_dir():
+            runs = [str(m["run"]) for m in read_ensemble(folder)["members"]]
+            return bool(runs) and all(r.startswith("members/") and is_export(folder / r) for r in runs)
+    except Exception:  # unreadable: not ours to replace
+        return False
+    return False
+
+
+def publish(out: str | Path, build: Any) -> Path:
+    """Run ``build(tmp)`` on a new temporary sibling folder of ``out``, then move it into place: ``out`` appears
+    whole or not at all. A previous export at ``out`` is replaced whole; returns ``out``.
+
+    Raises:
+        ValueError: ``out`` is a file, or a non-empty folder that is not a previous export.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUT_DIR {out} is a file; pick a folder")
+    old = out.is_dir() and any(out.iterdir())
+    if old and not is_export(out):
+        raise ValueError(
+            f"OUT_DIR {out} is not empty and holds no previous export; pick a new or empty folder"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
+    try:
+        os.chmod(tmp, 0o755)
+        build(tmp)
+        if old:  # move the previous export aside, put the new one in place, then delete the old one
+            trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.replace(out, trash / "old")
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)  # out absent or an empty folder
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def checkpoint_keys(cfg: DictConfig, state: Mapping[str, Tensor]) -> list[str]:
@@ -217,12 +270,17 @@ def model_card(
 def export_model(
     src: str | Path, out: str | Path, which: str = "best", without_encoder: bool = False
 ) -> Path:
-    """Export a run folder (or an exported folder) to ``out``; returns ``out``. See the module docstring."""
+    """Export a run folder (or an exported folder) to ``out`` (built aside, moved into place: see
+    :func:`publish`); returns ``out``. See the module docstring."""
+    return publish(out, lambda tmp: _write_model(Path(src), tmp, which, without_encoder))
+
+
+def _write_model(src: Path, out: Path, which: str, without_encoder: bool) -> None:
+    # the model folder's files, written into the (new) folder out
     from safetensors.torch import save_file
 
     from aqa.config import save_config
 
-    src, out = Path(src), Path(out)
     module, cfg = load_module(src, which)
     state = _weights(module, cfg, without_encoder)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,15 +299,19 @@ def export_model(
         _atomic_write(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
     card = model_card(module, cfg, src, calibrations, without_encoder)
     _atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(card))
-    return out
 
 
 def export_ensemble(
     src: str | Path, out: str | Path, which: str | None = None, without_encoder: bool = False
 ) -> Path:
     """Export every member of an ensemble folder into ``out/members/NAME/`` and write ``out/ensemble.yaml``
-    pointing at them by relative path (stats, zscore and tasks kept); returns ``out``."""
-    src, out = Path(src), Path(out)
+    pointing at them by relative path (stats, zscore and tasks kept); ``which`` None: the ensemble.yaml's
+    ``which`` (else ``best``). Built aside and moved into place (see :func:`publish`); returns ``out``."""
+    return publish(out, lambda tmp: _write_ensemble(Path(src), tmp, which, without_encoder))
+
+
+def _write_ensemble(src: Path, out: Path, which: str | None, without_encoder: bool) -> None:
+    # the ensemble folder's files, written into the (new) folder out
     spec = read_ensemble(src)
     which = which or spec.get("which") or "best"
     names: list[str] = []
@@ -259,7 +321,7 @@ def export_ensemble(
         while name in names:
             name = f"{name}_{len(names)}"
         names.append(name)
-        export_model(m["run"], out / "members" / name, m.get("which") or which, without_encoder)
+        _write_model(Path(m["run"]), out / "members" / name, m.get("which") or which, without_encoder)
         members.append({**{k: v for k, v in m.items() if k != "run"}, "run": f"members/{name}"})
     new = {
         **{k: v for k, v in spec.items() if k != "members"},
@@ -283,20 +345,29 @@ def export_ensemble(
     ]
     card += [f"- `members/{n}` (from `{m['run']}`)" for n, m in zip(names, spec["members"], strict=True)]
     _atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text("\n".join(card) + "\n"))
-    return out
 
 
-def export(src: str | Path, out: str | Path, which: str = "best", without_encoder: bool = False) -> Path:
+def export(src: str | Path, out: str | Path, which: str | None = None, without_encoder: bool = False) -> Path:
     """``aqa export``: a run, an exported model or an ensemble folder -> a model folder at ``out``.
+
+    Args:
+        which: the checkpoint (``best`` | ``last``); None: ``best`` for runs, the ensemble.yaml's ``which`` for
+            ensembles.
 
     Raises:
         FileNotFoundError: ``src`` is no model folder, or its checkpoint is missing.
-        ValueError: ``out`` is ``src`` or inside a run folder's checkpoints; ``--without-encoder`` on random weights.
+        ValueError: ``out`` is ``src``, inside ``src``'s checkpoints/ or holds ``src``; ``out`` is not empty and
+            no previous export; ``--without-encoder`` on random weights.
     """
     src, out = Path(src), Path(out)
     kind = kind_of(src)
-    if out.resolve() == src.resolve():
+    s, o = src.resolve(), out.resolve()
+    if o == s:
         raise ValueError(f"OUT_DIR {out} is the source folder; pick a new folder")
+    if o.is_relative_to(s / "checkpoints"):
+        raise ValueError(f"OUT_DIR {out} is inside the source's checkpoints/; pick a folder outside it")
+    if s.is_relative_to(o):
+        raise ValueError(f"OUT_DIR {out} holds the source folder {src}; pick another folder")
     if kind == "ensemble":
-        return export_ensemble(src, out, None, without_encoder)
-    return export_model(src, out, which, without_encoder)
+        return export_ensemble(src, out, which, without_encoder)
+    return export_model(src, out, which or "best", without_encoder)

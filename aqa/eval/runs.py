@@ -312,14 +312,16 @@ def score(
     scorer = load(run_dir, which, device, precision)
     columns = ["file", "reference", "start_s", "end_s", "windows", *scorer.tasks,
                *[f"{t}_calibrated" for t in scorer.tasks if t in scorer.calibrations], "note", "error"]
+    # usage errors (reference, audiogram, window) are raised here, before --out is opened and truncated
+    records = scorer.score_files(items, reference, (conditions or {}).get("audiogram"), batch_size=batch_size,
+                                 jobs=jobs, window_s=window_s, hop_s=hop_s, progress=progress)
     sink = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115 - closed below; flushed record by record
     writer = csv.DictWriter(sink, columns, extrasaction="ignore") if fmt == "csv" else None
     failed = files_out = 0
     try:
         if writer is not None:
             writer.writeheader()
-        for record in scorer.score_files(items, reference, (conditions or {}).get("audiogram"), batch_size=batch_size,
-                                         jobs=jobs, window_s=window_s, hop_s=hop_s, progress=progress):
+        for record in records:
             if "start_s" not in record:
                 files_out += 1
                 failed += "error" in record

@@ -10,7 +10,8 @@ How files become scores:
   reference is decoded once and embedded once, however many files name it;
 - with ``window_s``, a file longer than one window is cut into windows of ``window_s`` seconds every ``hop_s``
   (the last one ends at the file's end); each window gets a record and the whole file one more, the mean of its
-  windows' scores;
+  windows' scores; a window is compared with the reference's samples at the same times
+  (:func:`reference_segment`), a file that is not windowed with the whole reference;
 - clips (files or windows) run in padded batches of ``batch_size`` with their lengths, so the encoders and heads
   mask the padding: a clip's score does not depend on its batch neighbours (to float rounding, ~1e-6);
 - one record per file (and window), in input order, never a traceback for one bad file: an undecodable file gets
@@ -101,6 +102,9 @@ def window_bounds(
     One range ``(0, n)`` without ``window_s`` or when the clip is no longer than one window; else windows of
     ``window_s`` seconds starting every ``hop_s`` (default ``window_s``), the last one ending at the clip's end
     (so every window has the same length and the tail is covered).
+
+    Raises:
+        ValueError: ``window_s`` or ``hop_s`` is not positive or shorter than one sample (whatever ``n`` is).
     """
     if window_s is None:
         return [(0, n)]
@@ -108,12 +112,24 @@ def window_bounds(
         raise ValueError(f"--window-s and --hop-s must be > 0, got {window_s} and {hop_s}")
     win = round(window_s * sample_rate)
     hop = round((hop_s or window_s) * sample_rate)
+    if win < 1 or hop < 1:  # checked before the early return, so a short first clip cannot hide it
+        raise ValueError(
+            f"--window-s and --hop-s must be at least one sample (1/{sample_rate} s), got {window_s} and {hop_s}"
+        )
     if n <= win:
         return [(0, n)]
     starts = list(range(0, n - win, hop))
     if not starts or starts[-1] + win < n:
         starts.append(n - win)
     return [(s, s + win) for s in starts]
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of ``lengths`` sorted by length (stable) and cut into batches of ``batch_size`` (at least 1):
+    clips of similar lengths share a batch, so padding is least."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    size = max(1, int(batch_size))
+    return [order[start : start + size] for start in range(0, len(order), size)]
 
 
 def pad_batch(clips: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -209,7 +225,7 @@ def _forward_safe(
     # forward_clips, falling back to one clip at a time when the batch fails, so an error (a clip too short
     # for the encoder) lands on its own clip: per clip its outputs or a one-line error
     try:
-        return list(forward_clips(module, clips, conditions, device, precision))
+        return forward_clips(module, clips, conditions, device, precision)
     except Exception as err:
         if len(clips) == 1:
             return [_one_line(err)]
@@ -291,10 +307,8 @@ def embed_clips(
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     module.eval().to(device)
-    order = sorted(range(len(clips)), key=lambda i: clips[i].shape[-1])
     out: list[dict[str, Tensor]] = [{} for _ in clips]
-    for start in range(0, len(order), max(1, batch_size)):
-        chunk = order[start : start + max(1, batch_size)]
+    for chunk in length_batches([c.shape[-1] for c in clips], batch_size):
         for i, o in zip(
             chunk,
             forward_clips(module, [clips[i] for i in chunk], conditions, device, precision),
@@ -360,7 +374,7 @@ def score_files(
     hop_s: float | None = None,
     progress: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Score files in padded batches; yield one record per file (and per window), in input order.
+    """Score files in padded batches: an iterator of one record per file (and per window), in input order.
 
     Args:
         module: a trained ``MultiTaskModule``.
@@ -379,35 +393,50 @@ def score_files(
     ``"windows": n`` and each task's mean over the windows. ``note`` says when the file (or its reference) is
     silent or too short for a reliable score.
 
-    Raises (before any file is scored) ``ValueError`` when the model needs something the call lacks (see
-    :func:`check_requirements`), and :class:`~aqa.audio.AudioError` (one line) when the shared ``reference``
-    cannot be decoded.
+    Raises (when called, before any file is scored or any record is asked for: this is a plain function that
+    checks, then returns the generator) ``ValueError`` when the model needs something the call lacks (see
+    :func:`check_requirements`) or the window settings are invalid (see :func:`window_bounds`), and
+    :class:`~aqa.audio.AudioError` (one line) when the shared ``reference`` cannot be decoded (embedding models
+    only: a model without embedding tasks never decodes it).
     """
     items: list[Item] = []
     for p in paths:
         deg, ref = p if isinstance(p, tuple) else (p, None)
         ref = ref if ref is not None else reference
         items.append((Path(deg), Path(ref) if ref is not None else None))
-    check_requirements(module, conditions, any(r is not None for _, r in items) or reference is not None)
+    check_requirements(module, conditions, any(r is not None for _, r in items))
     sr = module.encoder.sample_rate
-    decoded: dict[Path, Decoded] = {}
-    if reference is not None:  # shared by every file: a usage error when it cannot be used
-        try:
-            decoded[Path(reference)] = Decoded(*_load(reference, sr))
-        except AudioError as err:
-            raise AudioError(f"reference {err.name}", err.reason) from None
     window_s = None if window_s is None else float(window_s)
     window_bounds(1, sr, window_s, hop_s)  # checks the window settings before anything runs
+    shared: Decoded | None = None
+    if reference is not None and module_has_embedding(module):  # shared by every file: a usage error
+        try:
+            shared = Decoded(*_load(reference, sr))
+        except AudioError as err:
+            raise AudioError(f"reference {err.name}", err.reason) from None
+        except FileNotFoundError as err:
+            raise AudioError(f"reference {reference}", _one_line(err)) from None
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     module.eval().to(dev)
     engine = _Engine(
         module, items, conditions, calibrations or {}, dev, prec, batch_size, jobs, window_s, hop_s, progress
     )
-    for path, done in decoded.items():
-        engine.refs[path] = _done(done)
-        engine.shared = path
-    yield from engine.run()
+    if reference is not None:
+        engine.shared = Path(reference)
+        if shared is not None:
+            engine.refs[engine.shared] = _done(shared)
+    return engine.run()
+
+
+def reference_segment(start: int, end: int, n_ref: int) -> tuple[int, int]:
+    """The reference samples ``[start, end)`` a file window ``[start, end)`` is compared with: the same times,
+    moved back to fit when the reference ends earlier (``[min(start, n_ref - (end - start)), ...)``, clipped to
+    ``[0, n_ref)``), so a window and its reference segment have the same length whenever the reference is long
+    enough."""
+    length = end - start
+    rs = max(0, min(start, n_ref - length))
+    return rs, min(rs + length, n_ref)
 
 
 def module_has_embedding(module: nn.Module) -> bool:
@@ -523,19 +552,19 @@ class _Engine:
             return
         f.ref_note = ref.note
         assert ref.wave is not None
-        ref_bounds = window_bounds(ref.wave.shape[-1], self.sr, self.window_s, self.hop_s)
-        for w in range(len(f.bounds)):
-            r = min(w, len(ref_bounds) - 1)
-            key = ("ref", str(f.reference), r)
+        n_ref = ref.wave.shape[-1]
+        windowed = len(f.bounds) > 1
+        for w, (s, e) in enumerate(f.bounds):
+            rs, re = reference_segment(s, e, n_ref) if windowed else (0, n_ref)
+            key = ("ref", str(f.reference), rs, re)
             f.ref_keys[w] = key
             if key not in self.outputs and key not in self.pending:
-                s, e = ref_bounds[r]
-                self.pending[key] = ref.wave[s:e]
+                self.pending[key] = ref.wave[rs:re]
 
     def _flush(self) -> None:
-        keys = sorted(self.pending, key=lambda k: self.pending[k].shape[-1])  # similar lengths pad least
-        for start in range(0, len(keys), self.batch_size):
-            chunk = keys[start : start + self.batch_size]
+        keys = list(self.pending)
+        for batch in length_batches([self.pending[k].shape[-1] for k in keys], self.batch_size):
+            chunk = [keys[i] for i in batch]
             got = _forward_safe(
                 self.module, [self.pending[k] for k in chunk], self.conditions, self.device, self.precision
             )
@@ -601,7 +630,10 @@ class _Engine:
         if failed:
             yield {**base, "error": failed[0]}
             return
-        notes = [n for n in (f.decoded.note, f.ref_note and f"reference {f.ref_note}", f.ref_error) if n]
+        no_ref = "no reference: embedding tasks left out" if f.reference is None and self.embedding else None
+        notes = [
+            n for n in (f.decoded.note, f.ref_note and f"reference {f.ref_note}", f.ref_error, no_ref) if n
+        ]
         windowed = len(f.bounds) > 1
         if windowed:
             for (s, e), scores in zip(f.bounds, per_window, strict=True):

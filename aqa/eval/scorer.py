@@ -147,7 +147,8 @@ class Scorer:
 
     Attributes:
         tasks: the task names scores are returned for.
-        sample_rate: the rate audio is resampled to (the first member's encoder rate).
+        sample_rate: the first member's encoder rate (Hz): the rate audio is resampled to for a single model;
+            in an ensemble each member resamples to its own encoder's rate (``members[i].sample_rate``).
         calibrations: task -> score-to-label mapping (``aqa calibrate``), adding ``TASK_calibrated``.
         zscore: ensembles: each member's scores are standardised with its ``stats`` before averaging.
     """
@@ -200,12 +201,13 @@ class Scorer:
         return out
 
     def _calibrated(self, scores: Mapping[str, Any]) -> dict[str, Any]:
+        # adds TASK_calibrated of the same shape as TASK's value: a scalar stays a scalar (0-d), (N,) stays (N,)
         out = dict(scores)
         for task, v in scores.items():
             if task in self.calibrations:
-                out[f"{task}_calibrated"] = np.asarray(
-                    self.calibrations[task](np.atleast_1d(v)), dtype=np.float64
-                )
+                v = np.asarray(v, dtype=np.float64)
+                mapped = self.calibrations[task](np.atleast_1d(v))
+                out[f"{task}_calibrated"] = np.asarray(mapped, dtype=np.float64).reshape(v.shape)
         return out
 
     # -- audio in ----------------------------------------------------------------------------------------
@@ -315,11 +317,18 @@ class Scorer:
         progress: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """The records of ``aqa score``, in input order (see :func:`aqa.eval.score.score_files` for the options
-        and the record layout). ``paths`` are files or ``(file, reference)`` pairs."""
+        and the record layout). ``paths`` are files or ``(file, reference)`` pairs.
+
+        Usage errors (a missing reference or audiogram, bad window settings, an undecodable shared reference) are
+        raised by this call, before any record is asked for. Ensembles combine each file's records across the
+        members: a file any member failed on gives one error record; a file the members windowed differently
+        (their encoders' rates differ) gives its whole-file record only.
+        """
         conditions = {"audiogram": list(audiogram)} if audiogram is not None else None
         opts = dict(batch_size=batch_size, jobs=jobs, window_s=window_s, hop_s=hop_s)
+        paths = list(paths)  # read once per member
         if len(self.members) == 1 and not self.zscore:
-            yield from score_files(
+            return score_files(
                 self.module,
                 paths,
                 reference,
@@ -330,7 +339,6 @@ class Scorer:
                 progress=progress,
                 **opts,
             )
-            return
         streams = [
             score_files(
                 m.module,
@@ -344,23 +352,62 @@ class Scorer:
                 **opts,
             )
             for i, m in enumerate(self.members)
-        ]
-        for records in zip(*streams, strict=True):
-            failed = [r for r in records if "error" in r]
+        ]  # each checked now (score_files validates eagerly), run lazily below
+        return self._combine_streams(streams)
+
+    def _combine_streams(self, streams: Sequence[Iterator[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+        # per file: each member's window records up to its whole-file record (the one without start_s)
+        task_keys = {t for m in self.members for t in m.module.heads}
+        while True:
+            per_member = [_next_file(s) for s in streams]
+            if all(f is None for f in per_member):
+                return
+            if any(f is None for f in per_member):
+                raise RuntimeError("internal error: ensemble members gave records for different files")
+            files: list[tuple[list[dict[str, Any]], dict[str, Any]]] = per_member  # type: ignore[assignment]
+            wholes = [whole for _, whole in files]
+            failed = [w for w in wholes if "error" in w]
             if failed:
                 yield failed[0]
                 continue
-            record = {
-                k: v
-                for k, v in records[0].items()
-                if k not in self.members[0].module.heads and not k.endswith("_calibrated")
-            }
-            combined = self._calibrated(self._combine(records))
-            note = record.pop("note", None)
-            record.update({t: float(v) for t, v in combined.items()})
-            if note:
-                record["note"] = note
-            yield record
+            notes = list(dict.fromkeys(w["note"] for w in wholes if w.get("note")))
+            counts = {len(windows) for windows, _ in files}
+            if len(counts) == 1:
+                for group in zip(*(windows for windows, _ in files), strict=True):
+                    yield self._merged(group, task_keys, [])
+            else:
+                notes.append("the members windowed this file differently: whole-file scores only")
+            merged = self._merged(wholes, task_keys, notes)
+            if len(counts) != 1:
+                merged.pop("windows", None)
+            yield merged
+
+    def _merged(
+        self, records: Sequence[Mapping[str, Any]], task_keys: set[str], notes: list[str]
+    ) -> dict[str, Any]:
+        # the first member's layout (file, reference, times) with the members' combined (calibrated) scores
+        record = {
+            k: v
+            for k, v in records[0].items()
+            if k not in task_keys and not k.endswith("_calibrated") and k != "note"
+        }
+        combined = self._calibrated(self._combine(records))
+        record.update({t: float(v) for t, v in combined.items()})
+        if notes:
+            record["note"] = "; ".join(notes)
+        return record
+
+
+def _next_file(stream: Iterator[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    # one file's records from a score_files stream: (its window records, its whole-file record); None at the end
+    windows = []
+    for record in stream:
+        if "start_s" not in record:
+            return windows, record
+        windows.append(record)
+    if windows:
+        raise RuntimeError("internal error: a stream ended inside a file's window records")
+    return None
 
 
 def load(path: str | Path, which: str = "best", device: str = "auto", precision: str = "auto") -> Scorer:

@@ -191,3 +191,28 @@ def test_ensemble_export_writes_members_and_a_relative_ensemble_yaml(tmp_path, c
     shutil.rmtree(tmp_path / "runs")
     assert main(["score", str(moved), *args]) == 0
     assert lines(capsys.readouterr().out)[0]["quality"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_export_replaces_a_previous_export_whole_and_refuses_other_folders(tmp_path, capsys):
+    from aqa.eval.calibration import fit_cubic
+
+    run = make_run(tmp_path, "mmmos_tiny")
+    cal = fit_cubic(np.linspace(-1, 1, 20), 3 + np.linspace(-1, 1, 20))
+    (run / "calibration.json").write_text(json.dumps({"quality": cal.to_dict()}))
+    out = tmp_path / "model"
+    assert main(["export", str(run), str(out)]) == 0
+    assert (out / "calibration.json").is_file()
+    (run / "calibration.json").unlink()
+    (out / "members").mkdir()  # as a stale ensemble export would leave
+    assert main(["export", str(run), str(out)]) == 0  # a previous export: replaced whole
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.yaml", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    inside = run / "checkpoints" / "exported"
+    for target, message in ((mine, "not empty"), (inside, "checkpoints/"), (tmp_path, "holds the source")):
+        assert main(["export", str(run), str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and message in err, err
+    assert (mine / "notes.txt").read_text() == "keep me" and not inside.exists()

@@ -371,3 +371,94 @@ def test_score_usage_errors_exit_2_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:  # argparse: --reference and --pairs exclude each other
         main(["score", str(run), str(clip), "--reference", str(clip), "--pairs", str(header_only)])
     assert stop.value.code == 2
+
+
+class EnergyEmbedding(nn.Module):
+    """A stand-in embedding model whose embedding is (mean, mean square) of each clip's own samples (padding
+    masked by ``lengths``), so a reference segment of other loudness lies some distance away. With ``mixed`` it
+    also has a score task ``level`` (the mean square), as a model with score and embedding tasks."""
+
+    def __init__(self, mixed: bool = False) -> None:
+        super().__init__()
+        self.encoder = SimpleNamespace(sample_rate=16000)
+        heads = {"quality": nn.Identity()}
+        heads["quality"].is_embedding, heads["quality"].condition_dims = True, {}
+        if mixed:
+            heads["level"] = nn.Identity()
+            heads["level"].is_embedding, heads["level"].condition_dims = False, {}
+        self.heads = nn.ModuleDict(heads)
+
+    def forward(self, wav, lengths, conditions=None):
+        mask = (torch.arange(wav.shape[-1])[None] < lengths[:, None]).float()
+        mean = (wav * mask).sum(1) / lengths
+        power = (wav**2 * mask).sum(1) / lengths
+        out = {"quality": torch.stack([mean, power], dim=1)}
+        if "level" in self.heads:
+            out["level"] = power
+        return out
+
+
+def ramp(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise whose loudness grows over time (16 kHz mono): its segments differ in energy."""
+    n = round(seconds * 16000)
+    return (np.random.default_rng(seed).standard_normal(n) * np.linspace(0.05, 1.0, n)).astype(np.float32)
+
+
+def test_windows_are_compared_with_the_reference_at_the_same_times(tmp_path):
+    """A 2.5 s excerpt of a 3 s reference, windowed 1 s: windows (0-1, 1-2, 1.5-2.5 s) meet the reference's own
+    samples (score 0), not the reference's 3rd window (2-3 s). A 0.5 s file is not windowed and is compared with
+    the whole reference: --window-s does not change its score."""
+    ref = ramp(3.0)
+    sf.write(tmp_path / "ref.wav", ref, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "part.wav", ref[:40000], 16000, subtype="FLOAT")
+    sf.write(tmp_path / "short.wav", ref[:8000], 16000, subtype="FLOAT")
+    files = [tmp_path / "part.wav", tmp_path / "short.wav"]
+    opts = dict(device="cpu", precision="fp32", jobs=0)
+    windowed = list(score_files(EnergyEmbedding(), files, tmp_path / "ref.wav", window_s=1.0, **opts))
+    assert [(r.get("start_s"), r.get("end_s")) for r in windowed] == [
+        (0.0, 1.0),
+        (1.0, 2.0),
+        (1.5, 2.5),
+        (None, None),
+        (None, None),
+    ]
+    assert all(r["quality"] == pytest.approx(0.0, abs=1e-6) for r in windowed[:4])
+    (_, plain_short) = score_files(EnergyEmbedding(), files, tmp_path / "ref.wav", **opts)
+    assert plain_short["quality"] < -1e-3  # the 0.5 s start is quieter than the whole reference
+    assert windowed[4]["quality"] == pytest.approx(plain_short["quality"], abs=1e-6)
+
+
+def test_mixed_model_without_a_reference_says_embedding_tasks_are_left_out(tmp_path):
+    sf.write(tmp_path / "a.wav", ramp(0.5), 16000, subtype="FLOAT")
+    (rec,) = score_files(EnergyEmbedding(mixed=True), [tmp_path / "a.wav"], device="cpu", jobs=0)
+    assert "quality" not in rec and rec["level"] > 0
+    assert rec["note"] == "no reference: embedding tasks left out"
+
+
+def test_usage_errors_are_raised_by_the_call_not_the_first_record(tmp_path):
+    sf.write(tmp_path / "a.wav", ramp(0.5), 16000, subtype="FLOAT")
+    files = [tmp_path / "a.wav"]
+    with pytest.raises(ValueError, match="one sample"):  # 1e-5 s: not one sample at 16 kHz
+        score_files(EnergyEmbedding(), files, files[0], window_s=1e-5)
+    with pytest.raises(ValueError, match="--reference"):
+        score_files(EnergyEmbedding(), files)
+    with pytest.raises(ValueError, match="reference .*missing.wav"):  # one line naming the reference
+        score_files(EnergyEmbedding(), files, tmp_path / "missing.wav")
+    with pytest.raises(ValueError, match="one sample"):  # a short clip does not hide a hop under one sample
+        window_bounds(10, 16000, 1.0, 1e-5)
+
+
+def test_score_cli_usage_error_leaves_out_untouched_and_no_reference_decoded_for_score_models(
+    tmp_path, capsys
+):
+    run = make_run(tmp_path, "mmmos_tiny")
+    clip = tone(tmp_path / "a.wav", 1.0)
+    out = tmp_path / "scores.csv"
+    out.write_text("earlier results\n")
+    args = ["score", str(run), str(clip), "--out", str(out), "--format", "csv", "--no-progress"]
+    assert main([*args, "--window-s", "0.00001"]) == 2  # shorter than one sample
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "one sample" in err and out.read_text() == "earlier results\n"
+    # a score-only model never uses --reference: a missing one is not decoded and changes nothing
+    assert main([*args, "--reference", str(tmp_path / "missing.wav")]) == 0
+    assert "1 file(s) scored, 0 with errors" in capsys.readouterr().err

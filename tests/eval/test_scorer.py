@@ -91,3 +91,45 @@ def test_ensemble_folder_scores_the_mean_of_its_members(tmp_path, zscore):
     )
     with pytest.raises(ValueError, match="ensemble"):
         ens.embed(clean, sr=16000)
+
+
+def test_ensemble_score_files_combines_per_file_with_calibration(tmp_path, capsys, monkeypatch):
+    """An ensemble with a calibration.json scores files (its calibrated values stay scalars); the members'
+    records are combined file by file: a file one member windowed and the other did not gives its whole-file
+    record only, a file one member failed on gives one error record, and the next file still lines up."""
+    import aqa.eval.scorer as scorer_mod
+    from aqa.eval.calibration import fit_cubic
+    from aqa.eval.scorer import load
+
+    folder = two_member_ensemble(tmp_path, zscore=False)
+    cal = fit_cubic(np.linspace(-3, 0, 20), 1 + np.linspace(0, 4, 20))
+    (folder / "calibration.json").write_text(json.dumps({"quality": cal.to_dict()}))
+    clean = broadband(1.0, 16000, channels=1, seed=1)[0]
+    sf.write(tmp_path / "clean.wav", clean, 16000)
+    sf.write(tmp_path / "noisy.wav", clean + 0.05 * broadband(1.0, 16000, channels=1, seed=2)[0], 16000)
+    args = [str(tmp_path / "noisy.wav"), "--reference", str(tmp_path / "clean.wav"), "--no-progress"]
+    assert main(["score", str(folder), *args]) == 0
+    (rec,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rec["quality_calibrated"] == pytest.approx(float(cal([rec["quality"]])[0]), abs=1e-9)
+
+    ens = load(folder, device="cpu")
+    a, b = (m.module for m in ens.members)
+    x = [{"file": "x", "start_s": 0.0, "end_s": 1.0, "quality": -1.0}, {"file": "x", "start_s": 1.0, "end_s": 2.0,
+         "quality": -3.0}, {"file": "x", "quality": -2.0, "windows": 2}]  # fmt: skip
+    streams = {
+        id(a): x + [{"file": "y", "error": "cannot decode y: bad"}, {"file": "z", "quality": -1.0}],
+        id(b): [{"file": "x", "quality": -4.0, "note": "too short"}, {"file": "y", "quality": -1.0},
+                {"file": "z", "quality": -3.0}],
+    }  # fmt: skip
+    monkeypatch.setattr(scorer_mod, "score_files", lambda module, *args, **kw: iter(streams[id(module)]))
+    got = list(ens.score_files(["x", "y", "z"]))
+    assert [r["file"] for r in got] == ["x", "y", "z"]
+    assert got[0]["quality"] == pytest.approx(-3.0) and "windows" not in got[0]
+    assert "too short" in got[0]["note"] and "windowed this file differently" in got[0]["note"]
+    assert got[1] == {"file": "y", "error": "cannot decode y: bad"}
+    assert got[2]["quality"] == pytest.approx(-2.0) and isinstance(got[2]["quality_calibrated"], float)
+    streams[id(b)] = x + streams[id(b)][1:]  # both windowed alike: window records, then the whole file
+    got = list(ens.score_files(["x", "y", "z"]))
+    assert [(r["file"], r.get("start_s")) for r in got] == [("x", 0.0), ("x", 1.0), ("x", None), ("y", None),
+                                                            ("z", None)]  # fmt: skip
+    assert got[2]["windows"] == 2 and got[2]["quality"] == pytest.approx(-2.0)

@@ -43,18 +43,7 @@ from aqa.eval.scorer import (
     load_module,
     read_ensemble,
 )
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    # write through a temporary file in the same folder, then rename: a crash never leaves half a file
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from aqa.files import write_atomic
 
 
 def is_export(folder: str | Path) -> bool:
@@ -291,14 +280,14 @@ def _write_model(src: Path, out: Path, which: str, without_encoder: bool) -> Non
         "source": str(src.resolve()),
         "which": which,
     }
-    _atomic_write(out / MODEL_FILE, lambda tmp: save_file(state, tmp, metadata=meta))
-    _atomic_write(out / "config.yaml", lambda tmp: save_config(cfg, Path(tmp)))
+    write_atomic(out / MODEL_FILE, lambda tmp: save_file(state, tmp, metadata=meta))
+    write_atomic(out / "config.yaml", lambda tmp: save_config(cfg, Path(tmp)))
     calibrations: dict[str, Any] = {}
     if (src / "calibration.json").is_file():
         calibrations = json.loads((src / "calibration.json").read_text())
-        _atomic_write(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
+        write_atomic(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
     card = model_card(module, cfg, src, calibrations, without_encoder)
-    _atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(card))
+    write_atomic(out / "README.md", lambda tmp: Path(tmp).write_text(card))
 
 
 def export_ensemble(
@@ -329,9 +318,9 @@ def _write_ensemble(src: Path, out: Path, which: str | None, without_encoder: bo
         "which": which,
         "members": members,
     }
-    _atomic_write(out / ENSEMBLE_FILE, lambda tmp: OmegaConf.save(OmegaConf.create(new), tmp))
+    write_atomic(out / ENSEMBLE_FILE, lambda tmp: OmegaConf.save(OmegaConf.create(new), tmp))
     if (src / "calibration.json").is_file():
-        _atomic_write(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
+        write_atomic(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
     card = [
         f"# Ensemble of {len(members)} models",
         "",
@@ -344,7 +333,7 @@ def _write_ensemble(src: Path, out: Path, which: str | None, without_encoder: bo
         "",
     ]
     card += [f"- `members/{n}` (from `{m['run']}`)" for n, m in zip(names, spec["members"], strict=True)]
-    _atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text("\n".join(card) + "\n"))
+    write_atomic(out / "README.md", lambda tmp: Path(tmp).write_text("\n".join(card) + "\n"))
 
 
 def export(src: str | Path, out: str | Path, which: str | None = None, without_encoder: bool = False) -> Path:

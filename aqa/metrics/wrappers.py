@@ -10,6 +10,8 @@ CDPAM network) are loaded once per process.
 
 from __future__ import annotations
 
+import pickle
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -207,13 +209,38 @@ def dnsmos(ref: np.ndarray | None, deg: np.ndarray, sr: int, *, personalized: bo
     }
 
 
+class _TensorUnpickler(pickle.Unpickler):
+    """A pickle reader that rebuilds tensors and ordered dicts and refuses every other global, so no code in the
+    file can run. For legacy checkpoints that ``torch.load(weights_only=True)`` cannot parse (CDPAM's is a
+    protocol-2 pickle whose opcodes torch's weights-only reader lacks)."""
+
+    ALLOWED = frozenset({("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2")})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only tensors and dicts are read")
+        return super().find_class(module, name)
+
+
+# what torch.load needs of a pickle module: an Unpickler class and load()
+_TENSOR_PICKLE = types.SimpleNamespace(
+    Unpickler=_TensorUnpickler, load=lambda f, **kw: _TensorUnpickler(f, **kw).load(), __name__="pickle"
+)
+
+
+def load_tensor_pickle(path: str | Path) -> Any:
+    """``torch.load`` of a legacy checkpoint holding only tensors, dicts and numbers, on the CPU, through
+    :class:`_TensorUnpickler`: any other object in the file raises ``pickle.UnpicklingError``."""
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TENSOR_PICKLE)
+
+
 def _cdpam_model() -> Any:
     if "cdpam" not in _MODELS:
         pkg = require("cdpam", "cdpam", "cdpam")
         from cdpam.models import FINnet  # optional extra: imported only when CDPAM is asked for
 
-        # The checkpoint ships inside the installed package and is a full pickle (it does not load with
-        # weights_only=True). Only this bundled file is ever loaded this way, never a user-supplied path.
+        # The checkpoint ships inside the installed package as a legacy pickle that torch's weights-only reader
+        # cannot parse; it is read by load_tensor_pickle, which rebuilds tensors and dicts and nothing else.
         weights = Path(pkg.__file__).resolve().parent / "CDPAM_trained" / "scratchJNDdefault_best_model.pth"
         if not weights.is_file():
             raise MetricError(f"cdpam: bundled weights missing at {weights}; reinstall the package")
@@ -228,7 +255,7 @@ def _cdpam_model() -> Any:
             classif_act="no",
             input_size=512,
         )
-        state = torch.load(weights, map_location="cpu", weights_only=False)["state"]
+        state = load_tensor_pickle(weights)["state"]
         model.load_state_dict(state)
         _MODELS["cdpam"] = model.eval()
     return _MODELS["cdpam"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from aqa.cli import main as cli_main
 from aqa.metrics import (
@@ -384,3 +385,24 @@ def test_metric_cli_errors_keep_their_quotes(tmp_path, capsys):
     assert err.endswith(f"'{missing}'") and len(err.splitlines()) == 1  # the path's closing quote is kept
     assert main(["metric", "nope", "--ref", "a.wav", "--deg", "b.wav"]) == 2
     assert "unknown metric 'nope'; choose from" in capsys.readouterr().err
+
+
+def test_tensor_pickle_reader_loads_tensors_and_refuses_any_other_object(tmp_path) -> None:
+    import os
+    import pickle
+
+    from aqa.metrics.wrappers import load_tensor_pickle
+
+    good = tmp_path / "good.pth"
+    torch.save({"state": {"w": torch.arange(3.0)}, "epochs": 2}, good, _use_new_zipfile_serialization=False)
+    loaded = load_tensor_pickle(good)
+    assert loaded["epochs"] == 2 and torch.equal(loaded["state"]["w"], torch.arange(3.0))
+
+    class Payload:  # unpickling it would call os.getcwd: any callable global is a way to run code
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"state": Payload()}, bad, _use_new_zipfile_serialization=False, pickle_protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="posix.getcwd|os.getcwd|nt.getcwd"):
+        load_tensor_pickle(bad)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,27 @@ def _records(
     return module, cfg, collect_scores(module, loader, labels, mismatched, device, precision)
 
 
+def _report(cfg: DictConfig) -> Mapping[str, str]:
+    # the config's `report` (the subset column and the plot's x axis), the codec sets' by default
+    return cfg.get("report") or {"by": "codec", "x": "bitrate_kbps"}
+
+
+def _publish(
+    folder: Path, split: str, reference: str, records: dict[str, list[dict]], cfg: DictConfig, title: str, plot: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    # what `aqa eval` shows and keeps, for a run or an ensemble: the summary printed, folder/eval_{split}[_mismatched]
+    # .json with the records (and `extra`), and its plot
+    report = _report(cfg)
+    summary = summarise(records, by=report["by"])
+    name = f"eval_{split}" + ("_mismatched" if reference == "mismatched" else "")
+    print_summary(summary, title=title)
+    save_results(folder / f"{name}.json", summary, records, **extra)
+    if plot and (png := plot_scores(records, folder / f"{name}.png", x=report["x"], by=report["by"])):
+        print(f"plot: {png}")
+    return summary
+
+
 def evaluate(
     run_dir: str | Path,
     which: str = "best",
@@ -74,14 +95,8 @@ def evaluate(
     _, cfg, records = _records(run_dir, which, split, reference == "mismatched", device, precision)
     if reference == "matched":  # the calibration was fitted on matched-reference scores
         apply_calibration(records, run_dir / "calibration.json")
-    report = cfg.get("report") or {"by": "codec", "x": "bitrate_kbps"}
-    summary = summarise(records, by=report["by"])
-    name = f"eval_{split}" + ("_mismatched" if reference == "mismatched" else "")
-    print_summary(summary, title=f"{cfg.experiment}: {split} ({which} checkpoint, {reference} reference)")
-    save_results(run_dir / f"{name}.json", summary, records)
-    if plot and (png := plot_scores(records, run_dir / f"{name}.png", x=report["x"], by=report["by"])):
-        print(f"plot: {png}")
-    return summary
+    title = f"{cfg.experiment}: {split} ({which} checkpoint, {reference} reference)"
+    return _publish(run_dir, split, reference, records, cfg, title, plot)
 
 
 def _evaluate_ensemble(
@@ -103,7 +118,6 @@ def _evaluate_ensemble(
     spec = read_ensemble(folder)
     runs = [m["run"] for m in spec["members"]]
     first = load_config(Path(runs[0]) / "config.yaml")
-    report = first.get("report") or {"by": "codec", "x": "bitrate_kbps"}
     scored = []
     for run in runs:
         module, cfg = load_module(run, spec["which"])  # a run or an exported model
@@ -113,15 +127,8 @@ def _evaluate_ensemble(
         scored.append({t: r for t, r in records.items() if t in spec["tasks"]})
     stats = [m["stats"] for m in spec["members"]] if spec["zscore"] else None
     records = with_composite(ensemble_records(scored, zscore=spec["zscore"], stats=stats))
-    summary = summarise(records, by=report["by"])
-    name = f"eval_{split}" + ("_mismatched" if reference == "mismatched" else "")
-    print_summary(
-        summary, title=f"ensemble of {len(runs)} runs ({folder}): {split}, {spec['which']} checkpoints"
-    )
-    save_results(folder / f"{name}.json", summary, records, runs=runs)
-    if plot and (png := plot_scores(records, folder / f"{name}.png", x=report["x"], by=report["by"])):
-        print(f"plot: {png}")
-    return summary
+    title = f"ensemble of {len(runs)} runs ({folder}): {split}, {spec['which']} checkpoints"
+    return _publish(folder, split, reference, records, first, title, plot, runs=runs)
 
 
 def calibrate(
@@ -217,7 +224,7 @@ def ensemble(
     if select is not None and select < 1:
         raise ValueError(f"--select K needs K >= 1, got {select}")
     first = load_config(Path(run_dirs[0]) / "config.yaml")  # its data and report (the loop builds its model)
-    report = first.get("report") or {"by": "codec", "x": "bitrate_kbps"}
+    report = _report(first)
     sets = list(dict.fromkeys([split, *(select_on if select is not None else ())]))
     scored = []  # per run: set -> task -> records
     for run in run_dirs:

@@ -67,7 +67,7 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 
 from aqa.audio import encode_flac, load_audio, resample_np, to_mono_np
+from aqa.files import numbered
 from data_prep.codec import report
 from data_prep.shards import (
     Sample,
@@ -288,20 +289,6 @@ def _build_utterance(utt: _Utt, cfg: _Config) -> Iterator[list[Sample] | Skip | 
         yield samples
 
 
-def _unique_ids(ids: Iterable[str]) -> tuple[str, ...]:
-    """``ids`` with repeats suffixed ``_2``, ``_3``, ... so that each is unique (they become group keys)."""
-    out: list[str] = []
-    taken: set[str] = set()
-    for uid in ids:
-        new, n = uid, 1
-        while new in taken:
-            n += 1
-            new = f"{uid}_{n}"
-        taken.add(new)
-        out.append(new)
-    return tuple(out)
-
-
 def build_jnd_shards(
     sources: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -365,7 +352,7 @@ def build_jnd_shards(
         raise ValueError("need jnd_db > 0, noises_per_utterance >= 1, sample_rate > 0 and max_s >= min_s")
     if noise_dir is not None:
         pool = tuple(str(p) for p in list_sources(noise_dir)[0])
-        noise_ids = _unique_ids(safe_id(Path(p).stem, 24) for p in pool)
+        noise_ids = tuple(numbered(safe_id(Path(p).stem, 24) for p in pool))
     else:
         pool = tuple(noise_types)
         bad = [t for t in pool if t not in NOISE_TYPES]
@@ -373,7 +360,7 @@ def build_jnd_shards(
             raise ValueError(f"noise_types must be distinct names from {list(NOISE_TYPES)}, got {list(pool)}")
         noise_ids = pool
     paths = [Path(s) for s in sources]
-    ids = _unique_ids(safe_id(p.stem, 40) for p in paths)
+    ids = tuple(numbered(safe_id(p.stem, 40) for p in paths))
     units = []
     for p, uid in zip(paths, ids, strict=True):
         split = None

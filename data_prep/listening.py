@@ -26,7 +26,7 @@ from pathlib import Path
 import soundfile as sf
 
 from aqa.audio import load_audio, resample_np
-from aqa.files import write_text_atomic
+from aqa.files import numbered, write_text_atomic
 from aqa.metrics.runner import iter_results
 from data_prep.codecs import CODECS, encode_decode_many
 from data_prep.shards import AUDIO_SUFFIXES, list_sources
@@ -153,10 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows: list[dict[str, str]] = []
         skipped: list[str] = []
         clips = 0
-        stems = [p.stem for p in sources]
-        for i, path in enumerate(sources):
-            # clips of one name in different folders must not overwrite each other's files
-            name = path.stem if stems.count(path.stem) == 1 else f"{path.stem}_{i}"
+        names = numbered(p.stem for p in sources)  # clips of one name in two folders keep their files apart
+        for path, name in zip(sources, names, strict=True):
             try:
                 got = code_clip(
                     path, args.out, codecs, args.bitrates, args.excerpt_s, args.offset_s, args.rate, name

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from aqa.eval.stats import MIN_ITEMS, summary_stats, system_means
-from aqa.files import write_text_atomic
+from aqa.files import numbered, write_text_atomic
 
 __all__ = [
     "BASELINE_KEYS",
@@ -457,22 +457,6 @@ def _log_wandb(summary: Sequence[Mapping[str, Any]]) -> bool:
 # ------------------------------------------------------------------------------------------- the command
 
 
-def _unique_names(runs: Sequence[str | Path], taken: Sequence[str] = ()) -> list[str]:
-    # a column name per run: its folder's name, numbered when that name is already a run's, a baseline's or a
-    # column of the test (`aqa eval . ...` names the current folder)
-    used = set(taken)
-    out = []
-    for r in runs:
-        base = Path(r).resolve().name or "model"
-        name, k = base, 1
-        while name in used:
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        out.append(name)
-    return out
-
-
 def evaluate_test(
     test: str | Path,
     runs: Sequence[str | Path] = (),
@@ -527,7 +511,7 @@ def evaluate_test(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     predictions: dict[str, list[float]] = {}
-    for run, name in zip(runs, _unique_names(runs, [*names, *rows[0]]), strict=True):
+    for run, name in zip(runs, numbered([Path(r).resolve().name or "model" for r in runs], [*names, *rows[0]]), strict=True):
         predictions.update(
             predict_model(
                 run,

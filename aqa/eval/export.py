@@ -43,7 +43,6 @@ from aqa.eval.scorer import (
     load_module,
     read_ensemble,
 )
-from aqa.files import write_atomic
 
 
 def is_export(folder: str | Path) -> bool:
@@ -280,14 +279,14 @@ def _write_model(src: Path, out: Path, which: str, without_encoder: bool) -> Non
         "source": str(src.resolve()),
         "which": which,
     }
-    write_atomic(out / MODEL_FILE, lambda tmp: save_file(state, tmp, metadata=meta))
-    write_atomic(out / "config.yaml", lambda tmp: save_config(cfg, Path(tmp)))
+    save_file(state, str(out / MODEL_FILE), metadata=meta)
+    save_config(cfg, out / "config.yaml")
     calibrations: dict[str, Any] = {}
     if (src / "calibration.json").is_file():
         calibrations = json.loads((src / "calibration.json").read_text())
-        write_atomic(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
+        shutil.copyfile(src / "calibration.json", out / "calibration.json")
     card = model_card(module, cfg, src, calibrations, without_encoder)
-    write_atomic(out / "README.md", lambda tmp: Path(tmp).write_text(card))
+    (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def export_ensemble(
@@ -318,9 +317,9 @@ def _write_ensemble(src: Path, out: Path, which: str | None, without_encoder: bo
         "which": which,
         "members": members,
     }
-    write_atomic(out / ENSEMBLE_FILE, lambda tmp: OmegaConf.save(OmegaConf.create(new), tmp))
+    OmegaConf.save(OmegaConf.create(new), out / ENSEMBLE_FILE)
     if (src / "calibration.json").is_file():
-        write_atomic(out / "calibration.json", lambda tmp: shutil.copyfile(src / "calibration.json", tmp))
+        shutil.copyfile(src / "calibration.json", out / "calibration.json")
     card = [
         f"# Ensemble of {len(members)} models",
         "",
@@ -333,7 +332,7 @@ def _write_ensemble(src: Path, out: Path, which: str | None, without_encoder: bo
         "",
     ]
     card += [f"- `members/{n}` (from `{m['run']}`)" for n, m in zip(names, spec["members"], strict=True)]
-    write_atomic(out / "README.md", lambda tmp: Path(tmp).write_text("\n".join(card) + "\n"))
+    (out / "README.md").write_text("\n".join(card) + "\n", encoding="utf-8")
 
 
 def export(src: str | Path, out: str | Path, which: str | None = None, without_encoder: bool = False) -> Path:

@@ -16,6 +16,7 @@ from aqa.config import ConfigError, available, compose
 from aqa.eval.runs import calibrate, evaluate
 from aqa.tasks import build_module, init_from_checkpoint
 from aqa.tasks.training import train
+from synth import music
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (make install)")
 
@@ -326,13 +327,15 @@ def _start(cfg):
     return module.eval()
 
 
-def _val_srcc(module, cfg) -> float:
-    """Validation SRCC of ``module`` as `aqa eval` measures a run: every val clip, crops from the clip start."""
+def _val_srcc(module, cfg, mismatched: bool = False) -> float:
+    """Validation SRCC of ``module`` as `aqa eval` measures a run: every val clip, crops from the clip start;
+    ``mismatched``: embedding heads against another excerpt's reference (`--reference mismatched`)."""
     from aqa.data.datamodule import datamodule_from_config
     from aqa.eval.report import collect_scores, summarise
 
     loader = datamodule_from_config(cfg, module.encoder.sample_rate).eval_dataloader("val")
-    records = collect_scores(module, loader, {t: c.label for t, c in cfg.tasks.items()}, device="cpu", precision="fp32")
+    records = collect_scores(module, loader, {t: c.label for t, c in cfg.tasks.items()}, mismatched, device="cpu",
+                             precision="fp32")
     return summarise(records)[_only_task(cfg)]["all"]["srcc"]
 
 
@@ -403,32 +406,62 @@ def learn_objective(experiment: str, shards: Path, run: Path, *extra: str) -> tu
     return run, loss_before, _val_loss(trained, cfg), srcc_before, _val_srcc(trained, cfg)
 
 
+DEEPAQ_SPLITS = {f"utt{i}": "val" if i % 3 == 2 else "train" for i in range(36)}
+# deepaq_lora_tiny's task (bit-rate RnC, clean = infinity, coded anchors) under deepaq_full's encoder setting. LoRA
+# adapts a pretrained encoder; over a random tiny MERT its q/v updates cannot create a codec cue that the frozen
+# random front end does not compute (seed 0 with LoRA: mismatched SRCC 0.12 -> 0.12), so the test fine-tunes every
+# weight, the paper's `deepaq_full` ablation. Batches of 8 excerpts x 5 versions (the paper's 32 is 4 x 8), random
+# 0.75 s crops of the 1 s excerpts (without them the runs memorise the 24 training excerpts: the validation loss
+# rises after about 25 epochs), the best checkpoint by validation loss as in deepaq_lora.
+DEEPAQ_LEARNING = ("encoder.adapter=null", "optimizer.lr=6e-4", "trainer.gradient_clip_val=1.0",
+                   "trainer.max_epochs=40", "data.crop_s=0.75", "data.val_crop_s=1.0", "data.groups_per_batch=8",
+                   "monitor.metric=val/loss", "monitor.mode=min")
+
+
 @pytest.fixture(scope="module")
-def deepaq_run(learning_data, tmp_path_factory) -> tuple[Path, float, float, float, float]:
-    """deepaq_lora_tiny trained 20 epochs on the coded learning shards (bit-rate RnC, clean = infinity)."""
-    run = tmp_path_factory.mktemp("deepaq") / "run"
-    return learn_objective("deepaq_lora_tiny", learning_data["mos"], run, "trainer.max_epochs=20")
+def deepaq_run(tmp_path_factory) -> tuple[Path, float, float, float, float]:
+    """DeePAQ trained on MP3-coded bright music (36 pieces: 24 train, 12 val): (run dir, validation SRCC with a
+    mismatched reference before, after, with the matched reference before, after), "after" on the best
+    checkpoint, as `aqa eval RUN [--reference mismatched]` measures it."""
+    from data_prep.codec import build_codec_shards
+
+    root = tmp_path_factory.mktemp("deepaq")
+    (root / "src").mkdir()
+    src = [root / "src" / f"{piece}.wav" for piece in DEEPAQ_SPLITS]
+    for i, path in enumerate(src):
+        sf.write(path, music(1.3, 48000, seed=100 + i), 48000)
+    # MP3 alone: its low-pass falls with the bit rate (99 % bandwidth 2.8 / 4.5 / 10.7 / 14.8 kHz at 16-128 kbit/s
+    # here), a cue that does not depend on the notes; Opus keeps the full band at every rate
+    build_codec_shards(src, root / "shards", excerpt_s=1.0, codecs=("mp3",), bitrates=(16, 32, 64, 128), mono=True,
+                       visqol=False, splits=DEEPAQ_SPLITS, progress=False)
+    run = root / "run"
+    cfg = compose("deepaq_lora_tiny", overrides(root / "shards", run, *DEEPAQ_LEARNING))
+    start = _start(cfg)
+    before = _val_srcc(start, cfg, mismatched=True), _val_srcc(start, cfg)
+    train(cfg)
+    after = [evaluate(run, which="best", plot=False, reference=reference, device="cpu", precision="fp32")
+             ["quality"]["all"]["srcc"] for reference in ("mismatched", "matched")]
+    return run, before[0], after[0], before[1], after[1]
 
 
-def test_deepaq_learns_its_rank_n_contrast_objective(deepaq_run):
-    # seeds 0-4, validation RnC loss after 20 epochs: 2.362 -> 2.332, 2.340 -> 2.325, 2.427 -> 2.326,
-    # 2.352 -> 2.327, 2.333 -> 2.320 (with optimizer.lr=1e-12: 2.362 -> 2.362)
-    _, loss_before, loss_after, _, _ = deepaq_run
-    assert loss_after <= loss_before - 0.008, (loss_before, loss_after)
+def test_deepaq_learns_a_quality_embedding(deepaq_run):
+    """DeePAQ's embedding is meant to score against any clean reference (the paper's mismatched-reference mode).
+    A random encoder's distance to another excerpt's reference says nothing about the bit rate; a trained one
+    places the versions along a bit-rate axis shared by every excerpt."""
+    # seeds 0-4, mismatched-reference SRCC: 0.10 -> 0.79, 0.07 -> 0.61, 0.06 -> 0.90, 0.05 -> 0.77, 0.00 -> 0.82
+    # (optimizer.lr=1e-12: 0.10 -> 0.10)
+    _, before, after, _, _ = deepaq_run
+    assert after >= 0.45 and after >= before + 0.4, (before, after)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "deepaq_lora_tiny's val/quality/srcc (minus the distance to the clip's own clean reference against bit rate) "
-    "does not rise on CPU-sized data while its RnC loss falls: seeds 0-4, 20 epochs: 0.872/0.867/0.899/0.888/0.899 "
-    "-> 0.856/0.888/0.904/0.878/0.899; 200 epochs, real music excerpts (5 shared clips, 60 epochs, seeds 0-4: "
-    "+0.04/+0.08/-0.03/-0.01/+0.01), dropout-free encoders, lr 3e-3, temperature 0.2-0.5 and full fine-tuning gave "
-    "no consistent gain. A random tiny MERT's distance to the reference already ranks bit rate (SRCC 0.87-0.90), and "
-    "RnC across excerpts asks for a content-invariant bit-rate axis that its 96 pooled features do not hold: a "
-    "linear head alone fitted 1000 Adam steps on the frozen features lowers the RnC loss 3.31 -> 3.17 and leaves "
-    "the training SRCC at 0.81 -> 0.77"))
-def test_deepaq_validation_srcc_rises(deepaq_run):
-    _, _, _, srcc_before, srcc_after = deepaq_run
-    assert srcc_after >= srcc_before + 0.03, (srcc_before, srcc_after)
+def test_deepaq_keeps_ranking_against_the_matched_reference(deepaq_run):
+    """With the clip's own reference any encoder ranks the bit rates well (a random one: SRCC 0.87-0.92), and
+    training for the mismatched mode need not raise it. It must not lose it either."""
+    # seeds 0-4, matched-reference SRCC: 0.90 -> 0.86, 0.87 -> 0.72, 0.88 -> 0.93, 0.92 -> 0.83, 0.92 -> 0.87
+    run, _, _, before, after = deepaq_run
+    assert after >= 0.65 and after >= before - 0.2, (before, after)
+    logged = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/quality/srcc_mismatched" in logged  # the mode is followed during training too
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,8 @@ COMPOSITE = "composite"  # the pseudo-task of several tasks' mean score and mean
 class MultiTaskModule(L.LightningModule):
     """Shared encoder + named tasks. Logs ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``; with
     several tasks also ``val/composite/srcc``: per clip, the mean of the tasks' scores against the mean of their
-    labels (MMMOS §V-A), over the clips every task scores.
+    labels (MMMOS §V-A), over the clips every task scores; for embedding tasks also ``val/{task}/srcc_mismatched``,
+    each clip scored against another excerpt's reference of its batch (DeePAQ's mismatched-reference mode).
 
     Args:
         encoder: an ``aqa.encoders`` module: ``encoder(wav (B, T), lengths (B,)) -> EncoderOutput``.
@@ -150,6 +151,10 @@ class MultiTaskModule(L.LightningModule):
         self.val_srcc = nn.ModuleDict({name: SpearmanCorrCoef() for name in tasks})
         if len(tasks) > 1:
             self.val_srcc[COMPOSITE] = SpearmanCorrCoef()
+        # embedding tasks are also scored against another excerpt's reference (DeePAQ's mismatched mode)
+        self.val_srcc_mismatched = nn.ModuleDict(
+            {name: SpearmanCorrCoef() for name, t in tasks.items() if t.head.is_embedding}
+        )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
@@ -316,6 +321,11 @@ class MultiTaskModule(L.LightningModule):
             if mask.any():
                 self.val_srcc[name].update(scores[mask].float(), target[mask].float())
             per_task.append((scores.float(), target.float(), mask))
+            if name in self.val_srcc_mismatched:
+                other, valid = quality_scores(pred, True, batch, mismatched=True)
+                valid = valid & torch.isfinite(target) & torch.isfinite(other)  # needs a second group in the batch
+                if valid.any():
+                    self.val_srcc_mismatched[name].update(other[valid].float(), target[valid].float())
         if COMPOSITE in self.val_srcc:
             every = torch.stack([m for _, _, m in per_task]).all(dim=0)
             if every.any():
@@ -324,9 +334,11 @@ class MultiTaskModule(L.LightningModule):
                 self.val_srcc[COMPOSITE].update(mean_score[every], mean_label[every])
 
     def on_validation_epoch_end(self) -> None:
-        for name, metric in self.val_srcc.items():
+        logged = [(f"val/{name}/srcc", metric, True) for name, metric in self.val_srcc.items()]
+        logged += [(f"val/{name}/srcc_mismatched", metric, False) for name, metric in self.val_srcc_mismatched.items()]
+        for key, metric, prog_bar in logged:
             if metric.preds:  # nothing accumulated when validation was skipped
-                self.log(f"val/{name}/srcc", metric.compute(), prog_bar=True, sync_dist=False)
+                self.log(key, metric.compute(), prog_bar=prog_bar, sync_dist=False)
             metric.reset()
 
     def configure_optimizers(self) -> Any:

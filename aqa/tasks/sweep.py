@@ -61,6 +61,7 @@ from tqdm import tqdm
 from aqa.config import CONFIG_DIR, ConfigError, available, check_values, compose
 from aqa.data.datamodule import datamodule_from_config
 from aqa.files import write_text_atomic
+from aqa.heads import HEADS, Kind
 from aqa.tasks.multitask import COMPOSITE, load_run
 
 log = logging.getLogger(__name__)
@@ -336,9 +337,14 @@ def _metric_problem(metric: str, cfg: DictConfig) -> str | None:
         return None
     if metric == f"val/{COMPOSITE}/srcc" and len(cfg.tasks) > 1:
         return None
+    embedding = [name for name, task in cfg.tasks.items() if getattr(HEADS[task.head.name], "output", None)
+                 is Kind.EMBEDDING]
+    if len(parts) == 3 and parts[1] in embedding and parts[2] == "srcc_mismatched":
+        return None
     return (
         f"metric {metric!r} is not measured for {cfg.experiment}: val/loss, val/TASK/loss, val/TASK/srcc with TASK "
-        f"in {list(cfg.tasks)}, or val/{COMPOSITE}/srcc for several tasks"
+        f"in {list(cfg.tasks)}, val/{COMPOSITE}/srcc for several tasks"
+        + (f", val/TASK/srcc_mismatched with TASK in {embedding}" if embedding else "")
     )
 
 

@@ -21,9 +21,10 @@ import yaml
 import aqa.tasks.training
 from aqa.audio import encode_flac
 from aqa.cli import main
-from aqa.config import ConfigError, available
+from aqa.config import ConfigError, available, compose
 from aqa.tasks.sweep import (
     Range,
+    _metric_problem,
     _trial,
     expand,
     finished_runs,
@@ -115,6 +116,10 @@ def write_sweep(tmp_path: Path, text: str) -> str:
         (
             "experiment: mmmos_tiny\nmetric: val/quality/pearson\nmode: max\nparameters: {seed: [0, 1]}\n",
             "'val/quality/pearson' is not measured",
+        ),
+        (  # a score head has no reference to mismatch
+            "experiment: mmmos_tiny\nmetric: val/quality/srcc_mismatched\nmode: max\nparameters: {seed: [0, 1]}\n",
+            "'val/quality/srcc_mismatched' is not measured",
         ),
         ("parameters: {seed: [0, 1]}\n", "give the base experiment"),
         ("experiment: mmmos_tiny\nparameters: {tasks.*.head.*: [mlp]}\n", "the only wildcard"),
@@ -485,3 +490,8 @@ def test_agent_trial_is_validated_as_it_trained_and_reaches_sweep_csv(tmp_path, 
     assert [(r["trial"], r["status"]) for r in rows][0] == (record["trial"], "done")
     assert [r["status"] for r in rows[1:]] == ["pending"] * 3
     assert finished_runs(out) == [out / record["trial"]]
+
+
+def test_embedding_tasks_can_be_ranked_by_their_mismatched_reference_srcc():
+    assert _metric_problem("val/quality/srcc_mismatched", compose("deepaq_lora_tiny")) is None
+    assert "srcc_mismatched with TASK in ['quality']" in _metric_problem("val/x/srcc", compose("deepaq_lora_tiny"))

@@ -39,7 +39,7 @@ def music(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     notes = np.zeros_like(t)
     edges = np.linspace(0, t.size, 5).astype(int)
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
         f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
         tt = t[a:b] - t[a]
         saw = sum(np.sin(2 * np.pi * k * f0 * tt) / k for k in range(1, int(sr / 2 / f0)))

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from synth import music
 
 import aqa.metrics
 from aqa.config import ConfigError, available, compose
 from aqa.eval.runs import calibrate, evaluate
 from aqa.tasks import build_module, init_from_checkpoint
 from aqa.tasks.training import train
-from synth import music
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (make install)")
 

@@ -232,7 +232,14 @@ class Scorer:
     ) -> tuple[list[Tensor], bool]:
         batched = isinstance(audio, list | tuple)
         items = list(audio) if batched else [audio]  # type: ignore[arg-type]
-        return [self._clip(a, sr, target) for a in items], batched
+        # an item given several times (the same path or object, e.g. ``reference=[clean] * N``) is decoded once
+        # and shares its tensor, which score_clips then embeds once
+        keys = [str(Path(a).resolve()) if isinstance(a, str | Path) else id(a) for a in items]
+        decoded: dict[Any, Tensor] = {}
+        for key, a in zip(keys, items, strict=True):
+            if key not in decoded:
+                decoded[key] = self._clip(a, sr, target)
+        return [decoded[k] for k in keys], batched
 
     # -- the API -----------------------------------------------------------------------------------------
 

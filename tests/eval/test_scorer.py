@@ -133,3 +133,30 @@ def test_ensemble_score_files_combines_per_file_with_calibration(tmp_path, capsy
     assert [(r["file"], r.get("start_s")) for r in got] == [("x", 0.0), ("x", 1.0), ("x", None), ("y", None),
                                                             ("z", None)]  # fmt: skip
     assert got[2]["windows"] == 2 and got[2]["quality"] == pytest.approx(-2.0)
+
+
+def test_a_reference_given_once_per_clip_is_decoded_and_embedded_once(tmp_path, monkeypatch):
+    import aqa.eval.score as score_module
+    import aqa.eval.scorer as scorer_module
+
+    run = make_run(tmp_path, "deepaq_lora_tiny")
+    scorer = scorer_module.load(run, device="cpu", precision="fp32")
+    clean = broadband(1.0, 16000, channels=1, seed=1)[0]
+    sf.write(tmp_path / "clean.wav", clean, 16000, subtype="FLOAT")
+    clips = [clean + 0.02 * k * np.random.default_rng(k).standard_normal(clean.shape).astype(np.float32)
+             for k in range(4)]
+    expected = scorer.score(clips, sr=16000, reference=clean)["quality"]  # one shared reference
+    loads, embedded = [], []
+    real_load, real_embed = scorer_module._load, score_module.embed_clips
+    monkeypatch.setattr(scorer_module, "_load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    monkeypatch.setattr(
+        score_module, "embed_clips", lambda m, c, *a, **k: embedded.append(len(c)) or real_embed(m, c, *a, **k)
+    )
+    got = scorer.score(clips, sr=16000, reference=[str(tmp_path / "clean.wav")] * 4)["quality"]
+    assert len(loads) == 1 and embedded == [4, 1], (loads, embedded)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    embedded.clear()
+    scorer.score(clips, sr=16000, reference=[clean] * 4)  # the same array object
+    assert embedded == [4, 1]
+    scorer.score(clips, sr=16000, reference=[clean.copy() for _ in clips])  # equal but distinct: each embedded
+    assert embedded == [4, 1, 4, 4]

@@ -61,6 +61,7 @@ from data_prep.shards import (
     Sample,
     Skip,
     SourceInfo,
+    SourceUnit,
     add_common_args,
     assign_split,
     list_sources,
@@ -68,8 +69,8 @@ from data_prep.shards import (
     run_shards,
     safe_id,
     short_error,
+    source_units,
     split_warnings,
-    unit_hash,
 )
 
 __all__ = ["build_codec_shards", "piece_id_for", "assign_split", "MANIFEST_NAME"]
@@ -83,16 +84,6 @@ def piece_id_for(path: Path) -> str:
     Long names are cut to 60 characters (the tail replaced by a short hash) so keys fit in tar headers.
     """
     return safe_id(Path(path).stem)
-
-
-@dataclass(frozen=True)
-class _Piece:
-    piece: str
-    source: str
-    split: str
-
-    def __str__(self) -> str:
-        return self.source
 
 
 @dataclass(frozen=True)
@@ -120,10 +111,10 @@ def _visqol(ref: np.ndarray, deg: np.ndarray, sr: int) -> tuple[float, float]:
 
 
 def _code_group(
-    piece: _Piece, excerpt: int, start_s: float, x: np.ndarray, sr: int, cfg: _Config
+    piece: SourceUnit, excerpt: int, start_s: float, x: np.ndarray, sr: int, cfg: _Config
 ) -> list[Sample] | Skip:
     """Code one excerpt ``x`` (C, L) at ``sr`` with every codec/bit rate; a Skip when coding or ViSQOL fails."""
-    group = f"{piece.piece}-{excerpt:04d}"
+    group = f"{piece.name}-{excerpt:04d}"
     store_rate = cfg.store_rate or sr
     dur = x.shape[-1] / sr
 
@@ -134,7 +125,7 @@ def _code_group(
 
     def sample(codec: str, bitrate: float | None, y: np.ndarray) -> Sample:
         meta: dict[str, Any] = {
-            "piece": piece.piece,
+            "piece": piece.name,
             "group": group,
             "excerpt": excerpt,
             "codec": codec,
@@ -150,7 +141,7 @@ def _code_group(
         key = f"{group}-{codec}-{'ref' if bitrate is None else _num(bitrate)}"
         return Sample(key, {"flac": store(y)}, meta, duration_s=dur, source=piece.source)
 
-    extra = {"piece": piece.piece, "excerpt": excerpt}
+    extra = {"piece": piece.name, "excerpt": excerpt}
     try:
         out = [sample("clean", None, x)]
     except Exception as exc:
@@ -185,13 +176,13 @@ def version_points(
     return [point for i, point in enumerate(grid) if i in keep]
 
 
-def _build_piece(piece: _Piece, cfg: _Config) -> Iterator[list[Sample] | Skip | SourceInfo]:
+def _build_piece(piece: SourceUnit, cfg: _Config) -> Iterator[list[Sample] | Skip | SourceInfo]:
     # one work unit: decode, check, cut into excerpts, yield one group per excerpt
     p = Path(piece.source)
     try:
         x, sr = load_audio(p)
     except Exception as exc:  # one bad file must not stop the build
-        yield Skip(piece.source, f"cannot load: {short_error(exc)}", {"piece": piece.piece})
+        yield Skip(piece.source, f"cannot load: {short_error(exc)}", {"piece": piece.name})
         return
     if x.shape[0] > 2:
         x = to_mono_np(x, keepdims=True)  # codecs take mono/stereo
@@ -200,14 +191,14 @@ def _build_piece(piece: _Piece, cfg: _Config) -> Iterator[list[Sample] | Skip | 
         yield Skip(
             piece.source,
             f"too short: {x.shape[1] / sr:.2f} s < excerpt_s {cfg.excerpt_s:g} s",
-            {"piece": piece.piece},
+            {"piece": piece.name},
         )
         return
     slots = [i for i in range(x.shape[1] // n) if _rms_db(x[:, i * n : (i + 1) * n]) >= cfg.silence_db]
     silent = x.shape[1] // n - len(slots)
     if not slots:
         yield Skip(
-            piece.source, f"silent: every excerpt below {cfg.silence_db:g} dBFS RMS", {"piece": piece.piece}
+            piece.source, f"silent: every excerpt below {cfg.silence_db:g} dBFS RMS", {"piece": piece.name}
         )
         return
     if cfg.max_excerpts is not None and len(slots) > cfg.max_excerpts:
@@ -216,7 +207,7 @@ def _build_piece(piece: _Piece, cfg: _Config) -> Iterator[list[Sample] | Skip | 
     yield SourceInfo(
         piece.source,
         {
-            "piece": piece.piece,
+            "piece": piece.name,
             "split": piece.split,
             "sample_rate": sr,
             "channels": int(x.shape[0]),
@@ -326,35 +317,7 @@ def build_codec_shards(
         metrics.require("visqol", "visqol-python", "visqol")  # fail before any work when the extra is missing
     ladder = tuple(sorted(bitrates))
 
-    # -- pieces and their splits (decided from names only, identically in every job)
-    paths = [Path(s) for s in sources]
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    for p in paths:
-        pid = piece_id_for(p)
-        seen[pid] = seen.get(pid, 0) + 1
-        ids.append(pid if seen[pid] == 1 else f"{pid}_{seen[pid]}")
-    piece_split: dict[str, str] = {}
-    hashed: list[str] = []
-    for p, pid in zip(paths, ids, strict=True):
-        explicit = None
-        if splits:
-            for k in (pid, str(p), str(p.resolve()), p.name, p.stem):
-                if k in splits:
-                    explicit = splits[k]
-                    break
-        if explicit is None:
-            explicit = assign_split(pid, val_fraction, seed)
-            hashed.append(pid)
-        piece_split[pid] = str(explicit)
-    # a tiny source list could hash every piece to one side: move the extreme hash so both splits exist
-    if len(hashed) >= 2 and 0.0 < val_fraction < 1.0:
-        for side, other, pick in (("val", "train", min), ("train", "val", max)):
-            if side not in piece_split.values():
-                movable = [pid for pid in hashed if piece_split[pid] == other]
-                if len(movable) >= 2:
-                    piece_split[pick(movable, key=lambda q: unit_hash(f"{seed}:{q}"))] = side
-
+    units = source_units(sources, splits, val_fraction, seed)  # from names only: identical in every job
     config = {
         "excerpt_s": float(excerpt_s),
         "max_excerpts_per_piece": max_excerpts_per_piece,
@@ -384,10 +347,9 @@ def build_codec_shards(
         versions_per_excerpt,
         seed,
     )
-    units = [_Piece(pid, str(p), piece_split[pid]) for p, pid in zip(paths, ids, strict=True)]
     plans = plan_shards(
         units,
-        key=lambda u: u.piece,
+        key=lambda u: u.name,
         split_of=lambda u: u.split,
         shard_id=shard_id,
         num_shards=num_shards,

@@ -81,14 +81,15 @@ from data_prep.shards import (
     Sample,
     Skip,
     SourceInfo,
+    SourceUnit,
     add_common_args,
-    assign_split,
     audio_problem,
     list_sources,
     plan_shards,
     run_shards,
     safe_id,
     short_error,
+    source_units,
 )
 
 __all__ = ["NOISE_TYPES", "build_jnd_shards", "jnd_pairs", "snr_grid", "mix_at_snr", "make_noise", "snr_key"]
@@ -186,16 +187,6 @@ def _normalise(x: np.ndarray, level_dbfs: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Utt:
-    utterance: str
-    source: str
-    split: str
-
-    def __str__(self) -> str:
-        return self.source
-
-
-@dataclass(frozen=True)
 class _Config:
     snrs: tuple[float, ...]
     jnd_db: float
@@ -232,37 +223,37 @@ def _noise_for(cfg: _Config, name: str, n: int, rng: np.random.Generator, speech
     return np.tile(x, reps)[start : start + n]
 
 
-def _build_utterance(utt: _Utt, cfg: _Config) -> Iterator[list[Sample] | Skip | SourceInfo]:
+def _build_utterance(utt: SourceUnit, cfg: _Config) -> Iterator[list[Sample] | Skip | SourceInfo]:
     try:
         x, sr = load_audio(utt.source)
     except Exception as exc:
-        yield Skip(utt.source, f"cannot load: {short_error(exc)}", {"utterance": utt.utterance})
+        yield Skip(utt.source, f"cannot load: {short_error(exc)}", {"utterance": utt.name})
         return
     speech = resample_np(to_mono_np(x), sr, cfg.sample_rate).astype(np.float64)
     why = audio_problem(speech, cfg.sample_rate, min_s=cfg.min_s, silence_db=cfg.silence_db)
     if why is not None:
-        yield Skip(utt.source, why, {"utterance": utt.utterance})
+        yield Skip(utt.source, why, {"utterance": utt.name})
         return
     speech = speech[: int(round(cfg.max_s * cfg.sample_rate))]
     n = speech.size
     dur = n / cfg.sample_rate
-    rng = _rng(cfg.seed, utt.utterance)
+    rng = _rng(cfg.seed, utt.name)
     k = min(cfg.noises_per_utterance, len(cfg.noise_pool))
     picks = sorted(rng.choice(len(cfg.noise_pool), size=k, replace=False).tolist())
     names = [cfg.noise_pool[i] for i in picks]
     yield SourceInfo(
         utt.source,
-        {"utterance": utt.utterance, "split": utt.split, "duration_s": round(dur, 3), "noises": names},
+        {"utterance": utt.name, "split": utt.split, "duration_s": round(dur, 3), "noises": names},
     )
     for name, noise_id in ((cfg.noise_pool[i], cfg.noise_ids[i]) for i in picks):
-        group = f"{utt.utterance}-{noise_id}"
+        group = f"{utt.name}-{noise_id}"
         try:
-            noise = _noise_for(cfg, name, n, _rng(cfg.seed, utt.utterance, name), speech)
+            noise = _noise_for(cfg, name, n, _rng(cfg.seed, utt.name, name), speech)
         except Exception as exc:
-            yield Skip(name, f"noise failed: {short_error(exc)}", {"utterance": utt.utterance})
+            yield Skip(name, f"noise failed: {short_error(exc)}", {"utterance": utt.name})
             continue
         base = {
-            "utterance": utt.utterance,
+            "utterance": utt.name,
             "noise": noise_id,
             "noise_type": "file" if cfg.noise_files else name,
             "noise_source": name if cfg.noise_files else None,
@@ -359,16 +350,7 @@ def build_jnd_shards(
         if not pool or bad or len(set(pool)) != len(pool):
             raise ValueError(f"noise_types must be distinct names from {list(NOISE_TYPES)}, got {list(pool)}")
         noise_ids = pool
-    paths = [Path(s) for s in sources]
-    ids = tuple(numbered(safe_id(p.stem, 40) for p in paths))
-    units = []
-    for p, uid in zip(paths, ids, strict=True):
-        split = None
-        for k in (uid, str(p), str(p.resolve()), p.name, p.stem):
-            if splits and k in splits:
-                split = splits[k]
-                break
-        units.append(_Utt(uid, str(p), split or assign_split(uid, val_fraction, seed)))
+    units = source_units(sources, splits, val_fraction, seed, max_len=40)
     cfg = _Config(
         grid,
         float(jnd_db),
@@ -405,7 +387,7 @@ def build_jnd_shards(
     }
     plans = plan_shards(
         units,
-        key=lambda u: u.utterance,
+        key=lambda u: u.name,
         split_of=lambda u: u.split,
         shard_id=shard_id,
         num_shards=num_shards,

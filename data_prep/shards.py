@@ -70,6 +70,7 @@ import numpy as np
 from tqdm import tqdm
 
 from aqa.audio import AUDIO_SUFFIXES
+from aqa.files import numbered
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -79,6 +80,7 @@ __all__ = [
     "Skip",
     "SourceInfo",
     "ShardPlan",
+    "SourceUnit",
     "add_common_args",
     "assign_split",
     "audio_problem",
@@ -89,6 +91,7 @@ __all__ = [
     "run_shards",
     "safe_id",
     "short_error",
+    "source_units",
     "split_warnings",
     "unit_hash",
 ]
@@ -169,6 +172,52 @@ def unit_hash(text: str) -> float:
 def assign_split(unit_id: str, val_fraction: float, seed: int = 0) -> str:
     """``"val"`` when ``sha1(f"{seed}:{unit_id}")`` falls below ``val_fraction``, else ``"train"``."""
     return "val" if unit_hash(f"{seed}:{unit_id}") < val_fraction else "train"
+
+
+@dataclass(frozen=True)
+class SourceUnit:
+    """One source file as a work unit: its key-safe ``name`` (the piece or utterance id), path and split."""
+
+    name: str
+    source: str
+    split: str
+
+    def __str__(self) -> str:
+        return self.source
+
+
+def source_units(
+    paths: Sequence[str | os.PathLike],
+    splits: Mapping[str, str] | None,
+    val_fraction: float,
+    seed: int = 0,
+    max_len: int = _MAX_ID,
+) -> list[SourceUnit]:
+    """Name each source and give it its split, identically in every job (from names only).
+
+    Names are :func:`safe_id` of the file stem (at most ``max_len`` characters), repeated stems numbered ``_2``,
+    ``_3``, ... A split given in ``splits`` (keyed by the name, the path as given or resolved, the file name or
+    the stem) wins; the others are hashed (:func:`assign_split`). When at least two are hashed and one split
+    came out empty, the most extreme hash of the other moves over, so that a short list still has both.
+    """
+    paths = [Path(p) for p in paths]
+    names = numbered(safe_id(p.stem, max_len) for p in paths)
+    split_of: dict[str, str] = {}
+    hashed: list[str] = []
+    for p, name in zip(paths, names, strict=True):
+        keys = (name, str(p), str(p.resolve()), p.name, p.stem)
+        given = next((splits[k] for k in keys if k in splits), None) if splits else None
+        if given is None:
+            given = assign_split(name, val_fraction, seed)
+            hashed.append(name)
+        split_of[name] = str(given)
+    if len(hashed) >= 2 and 0.0 < val_fraction < 1.0:
+        for side, other, pick in (("val", "train", min), ("train", "val", max)):
+            if side not in split_of.values():
+                movable = [n for n in hashed if split_of[n] == other]
+                if len(movable) >= 2:
+                    split_of[pick(movable, key=lambda n: unit_hash(f"{seed}:{n}"))] = side
+    return [SourceUnit(name, str(p), split_of[name]) for p, name in zip(paths, names, strict=True)]
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:

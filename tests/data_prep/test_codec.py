@@ -25,7 +25,7 @@ from synth import (
 
 from data_prep.codec import assign_split, build_codec_shards, piece_id_for
 from data_prep.codec import main as codec_main
-from data_prep.shards import list_sources
+from data_prep.shards import list_sources, source_units
 
 REPO = Path(__file__).resolve().parents[2]
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (`make install`)")
@@ -225,6 +225,19 @@ def test_split_rules():
     ]
     assert piece_id_for(Path("/x/Kevin_MacLeod_-_Vibe_Ace.hq.ogg")) == "Kevin_MacLeod_-_Vibe_Ace_hq"
     assert len(piece_id_for(Path("a" * 300 + ".wav"))) <= 60
+
+
+def test_source_units_name_split_and_balance():
+    units = source_units(["/a/song.wav", "/b/song.flac", "/c/x y.wav"], {"/c/x y.wav": "test"}, 0.5)
+    assert [(u.name, u.split) for u in units][2] == ("x_y", "test")  # a given split wins, by the path as given
+    assert [u.name for u in units][:2] == ["song", "song_2"] and str(units[1]) == "/b/song.flac"
+    # every name hashes to train at val_fraction 0.01; with two or more hashed, one moves so both splits exist
+    names = [f"/p/piece{i}.wav" for i in range(4)]
+    assert all(assign_split(f"piece{i}", 0.01) == "train" for i in range(4))
+    assert sorted(u.split for u in source_units(names, None, 0.01)) == ["train", "train", "train", "val"]
+    assert [u.split for u in source_units(names[:1], None, 0.01)] == ["train"]  # one source: nothing to move
+    assert all(u.split == "train" for u in source_units(names, None, 0.0))  # no validation asked for
+    assert len(source_units(["/p/" + "a" * 300 + ".wav"], None, 0.2, max_len=40)[0].name) <= 40
 
 
 @needs_ffmpeg

@@ -432,7 +432,8 @@ def best_metrics(run_dir: str | Path) -> dict[str, Any]:
     """The validation metrics of a trained run's best checkpoint (``best.ckpt``, else ``last.ckpt``).
 
     The checkpoint is validated again on the run's validation shards (one pass, no logger), so every metric
-    the run logs in validation (``val/loss``, ``val/TASK/loss``, ``val/TASK/srcc``) is that of the kept model.
+    the run logs in validation (``val/loss``, ``val/TASK/loss``, ``val/TASK/srcc``, ``val/TASK/srcc_mismatched``) is
+    that of the kept model.
 
     Returns:
         ``{"epoch": E, "monitor_best": the ModelCheckpoint's best score or None, "val/...": value, ...}``.

@@ -17,14 +17,17 @@ An ensemble folder (``aqa ensemble ... --out DIR``) holds ``ensemble.yaml``, whi
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from torch import Tensor, nn
 
 from aqa.config import ConfigError
 from aqa.eval.functional import spearman
@@ -38,6 +41,7 @@ __all__ = [
     "is_ensemble",
     "member_stats",
     "read_ensemble",
+    "share_encoders",
     "select_runs",
     "standardise",
     "task_srcc",
@@ -270,3 +274,90 @@ def read_ensemble(folder: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: members[{i}]: zscore needs stats for every task {tasks}")
     spec.setdefault("which", "best")
     return spec
+
+
+# --------------------------------------------------------------------------------------------------------
+# Members that hold the same encoder weights share them (MMMOS' runs all freeze the same WavLM, MuQ and M2D)
+
+
+class ForwardMemo:
+    """Replaces a shared encoder's ``forward``: an input batch seen lately (by content, so each member's own copy
+    of the batch matches) returns the output computed then instead of running again. Ensemble members score the
+    same batches one after another (each member a few batches ahead), so the memo keeps the latest ``entries``
+    outputs, within ``max_bytes`` of tensors; a miss only costs the recomputation.
+
+    Attributes:
+        runs: how many calls ran the encoder (the others were answered from the memo).
+    """
+
+    def __init__(self, forward: Callable[..., Any], entries: int = 8, max_bytes: int = 2**30) -> None:
+        self.forward, self.entries, self.max_bytes, self.runs = forward, int(entries), int(max_bytes), 0
+        self._memo: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+
+    def __call__(self, wav: Tensor, lengths: Tensor | None = None) -> Any:
+        key = (
+            tuple(wav.shape), str(wav.dtype), str(wav.device), torch.is_grad_enabled(),
+            None if lengths is None else tuple(lengths.tolist()),
+            hashlib.blake2b(wav.detach().float().cpu().contiguous().numpy().tobytes(), digest_size=16).digest(),
+        )
+        if key in self._memo:
+            self._memo.move_to_end(key)
+            return self._memo[key][0]
+        out = self.forward(wav, lengths)
+        self.runs += 1
+        size = _tensor_bytes(out)
+        if size <= self.max_bytes:
+            self._memo[key] = (out, size)
+            while len(self._memo) > self.entries or sum(n for _, n in self._memo.values()) > self.max_bytes:
+                self._memo.popitem(last=False)
+        return out
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    if type(a) is not type(b):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa
+    )
+
+
+def share_encoders(module: nn.Module, pool: list[nn.Module]) -> int:
+    """Point ``module``'s encoder, or each member of a fusion encoder (``encoder.members``), at an equal module
+    in ``pool`` (same class and identical weights) and add the ones without a match to ``pool``. A shared
+    module's forward is wrapped in a :class:`ForwardMemo`, so members that score the same batch run it once.
+    Use on modules that only score: they share one instance from then on.
+
+    Returns:
+        How many of ``module``'s encoders were replaced by one from ``pool`` (their copies are freed).
+    """
+    encoder = module.encoder
+    slots: list[tuple[nn.Module, str | int]] = [(module, "encoder")]
+    if isinstance(getattr(encoder, "members", None), nn.ModuleList):
+        slots += [(encoder.members, i) for i in range(len(encoder.members))]
+    replaced = 0
+    for owner, slot in slots:
+        current = owner[slot] if isinstance(slot, int) else getattr(owner, slot)
+        match = next((m for m in pool if m is current or _same_weights(m, current)), None)
+        if match is None:
+            pool.append(current)
+            continue
+        if match is not current:
+            if not isinstance(match.forward, ForwardMemo):
+                match.forward = ForwardMemo(match.forward)
+            if isinstance(slot, int):
+                owner[slot] = match
+            else:
+                setattr(owner, slot, match)
+            replaced += 1
+        if slot == "encoder":
+            break  # the whole encoder is shared, fusion members included
+    return replaced

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from aqa.audio import resample_np, to_mono_np
 from aqa.config import load_config, validate
 from aqa.eval.calibration import load_calibrations
-from aqa.eval.ensemble import ENSEMBLE_FILE, read_ensemble, standardise
+from aqa.eval.ensemble import ENSEMBLE_FILE, read_ensemble, share_encoders, standardise
 from aqa.eval.inference import resolve_device, resolve_precision
 from aqa.eval.score import _load, check_requirements, embed_clips, score_clips, score_files
 
@@ -426,6 +426,10 @@ def load(path: str | Path, which: str = "best", device: str = "auto", precision:
             ensemble.yaml's ``which``.
         device: ``auto`` | ``cpu`` | ``cuda`` (auto: CUDA when a GPU is visible).
         precision: ``auto`` | ``fp32`` | ``bf16`` (auto: bf16 autocast on CUDA, fp32 on the CPU).
+
+    Ensemble members whose encoders (or fusion members) hold identical weights, such as the frozen WavLM, MuQ
+    and M2D of MMMOS' runs, share one copy, which runs once per batch for all of them
+    (:func:`aqa.eval.ensemble.share_encoders`).
     """
     path = Path(path)
     calibrations = load_calibrations(path / "calibration.json")
@@ -433,9 +437,10 @@ def load(path: str | Path, which: str = "best", device: str = "auto", precision:
         module, cfg = load_module(path, which)
         return Scorer([Member(module, cfg)], calibrations=calibrations, device=device, precision=precision)
     spec = read_ensemble(path)
-    members = []
+    members, pool = [], []
     for m in spec["members"]:
         module, cfg = load_module(m["run"], m.get("which") or spec.get("which") or which)
+        share_encoders(module, pool)  # as each loads: an encoder equal to an earlier member's is held once
         members.append(Member(module, cfg, {t: dict(s) for t, s in (m.get("stats") or {}).items()}))
     tasks = spec.get("tasks") or [
         t for t in members[0].module.heads if all(t in m.module.heads for m in members)

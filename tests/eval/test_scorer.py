@@ -160,3 +160,72 @@ def test_a_reference_given_once_per_clip_is_decoded_and_embedded_once(tmp_path, 
     assert embedded == [4, 1]
     scorer.score(clips, sr=16000, reference=[clean.copy() for _ in clips])  # equal but distinct: each embedded
     assert embedded == [4, 1, 4, 4]
+
+
+def _mmmos_ensemble(tmp_path: Path, edit) -> Path:
+    """Three tiny MMMOS runs from one seed (equal weights), ``edit(i, state_dict)`` applied to run i's checkpoint,
+    as one ensemble folder."""
+    import yaml
+
+    runs = []
+    for i in range(3):
+        run = make_run(tmp_path / f"r{i}", "mmmos_tiny")
+        ckpt = run / "checkpoints" / "best.ckpt"
+        state = torch.load(ckpt, weights_only=True)
+        edit(i, state["state_dict"])
+        torch.save(state, ckpt)
+        runs.append(run)
+    folder = tmp_path / "ens"
+    folder.mkdir()
+    spec = {"kind": "ensemble", "which": "best", "zscore": False, "tasks": ["quality"],
+            "members": [{"run": str(r), "stats": {}} for r in runs]}
+    (folder / "ensemble.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+def test_ensemble_members_share_equal_encoders_and_run_them_once_per_batch(tmp_path):
+    from aqa.eval.ensemble import ForwardMemo
+    from aqa.eval.scorer import load
+
+    def edit(i, state):
+        # every run its own fusion layer weights and head; run 2 also its own MuQ (one weight nudged)
+        state["encoder.layer_weights.0.weights"] += 0.1 * i
+        state["heads.quality.mlp.1.weight"] *= 1 + 0.5 * i
+        if i == 2:
+            key = next(k for k in state if k.startswith("encoder.members.1.") and state[k].is_floating_point())
+            state[key] += 1e-3
+
+    folder = _mmmos_ensemble(tmp_path, edit)
+    scorer = load(folder, device="cpu", precision="fp32")
+    fusions = [m.module.encoder for m in scorer.members]
+    assert fusions[0] is not fusions[1]  # the layer weights differ: each member keeps its own fusion
+    wavlm, muq, m2d = zip(*(f.members for f in fusions), strict=True)
+    assert wavlm[0] is wavlm[1] is wavlm[2] and m2d[0] is m2d[1] is m2d[2]
+    assert muq[0] is muq[1] and muq[2] is not muq[0]  # a changed weight is never shared
+    clips = [broadband(s, 16000, channels=1, seed=s)[0] for s in (1, 2, 3)]
+    got = scorer.score(clips, sr=16000)["quality"]
+    assert isinstance(wavlm[0].forward, ForwardMemo) and wavlm[0].forward.runs == 1  # one batch, 3 members
+    assert muq[0].forward.runs == 1 and not isinstance(muq[2].forward, ForwardMemo)
+    alone = [load(m, device="cpu", precision="fp32").score(clips, sr=16000)["quality"]
+             for m in sorted((tmp_path).glob("r*/mmmos_tiny"))]
+    np.testing.assert_allclose(got, np.mean(alone, axis=0), atol=1e-5)
+    assert np.ptp(np.array(alone), axis=0).min() > 1e-3  # the members really differ
+
+
+def test_ensemble_of_equal_runs_shares_the_whole_encoder(tmp_path):
+    from aqa.eval.scorer import load
+
+    scorer = load(_mmmos_ensemble(tmp_path, lambda i, state: None), device="cpu", precision="fp32")
+    assert scorer.members[0].module.encoder is scorer.members[1].module.encoder is scorer.members[2].module.encoder
+    records = list(scorer.score_files([str(p) for p in write_clips(tmp_path)], batch_size=2))
+    assert scorer.members[0].module.encoder.forward.runs == 2  # two batches of the three files, not six
+    alone = list(load(tmp_path / "r0" / "mmmos_tiny", device="cpu").score_files(
+        [str(p) for p in write_clips(tmp_path)], batch_size=2))
+    assert [r["quality"] for r in records] == pytest.approx([r["quality"] for r in alone], abs=1e-5)
+
+
+def write_clips(folder: Path) -> list[Path]:
+    paths = [folder / f"clip{s}.wav" for s in (1, 2, 3)]
+    for s, p in zip((1, 2, 3), paths, strict=True):
+        sf.write(p, broadband(0.5 + 0.3 * s, 16000, channels=1, seed=s)[0], 16000, subtype="FLOAT")
+    return paths

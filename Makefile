@@ -122,6 +122,7 @@ bench: install
 	$(BIN)/python tests/benchmarks/bench_data.py
 	$(BIN)/python tests/benchmarks/bench_systems.py
 	$(BIN)/python tests/benchmarks/bench_scoring.py --out runs/bench/scoring.md
+	$(BIN)/python tests/benchmarks/bench_ensemble.py
 
 # GPU check (not part of `make test`): every experiment's full-size architecture, random weights, bf16 on CUDA:
 # train a few steps, validate, checkpoint, `aqa eval`, `aqa score`, fp32 CPU vs CUDA, throughput table

@@ -409,7 +409,7 @@ def learn_objective(experiment: str, shards: Path, run: Path, *extra: str) -> tu
 DEEPAQ_SPLITS = {f"utt{i}": "val" if i % 3 == 2 else "train" for i in range(36)}
 # deepaq_lora_tiny's task (bit-rate RnC, clean = infinity, coded anchors) under deepaq_full's encoder setting. LoRA
 # adapts a pretrained encoder; over a random tiny MERT its q/v updates cannot create a codec cue that the frozen
-# random front end does not compute (seed 0 with LoRA: mismatched SRCC 0.12 -> 0.12), so the test fine-tunes every
+# random front end does not compute (seed 0 with LoRA: mismatched SRCC 0.12 -> 0.11), so the test fine-tunes every
 # weight, the paper's `deepaq_full` ablation. Batches of 8 excerpts x 5 versions (the paper's 32 is 4 x 8), random
 # 0.75 s crops of the 1 s excerpts (without them the runs memorise the 24 training excerpts: the validation loss
 # rises after about 25 epochs), the best checkpoint by validation loss as in deepaq_lora.

@@ -39,6 +39,7 @@ __all__ = [
     "ENSEMBLE_FILE",
     "ensemble_records",
     "is_ensemble",
+    "held_bytes",
     "member_stats",
     "read_ensemble",
     "share_encoders",
@@ -319,6 +320,15 @@ def _tensor_bytes(value: Any) -> int:
     if isinstance(value, list | tuple):
         return sum(_tensor_bytes(v) for v in value)
     return 0
+
+
+def held_bytes(modules: Sequence[nn.Module]) -> int:
+    """Bytes of parameter and buffer storage ``modules`` hold, a storage shared between them counted once."""
+    storages = {}
+    for module in modules:
+        for t in [*module.parameters(), *module.buffers()]:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(storages.values())
 
 
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:

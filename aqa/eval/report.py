@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from aqa.eval.inference import autocast, resolve_device, resolve_precision, to_d
 from aqa.heads import quality_scores
 
 
-@torch.no_grad()
 def collect_scores(
     model: nn.Module,
     batches: Iterable[Mapping[str, Any]],
@@ -42,21 +41,40 @@ def collect_scores(
         task -> list of ``{"score", "label", **meta}``; embedding tasks score by minus the distance to the
         group's reference, or with ``mismatched`` to another group's (references are left out).
     """
+    return collect_scores_each([model], batches, [labels], mismatched, device, precision)[0]
+
+
+@torch.no_grad()
+def collect_scores_each(
+    models: Sequence[nn.Module],
+    batches: Iterable[Mapping[str, Any]],
+    labels: Sequence[Mapping[str, str]],
+    mismatched: bool = False,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+) -> list[dict[str, list[dict]]]:
+    """:func:`collect_scores` for several models in one pass: every model scores each batch in turn (so
+    encoders they share, see :func:`aqa.eval.ensemble.share_encoders`, run once per batch). ``labels``: one
+    task -> label key mapping per model. Returns one ``collect_scores`` result per model."""
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
-    model.eval().to(device)
-    records: dict[str, list[dict]] = defaultdict(list)
+    for model in models:
+        model.eval().to(device)
+    records: list[dict[str, list[dict]]] = [defaultdict(list) for _ in models]
     for batch in batches:
         batch = to_device(batch, device)
-        with autocast(device, precision):
-            outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
-        for name, pred in outputs.items():
-            scores, mask = quality_scores(pred, model.heads[name].is_embedding, batch, mismatched)
-            target = batch["labels"][labels[name]]
-            for i in torch.nonzero(mask & torch.isfinite(target)).flatten().tolist():
-                meta = batch["meta"][i] if "meta" in batch else {}
-                records[name].append({**meta, "score": float(scores[i]), "label": float(target[i])})
-    return dict(records)
+        for model, keys, out in zip(models, labels, records, strict=True):
+            with autocast(device, precision):
+                outputs = model(batch["wav"], batch["lengths"], batch.get("conditions"))
+            for name, pred in outputs.items():
+                if name not in keys:  # a task the caller does not score
+                    continue
+                scores, mask = quality_scores(pred, model.heads[name].is_embedding, batch, mismatched)
+                target = batch["labels"][keys[name]]
+                for i in torch.nonzero(mask & torch.isfinite(target)).flatten().tolist():
+                    meta = batch["meta"][i] if "meta" in batch else {}
+                    out[name].append({**meta, "score": float(scores[i]), "label": float(target[i])})
+    return [dict(r) for r in records]
 
 
 def apply_calibration(records: Mapping[str, list[dict]], path: Path) -> bool:

@@ -17,10 +17,12 @@ from aqa.eval.calibration import FITS
 from aqa.eval.ensemble import (
     COMPOSITE,
     ensemble_records,
+    held_bytes,
     is_ensemble,
     member_stats,
     read_ensemble,
     select_runs,
+    share_encoders,
     task_srcc,
     with_composite,
     write_ensemble,
@@ -28,6 +30,7 @@ from aqa.eval.ensemble import (
 from aqa.eval.report import (
     apply_calibration,
     collect_scores,
+    collect_scores_each,
     plot_scores,
     print_summary,
     save_results,
@@ -43,6 +46,56 @@ def _records(
     loader = datamodule_from_config(cfg, module.encoder.sample_rate).eval_dataloader(split)
     labels = {name: t.label for name, t in cfg.tasks.items()}
     return module, cfg, collect_scores(module, loader, labels, mismatched, device, precision)
+
+
+def score_runs(
+    runs: Sequence[str | Path],
+    which: str,
+    data: DictConfig,
+    sets: Sequence[str] = ("val",),
+    tasks: Sequence[str] | None = None,
+    mismatched: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+) -> list[dict[str, dict[str, list[dict]]]]:
+    """Each run's records (set -> task -> records, as :func:`~aqa.eval.report.collect_scores` gives them) on the
+    shards of ``data`` (a run config): a set is ``val``, ``train`` or a shard pattern (scored as ``val``).
+
+    Runs load in turn, their equal encoders shared (:func:`~aqa.eval.ensemble.share_encoders`: MMMOS' frozen
+    WavLM, MuQ and M2D), and stay loaded while the weights held are within twice the first run's; each group is
+    then scored in one pass per set, every run on the same batch in turn, so a shared encoder runs once per
+    batch. Runs that share nothing are thus scored two at a time. ``tasks``: the tasks to score (None: all).
+    """
+    results: list[dict[str, dict[str, list[dict]]]] = [{} for _ in runs]
+    group: list[tuple[int, Any, DictConfig]] = []
+    pool: list = []
+    budget = 0
+
+    def score_group() -> None:
+        for name in sets:
+            split = name if name in ("val", "train") else "val"
+            shards = data if split == name else OmegaConf.merge(data, {"data": {"val_urls": name}})
+            for rate in dict.fromkeys(int(m.encoder.sample_rate) for _, m, _ in group):
+                same = [(i, m, c) for i, m, c in group if int(m.encoder.sample_rate) == rate]
+                loader = datamodule_from_config(shards, rate).eval_dataloader(split)
+                labels = [{n: t.label for n, t in c.tasks.items() if tasks is None or n in tasks} for _, _, c in same]
+                got = collect_scores_each([m for _, m, _ in same], loader, labels, mismatched, device, precision)
+                for (i, _, _), records in zip(same, got, strict=True):
+                    results[i][name] = records
+
+    for i, run in enumerate(runs):
+        module, cfg = load_module(run, which)
+        share_encoders(module, pool)
+        group.append((i, module, cfg))
+        held = held_bytes([m for _, m, _ in group])
+        budget = budget or 2 * held
+        if held > budget:  # sharing does not keep the group small: score it, go on from this run
+            newest = group.pop()
+            score_group()
+            group[:], pool[:] = [newest], []
+            share_encoders(newest[1], pool)
+    score_group()
+    return results
 
 
 def _report(cfg: DictConfig) -> Mapping[str, str]:
@@ -118,13 +171,8 @@ def _evaluate_ensemble(
     spec = read_ensemble(folder)
     runs = [m["run"] for m in spec["members"]]
     first = load_config(Path(runs[0]) / "config.yaml")
-    scored = []
-    for run in runs:
-        module, cfg = load_module(run, spec["which"])  # a run or an exported model
-        labels = {name: t.label for name, t in cfg.tasks.items() if name in spec["tasks"]}
-        loader = datamodule_from_config(first, module.encoder.sample_rate).eval_dataloader(split)
-        records = collect_scores(module, loader, labels, reference == "mismatched", device, precision)
-        scored.append({t: r for t, r in records.items() if t in spec["tasks"]})
+    scored = [per_set[split] for per_set in score_runs(  # runs or exported models
+        runs, spec["which"], first, (split,), spec["tasks"], reference == "mismatched", device, precision)]
     stats = [m["stats"] for m in spec["members"]] if spec["zscore"] else None
     records = with_composite(ensemble_records(scored, zscore=spec["zscore"], stats=stats))
     title = f"ensemble of {len(runs)} runs ({folder}): {split}, {spec['which']} checkpoints"
@@ -226,18 +274,9 @@ def ensemble(
     first = load_config(Path(run_dirs[0]) / "config.yaml")  # its data and report (the loop builds its model)
     report = _report(first)
     sets = list(dict.fromkeys([split, *(select_on if select is not None else ())]))
-    scored = []  # per run: set -> task -> records
-    for run in run_dirs:
-        module, cfg = load_module(run, which)
-        labels = {name: t.label for name, t in cfg.tasks.items()}
-        per_set = {}
-        for name in sets:
-            data = first if name in ("val", "train") else OmegaConf.merge(first, {"data": {"val_urls": name}})
-            loader = datamodule_from_config(data, module.encoder.sample_rate).eval_dataloader(
-                name if name in ("val", "train") else "val")
-            per_set[name] = collect_scores(module, loader, labels, False, device, precision)
+    scored = score_runs(run_dirs, which, first, sets, device=device, precision=precision)  # run -> set -> records
+    for run, per_set in zip(run_dirs, scored, strict=True):
         print_summary(summarise(with_composite(per_set[split]), by=report["by"]), title=f"member {run}")
-        scored.append(per_set)
     chosen = list(range(len(run_dirs)))
     extra: dict[str, Any] = {}
     if select is not None:

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from gpu_check import architecture  # noqa: E402
 
 from aqa.config import compose  # noqa: E402
-from aqa.eval.ensemble import ForwardMemo, share_encoders  # noqa: E402
+from aqa.eval.ensemble import ForwardMemo, held_bytes, share_encoders  # noqa: E402
 from aqa.eval.scorer import Member, Scorer  # noqa: E402
 from aqa.tasks import build_module  # noqa: E402
 
@@ -44,9 +44,7 @@ def members(n: int, tiny: bool) -> list[Member]:
 
 
 def held_mib(scorer: Scorer) -> float:
-    storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes()
-                for m in scorer.members for p in m.module.parameters()}
-    return sum(storages.values()) / 2**20
+    return held_bytes([m.module for m in scorer.members]) / 2**20
 
 
 def encoder_runs(scorer: Scorer) -> int:

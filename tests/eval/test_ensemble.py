@@ -180,3 +180,36 @@ def test_ensemble_folder_is_evaluated_like_a_run(tmp_path, capsys):
     for task in (*AXES, COMPOSITE):
         assert [r["score"] for r in evaluated["records"][task]] == pytest.approx(
             [r["score"] for r in built["records"][task]], abs=1e-6)
+
+
+def test_runs_with_equal_encoders_are_scored_in_one_pass(tmp_path, monkeypatch):
+    """`aqa ensemble` and `aqa eval ENSEMBLE` score the runs with score_runs: runs whose encoders are equal (one
+    seed, own heads) share them and each batch runs them once; every run's records stay what it gets alone."""
+    from aqa.encoders.hf import HFEncoder
+    from aqa.eval.runs import evaluate, score_runs
+
+    dev = write_set(tmp_path / "dev", 8, seed=1)
+    pam = write_set(tmp_path / "pam", 8, seed=2)
+    runs = []
+    for i in range(3):
+        run = make_run(tmp_path / f"r{i}", dev, seed=0)
+        ckpt = run / "checkpoints" / "best.ckpt"
+        state = torch.load(ckpt, weights_only=True)
+        for key in state["state_dict"]:
+            if key.startswith("heads."):
+                state["state_dict"][key] = state["state_dict"][key] * (1 + 0.5 * i)
+        torch.save(state, ckpt)
+        runs.append(run)
+    calls = []
+    real = HFEncoder.forward
+    monkeypatch.setattr(HFEncoder, "forward", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    cfg = compose("mmmos", ["encoder=fusion_tiny", f"data.val_urls={dev}", "data.num_workers=0", "data.val_crop_s=1.0"])
+    scored = score_runs(runs, "best", cfg, ("val", pam), device="cpu", precision="fp32")
+    assert len(calls) == 2  # the fusion's WavLM: one batch per set for all three runs (6 without sharing)
+    for run, per_set in zip(runs, scored, strict=True):
+        evaluate(run, plot=False)
+        alone = {(a, r["key"]): r["score"] for a, rows in
+                 json.loads((run / "eval_val.json").read_text())["records"].items() for r in rows}
+        got = {(a, r["key"]): r["score"] for a, rows in per_set["val"].items() for r in rows}
+        assert got.keys() == alone.keys() and all(got[k] == pytest.approx(alone[k], abs=1e-5) for k in got)
+    assert scored[0]["val"]["pq"][0]["score"] != pytest.approx(scored[1]["val"]["pq"][0]["score"])

@@ -499,3 +499,14 @@ def test_jsqa_stage_two_learns_from_stage_one(jsqa_stage_one, learning_data, tmp
                           "data.groups_per_batch=2", "data.label_keys=[snr_db]", "tasks.mos.label=snr_db",
                           "optimizer.lr=1e-3", "trainer.max_epochs=6")
     assert after >= 0.5 and after >= before + 0.3, (before, after)
+
+
+def test_student_distils_hidden_states_in_bf16(data, tmp_path):
+    """The student's hidden-state distillation under bf16-mixed (as `trainer=gpu` trains it): its projections run
+    in float32 on the bf16 hidden states autocast gave the encoder."""
+    from synth import make_run
+
+    teacher = make_run(tmp_path / "teacher", "haaqi_net_tiny")
+    metrics = train(compose("haaqi_net_student_tiny", overrides(
+        data["haaqi"], tmp_path / "student", "trainer.precision=bf16-mixed", f"distill.teacher={teacher}")))
+    assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["train/distill/hidden/loss"])

@@ -254,7 +254,7 @@ class MultiTaskModule(L.LightningModule):
         mask = frame_mask(student.lengths, frames, batch, student.layers[0].device).float()
         total = mask.new_zeros(())
         for proj, (s_layer, t_layer) in zip(self.distill_proj, self.hidden_pairs, strict=True):
-            pred = proj(student.layers[s_layer]).float()  # (B, F, D)
+            pred = proj(student.layers[s_layer].float())  # (B, F, D); float32 like the losses (autocast is off here)
             target = teacher.layers[t_layer].float()  # (B, F', D)
             if target.shape[1] != frames:
                 target = torch.nn.functional.interpolate(target.transpose(1, 2), size=frames, mode="linear",

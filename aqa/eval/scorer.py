@@ -270,13 +270,17 @@ class Scorer:
         conditions = {"audiogram": list(audiogram)} if audiogram is not None else None
         per_member = []
         batched = False
+        inputs: dict[int, tuple] = {}  # encoder rate -> (clips, refs): members at one rate decode the audio once
         for m in self.members:
             check_requirements(m.module, conditions, reference is not None)
-            clips, batched = self._clips(audio, sr, m.sample_rate)
-            refs: Tensor | list[Tensor | None] | None = None
-            if reference is not None:
-                ref_clips, ref_batched = self._clips(reference, sr, m.sample_rate)
-                refs = ref_clips if ref_batched else ref_clips[0]
+            if m.sample_rate not in inputs:
+                clips, batched = self._clips(audio, sr, m.sample_rate)
+                refs: Tensor | list[Tensor | None] | None = None
+                if reference is not None:
+                    ref_clips, ref_batched = self._clips(reference, sr, m.sample_rate)
+                    refs = ref_clips if ref_batched else ref_clips[0]
+                inputs[m.sample_rate] = clips, refs
+            clips, refs = inputs[m.sample_rate]
             got = score_clips(m.module, clips, refs, conditions, self.device, self.precision, batch_size)
             per_member.append({t: v.double().numpy() for t, v in got.items()})
         scores = self._calibrated(self._combine(per_member))

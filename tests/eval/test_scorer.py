@@ -224,6 +224,19 @@ def test_ensemble_of_equal_runs_shares_the_whole_encoder(tmp_path):
     assert [r["quality"] for r in records] == pytest.approx([r["quality"] for r in alone], abs=1e-5)
 
 
+def test_ensemble_members_at_one_rate_decode_each_file_once(tmp_path, monkeypatch):
+    import aqa.eval.scorer as scorer_module
+
+    scorer = scorer_module.load(_mmmos_ensemble(tmp_path, lambda i, state: None), device="cpu", precision="fp32")
+    paths = [str(p) for p in write_clips(tmp_path)]
+    expected = scorer.score(paths)["quality"]
+    loads = []
+    real_load = scorer_module._load
+    monkeypatch.setattr(scorer_module, "_load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    np.testing.assert_allclose(scorer.score(paths)["quality"], expected, atol=1e-6)
+    assert sorted(loads) == sorted(paths)  # three members at 16 kHz: each file decoded once, not three times
+
+
 def write_clips(folder: Path) -> list[Path]:
     paths = [folder / f"clip{s}.wav" for s in (1, 2, 3)]
     for s, p in zip((1, 2, 3), paths, strict=True):

@@ -25,6 +25,7 @@ Shared helpers, written once for every family:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from types import MethodType
 from typing import Any, NamedTuple
 
 import torch
@@ -78,13 +79,26 @@ def no_autocast(like: Tensor) -> torch.autocast:
     return torch.autocast(like.device.type, enabled=False)
 
 
-def freeze(module: nn.Module) -> nn.Module:
+def _train_frozen(self: nn.Module, mode: bool = True) -> nn.Module:
+    # ``train`` of a frozen module: eval mode whatever ``mode`` says (see :func:`freeze`)
+    return nn.Module.train(self, False)
+
+
+def freeze(module: nn.Module, eval_mode: bool = True) -> nn.Module:
     """Stop gradients for every parameter of ``module`` (in place) and return it.
 
-    The train/eval mode is left alone: dropout stays whatever the caller sets.
+    With ``eval_mode`` (the default) the module is also pinned in eval mode: its ``train()`` (called by a parent's
+    ``train()``, e.g. Lightning's at the start of every training epoch) leaves it in eval mode, so a frozen
+    feature extractor runs without dropout, layer drop or BatchNorm updates, as frozen features are extracted by
+    the released code of the papers (MMMOS, HAAQI-Net). ``module.frozen`` is set True. Pass ``eval_mode=False``
+    when trainable parts are added inside the module afterwards (LoRA adapters keep their dropout as configured).
     """
     for param in module.parameters():
         param.requires_grad_(False)
+    module.frozen = True
+    if eval_mode:
+        module.train = MethodType(_train_frozen, module)  # an instance attribute: other modules keep nn.Module's
+        module.eval()
     return module
 
 
@@ -402,8 +416,9 @@ def random_arch(name: str, arch: Mapping[str, Any] | None, checkpoint: object) -
 
 
 def finish(encoder: nn.Module, freeze_backbone: bool, adapter: Mapping[str, Any] | None) -> nn.Module:
-    """Freeze first, then add adapters: freeze + LoRA trains only LoRA; freeze alone trains nothing."""
+    """Freeze first, then add adapters: freeze + LoRA trains only LoRA (the backbone keeps its train/eval mode, so
+    dropout runs as configured); freeze alone trains nothing and pins the encoder in eval mode."""
     if freeze_backbone:
-        freeze(encoder)
+        freeze(encoder, eval_mode=adapter is None)
     apply_adapter(encoder.model, None if adapter is None else plain(adapter))
     return encoder

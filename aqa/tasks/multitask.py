@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -18,12 +19,25 @@ from torchmetrics import SpearmanCorrCoef
 from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate, load_config, validate
 from aqa.encoders import build_encoder
 from aqa.encoders.base import frame_mask, prepare
-from aqa.heads import Head, Kind, as_float32, build_head, head_score, quality_scores
+from aqa.heads import (
+    NORMALIZATIONS,
+    Head,
+    Kind,
+    LabelScale,
+    as_float32,
+    build_head,
+    build_trunk,
+    head_score,
+    quality_scores,
+    zscore_stats,
+)
 from aqa.losses import Loss, build_loss
 
 log = logging.getLogger(__name__)
 # validation SRCC keeps one score and one label per validation clip (a few MB for 10^5 clips): expected here
 warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save all targets and predictions")
+# frozen encoders (aqa.encoders.freeze) are pinned in eval mode on purpose: Lightning's notice about them is expected
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -55,12 +69,15 @@ class LossTerm:
         if self.anchors not in ANCHORS:
             raise ConfigError(f"loss term on {self.label!r}: anchors must be one of {ANCHORS}, got {self.anchors!r}")
 
-    def __call__(self, pred: Any, batch: Mapping[str, Any]) -> Tensor:
-        """The term's loss on a head output ``pred`` for ``batch`` (labels, group, is_reference)."""
+    def __call__(self, pred: Any, batch: Mapping[str, Any], scale: LabelScale | None = None) -> Tensor:
+        """The term's loss on a head output ``pred`` for ``batch`` (labels, group, is_reference). With the task's
+        ``scale`` (``normalize: zscore``) prediction and target are both z-scored by it first."""
         target = batch["labels"][self.label].float()
         is_ref = batch["is_reference"]
         if self.reference_label is not None:
             target = torch.where(is_ref, torch.full_like(target, float(self.reference_label)), target)
+        if scale is not None:
+            pred, target = scale.standardise(pred), scale.standardise(target)
         extra: dict[str, Tensor] = {"group": batch["group"]} if self.loss.uses_group else {}
         if self.anchors != "all":
             anchors = ~is_ref if self.anchors == "coded" else is_ref
@@ -76,7 +93,10 @@ class LossTerm:
 class Task:
     """One training objective on the shared encoder: a head and its main loss term (``loss`` on ``label``, whose
     validation SRCC is reported), plus any further ``terms`` on the same head output (weighted inside the task).
-    ``anchors`` and ``reference_label`` apply to the main term, as in :class:`LossTerm`."""
+    ``anchors`` and ``reference_label`` apply to the main term, as in :class:`LossTerm`. ``normalize``
+    (``zscore``, score heads only) trains the head on ``label`` z-scored by the training split's statistics
+    (:class:`~aqa.heads.scale.LabelScale`, set by :func:`fit_label_scales`); the module outputs label-scale
+    scores."""
 
     head: Head
     loss: Loss
@@ -85,12 +105,14 @@ class Task:
     anchors: str = "all"
     reference_label: float | None = None
     terms: dict[str, LossTerm] = field(default_factory=dict)
+    normalize: str | None = None
 
     def main_term(self) -> LossTerm:
         return LossTerm(self.loss, self.label, 1.0, self.anchors, self.reference_label)
 
 
 COMPOSITE = "composite"  # the pseudo-task of several tasks' mean score and mean label per clip (MMMOS §V-A)
+SHARED_TRUNK = "shared"  # the key of the one trunk every task reads (`trunk.shared: true`)
 
 
 class MultiTaskModule(L.LightningModule):
@@ -118,6 +140,9 @@ class MultiTaskModule(L.LightningModule):
             teacher_layers: [..], weight: w, teacher_dim: D}``; each pair adds ``w`` x the MSE (valid frames)
             between a Linear projection of the student's hidden state and the teacher's, the teacher's resampled
             to the student's frame grid. The projections are part of the student (saved, unused in scoring).
+        trunks: modules between the encoder and the heads (``aqa.heads.TRUNKS``, e.g. MMMOS' BLSTM shared by
+            the four axes): ``{"shared": trunk}`` is read by every task's head, ``{task: trunk}`` by that task's
+            only; each runs once per batch and is saved once (``trunks.KEY.*``).
     """
 
     def __init__(
@@ -132,14 +157,29 @@ class MultiTaskModule(L.LightningModule):
         teacher: nn.Module | None = None,
         distill_weight: float = 1.0,
         distill_hidden: Mapping[str, Any] | None = None,
+        trunks: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+        for name, t in tasks.items():
+            if t.normalize not in (None, *NORMALIZATIONS):
+                raise ConfigError(f"tasks.{name}.normalize={t.normalize!r}: choose from {[*NORMALIZATIONS, None]}")
+            if t.normalize and t.head.is_embedding:
+                raise ConfigError(f"tasks.{name}.normalize={t.normalize}: {type(t.head).__name__} gives embeddings, "
+                                  "not scores on the label's scale; only score tasks can be normalised "
+                                  f"(tasks.{name}.normalize=null)")
+            other = sorted({term.label for term in t.terms.values()} - {t.label})
+            if t.normalize and other:
+                raise ConfigError(f"tasks.{name}.normalize={t.normalize} z-scores the head's output by label "
+                                  f"{t.label!r}, but its terms read {other}: normalise a task with one label only")
         if config is not None:
             self.save_hyperparameters(dict(config))
         self.encoder = encoder
+        self.trunks = nn.ModuleDict(dict(trunks or {}))
         self.heads = nn.ModuleDict({name: t.head for name, t in tasks.items()})
+        # z-scored tasks: the training labels' mean and std (buffers: saved with the weights); forward maps to labels
+        self.label_scales = nn.ModuleDict({name: LabelScale() for name, t in tasks.items() if t.normalize})
         self.losses = nn.ModuleDict({name: t.loss for name, t in tasks.items()})
         # further loss terms per task (modules registered, so they move with the module)
         self.term_losses = nn.ModuleDict(
@@ -195,18 +235,21 @@ class MultiTaskModule(L.LightningModule):
     def _encode_and_score(
         self, wav: Tensor, lengths: Tensor | None, conditions: Mapping[str, Tensor] | None
     ) -> tuple[Any, dict[str, Any]]:
-        """The encoder's output (hidden states and frame lengths) and every head's output."""
+        """The encoder's output (hidden states and frame lengths) and every head's output (label scale)."""
         out = self.encoder(wav, lengths)
         conditions = conditions or {}
+        trunk_out = {key: trunk(out.layers, out.lengths) for key, trunk in self.trunks.items()}
         outputs = {}
         for name, head in self.heads.items():
+            layers, frames = trunk_out.get(SHARED_TRUNK) or trunk_out.get(name) or (out.layers, out.lengths)
             keys = list(head.condition_dims)
             missing = [k for k in keys if k not in conditions]
             if missing:
                 raise ValueError(
                     f"head of task {name!r} needs conditions {missing}; add them to data.condition_keys"
                 )
-            outputs[name] = head(out.layers, out.lengths, **{k: conditions[k] for k in keys})
+            pred = head(layers, frames, **{k: conditions[k] for k in keys})
+            outputs[name] = self.label_scales[name](pred) if name in self.label_scales else pred
         return out, outputs
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Any]]:
@@ -220,8 +263,9 @@ class MultiTaskModule(L.LightningModule):
         with torch.autocast(batch["wav"].device.type, enabled=False):
             for name, pred in outputs.items():
                 task_loss = total.new_zeros(())
+                scale = self.label_scales[name] if name in self.label_scales else None
                 for term_name, term in self.terms[name].items():
-                    value = term(pred, batch)
+                    value = term(pred, batch, scale)
                     if term_name is not None:  # further terms are logged each; the sum is the task's loss
                         task_losses[f"{name}/{term_name}"] = value
                     task_loss = task_loss + term.weight * value
@@ -376,9 +420,15 @@ def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     encoder = build_encoder(container["encoder"])
+    trunk, trunks = container.get("trunk"), {}
+    dims = {"num_layers": encoder.num_layers, "input_dim": encoder.output_dim}
+    if trunk:  # one trunk every task's head reads, or (shared: false) one per task
+        keys = [SHARED_TRUNK] if trunk.get("shared", True) else list(container["tasks"])
+        trunks = {key: build_trunk(trunk, **dims) for key in keys}
+        dims = {"num_layers": trunks[keys[0]].num_layers, "input_dim": trunks[keys[0]].output_dim}
     tasks = {}
     for name, t in container["tasks"].items():
-        head = build_head(t["head"], num_layers=encoder.num_layers, input_dim=encoder.output_dim)
+        head = build_head(t["head"], **dims)
         loss = build_loss(t["loss"])
         check_head_loss(head, loss, name)
         terms = {}
@@ -388,7 +438,8 @@ def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
             terms[term_name] = LossTerm(term_loss, spec["label"], float(spec.get("weight", 1.0)),
                                         spec.get("anchors", "all"), spec.get("reference_label"))
         tasks[name] = Task(head=head, loss=loss, label=t["label"], weight=t.get("weight", 1.0),
-                           anchors=t.get("anchors", "all"), reference_label=t.get("reference_label"), terms=terms)
+                           anchors=t.get("anchors", "all"), reference_label=t.get("reference_label"), terms=terms,
+                           normalize=t.get("normalize"))
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     distill = container.get("distill") or {}
     teacher = load_run(distill["teacher"], distill.get("which", "best"))[0] if with_teacher and distill.get("teacher") else None
@@ -403,6 +454,7 @@ def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
         teacher=teacher,
         distill_weight=distill.get("weight", 1.0),
         distill_hidden=distill.get("hidden"),
+        trunks=trunks,
     )
 
 
@@ -459,15 +511,43 @@ def init_from_checkpoint(module: MultiTaskModule, path: str | Path) -> dict[str,
         )
     load = dict(enc)
     loaded, kept = ["encoder"], []
-    for name in module.heads:
-        prefix = f"heads.{name}."
+    for part in [f"trunks.{key}" for key in module.trunks] + [f"heads.{name}" for name in module.heads]:
+        prefix = f"{part}."
         theirs = {k: v for k, v in state.items() if k.startswith(prefix)}
         mine = {k: v for k, v in own.items() if k.startswith(prefix)}
         if theirs.keys() == mine.keys() and all(theirs[k].shape == mine[k].shape for k in mine):
             load.update(theirs)
-            loaded.append(f"heads.{name}")
+            loaded.append(part)
         else:
-            kept.append(f"heads.{name}")
+            kept.append(part)
     module.load_state_dict(load, strict=False)
     log.info("init_from %s: loaded %s; initialised afresh: %s", path, loaded, kept or "nothing")
     return {"loaded": loaded, "kept": kept}
+
+
+def fit_label_scales(module: MultiTaskModule, train_urls: Any) -> dict[str, tuple[float, float]]:
+    """Set every normalised task's :class:`~aqa.heads.scale.LabelScale` to the mean and standard deviation of
+    its label over the training shards (the ``.json`` members only: no audio is decoded; NaN labels ignored).
+    ``aqa train`` calls it before fitting; a resumed run then loads its checkpoint's statistics over these (the
+    same when the shards are). Returns task -> (mean, std), also logged.
+
+    Raises:
+        ConfigError: a normalised task's label has fewer than two finite values in the shards, or no spread.
+    """
+    from aqa.data.labels import shard_labels
+
+    if not module.label_scales:
+        return {}
+    labels = shard_labels(train_urls, sorted({module.labels[t] for t in module.label_scales}))
+    stats = {}
+    for task, scale in module.label_scales.items():
+        label = module.labels[task]
+        try:
+            mean, std = zscore_stats(torch.from_numpy(labels[label]))
+        except ValueError as err:
+            raise ConfigError(f"tasks.{task}.normalize=zscore: label {label!r} in the training shards: {err}") from None
+        scale.set(mean, std)
+        stats[task] = (mean, std)
+        log.info("tasks.%s.normalize=zscore: label %r over %d training samples: mean %.4g, std %.4g", task, label,
+                 int(np.isfinite(labels[label]).sum()), mean, std)
+    return stats

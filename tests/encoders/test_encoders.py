@@ -580,6 +580,43 @@ def test_lora_adapts_and_frozen_trains_nothing(name: str) -> None:
     assert len(frozen(wav).layers) == frozen.num_layers
 
 
+def last_layer_twice(enc: nn.Module, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last hidden state of two forward passes under different random seeds (dropout draws differ)."""
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = enc(wav).layers[-1]
+        torch.manual_seed(2)
+        return first, enc(wav).layers[-1]
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_frozen_encoder_stays_in_eval_mode_after_train(name: str) -> None:
+    """A frozen encoder (a fusion: each frozen member) stays in eval mode whatever ``train()`` says, so its features
+    carry no dropout noise; with LoRA over the frozen backbone the mode follows ``train()`` (adapter dropout runs)."""
+    def with_dropout(enc: nn.Module) -> nn.Module:  # tiny YAMLs may set dropout 0: give every nn.Dropout p 0.3
+        for m in enc.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.3
+        return enc
+
+    frozen = with_dropout(build_tiny(name, freeze=True, adapter=None)).train()
+    pinned = [m for m in frozen.modules() if getattr(m, "frozen", False)]
+    assert pinned, f"{name}: nothing marked frozen"
+    assert all(not sub.training for m in pinned for sub in m.modules())
+    if any(isinstance(m, nn.Dropout) for m in frozen.modules()):  # M2D's ViT has none
+        probe = with_dropout(build_tiny(name, adapter=None))
+        wav = seeded((2, int(probe.sample_rate) // 2), seed=6)
+        first, second = last_layer_twice(probe.train(), wav)
+        assert not torch.equal(first, second), f"{name}: no dropout in train mode, so this test could not fail"
+        first, second = last_layer_twice(frozen, wav)
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+    frozen.eval().train()  # eval() and train() again: still pinned
+    assert all(not sub.training for m in pinned for sub in m.modules())
+
+    adapted = build_tiny(name, freeze=True).train()  # the YAML's LoRA over the frozen backbone
+    assert all(sub.training for sub in adapted.modules())
+
+
 @pytest.mark.parametrize("name", TINY)
 @pytest.mark.parametrize("mode", ["lora", "frozen"])
 def test_deepaq_tiny_trains_one_step_with_each_encoder(name: str, mode: str) -> None:

@@ -58,6 +58,17 @@ def test_frozen_members_keep_trainable_layer_weights_that_an_optimizer_step_move
     assert full.freeze is True and list(full.layers) == ["weighted", "last", "last"]
 
 
+def test_module_train_leaves_every_frozen_member_in_eval_mode():
+    """MMMOS' frozen members give their features without dropout while the module trains (as the released code
+    extracts them); the fusion's own layer weights and the heads follow ``train()``."""
+    module = build_module(compose("mmmos_tiny", ["encoder.freeze=true", "encoder.adapter=null"]), with_teacher=False)
+    module.train()
+    assert len(module.encoder.members) == 3
+    for member in module.encoder.members:
+        assert member.frozen and not any(m.training for m in member.modules())
+    assert module.training and module.encoder.training and module.heads.training
+
+
 @pytest.mark.parametrize("experiment", [e for e in available("experiment") if e.startswith("mmmos")])
 def test_every_mmmos_experiment_feeds_16_khz_audio(experiment):
     assert compose(experiment).encoder.sample_rate == 16000  # §III-A: all audio resampled to 16 kHz mono

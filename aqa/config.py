@@ -137,6 +137,8 @@ def compose(experiment: str, overrides: Sequence[str] = (), config_dir: Path = C
             if group not in task:
                 raise ConfigError(f"task {task_name!r} has no {group}; choose from {available(group, config_dir)}")
             task[group] = _task_component(group, task[group], config_dir)
+        if "normalize" not in task:  # so that tasks.T.normalize=zscore overrides any experiment
+            task.normalize = None
         for term_name, term in (task.get("terms") or {}).items():  # further loss terms on the same head
             if not isinstance(term, DictConfig) or "loss" not in term or "label" not in term:
                 raise ConfigError(f"task {task_name!r} term {term_name!r} needs `loss` and `label`, got {term!r}")
@@ -210,7 +212,7 @@ def validate(cfg: DictConfig) -> None:
     # The registries import every encoder family (transformers, peft: seconds); `aqa prep`, `aqa metric` and
     # `aqa list`, which read this module, never validate, so they do not pay for them.
     from aqa.encoders import ENCODERS
-    from aqa.heads import HEADS
+    from aqa.heads import HEADS, NORMALIZATIONS, TRUNKS
     from aqa.losses import LOSSES
 
     def check(kind: str, name: Any, registry: Iterable[str]) -> None:
@@ -220,13 +222,25 @@ def validate(cfg: DictConfig) -> None:
     check("encoder", cfg.encoder.name, ENCODERS)
     if not cfg.tasks:
         raise ConfigError("the experiment defines no tasks")
-    for task in cfg.tasks.values():
+    for name, task in cfg.tasks.items():
         check("head", task.head.name, HEADS)
         check("loss", task.loss.name, LOSSES)
         check("anchors", task.get("anchors", "all"), ANCHORS)
+        if task.get("normalize") not in (None, *NORMALIZATIONS):
+            raise ConfigError(f"tasks.{name}.normalize={task.normalize!r} is invalid: choose from "
+                              f"{list(NORMALIZATIONS)} (z-score the label by the training split's mean and std) "
+                              "or null (labels as they are)")
         for term in (task.get("terms") or {}).values():
             check("loss", term.loss.name, LOSSES)
             check("anchors", term.get("anchors", "all"), ANCHORS)
+    trunk = cfg.get("trunk")
+    if trunk is not None:
+        if not isinstance(trunk, DictConfig) or "name" not in trunk:
+            raise ConfigError(f"trunk: a mapping {{name: ..., shared: true|false, ...}} or null, got {_show(trunk)}")
+        check("trunk", trunk.name, TRUNKS)
+        if not isinstance(trunk.get("shared", True), bool):
+            raise ConfigError(f"trunk.shared={_show(trunk.shared)} is invalid: expected true (one trunk for every "
+                              "task) or false (one per task)")
     check("logger", cfg.logger, LOGGERS)
     check("monitor mode", cfg.monitor.mode, ("min", "max"))
     check("nan_policy", cfg.get("nan_policy", "skip"), NAN_POLICIES)
@@ -365,6 +379,38 @@ def value_problems(cfg: DictConfig) -> list[str]:
     else:
         problems.append(_bad("trainer.max_epochs", epochs,
                              "an integer >= 1 (or -1 together with trainer.max_steps or trainer.max_time)"))
+    return problems + label_scale_problems(cfg)
+
+
+def label_scale_problems(cfg: DictConfig) -> list[str]:
+    """A difference-only loss (``Loss.difference_only``: MMMOS' Con ``pairwise_margin`` and ``dcq``) on a task
+    whose labels are not z-scored, one line each. Such a loss gives the output bias no gradient, so the scores'
+    level is wherever initialisation and the other weights leave it: their MSE, and any ensemble's, is arbitrary.
+    z-scoring (``tasks.X.normalize: zscore``) starts that level at the training labels' mean and maps the scores
+    back to the label scale. A loss that pins the level only loosely (``Loss.loose_level``: UTMOS, whose clipped
+    MSE counts errors beyond ``tau`` only) is logged as a warning instead: its level is right to within ``tau``
+    label units, but ``tau`` and ``margin`` are meant for z-scored labels (MMMOS' release)."""
+    from aqa.losses import LOSSES
+
+    problems = []
+    tasks = cfg.get("tasks")
+    for name, task in (tasks.items() if isinstance(tasks, DictConfig) else []):
+        if task.get("normalize"):
+            continue
+        for where, spec in [("loss", task.get("loss")),
+                            *((f"terms.{k}.loss", t.get("loss")) for k, t in (task.get("terms") or {}).items())]:
+            loss = LOSSES.get(spec.get("name")) if isinstance(spec, DictConfig) else None
+            if getattr(loss, "input_kind", None) != "score":
+                continue
+            if loss.difference_only:
+                problems.append(
+                    f"tasks.{name}.{where}={spec.name} depends on score differences only: it leaves the scores' "
+                    f"level (the output bias) untrained, so it needs z-scored labels: tasks.{name}.normalize=zscore"
+                )
+            elif loss.loose_level:
+                log.warning("tasks.%s.%s=%s on labels that are not z-scored: its tau and margin are in label units "
+                            "(the released values assume z-scored labels); tasks.%s.normalize=zscore z-scores them",
+                            name, where, spec.name, name)
     return problems
 
 

@@ -7,6 +7,10 @@ declares its ``output`` :class:`~aqa.heads.base.Kind` once: ``EMBEDDING`` heads 
 distance to a reference; ``SCORE`` heads output scores (B,), or a dict whose ``"score"`` is the clip score and
 whose other entries feed the loss; ``FRAMES`` heads (e.g. HAAQI-Net) return such a dict with ``"frames"``.
 :func:`head_score` picks the clip score from either.
+
+``TRUNKS`` holds the parts several tasks' heads may share (MMMOS' one BLSTM under the four axes' MLPs), named by
+the experiment's ``trunk: {name: ..., shared: true|false, ...}``: a trunk is called like a head and returns what
+the heads then read, ``(layers, lengths)`` (:mod:`aqa.heads.blstm`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aqa.heads.base import Head, Kind
-from aqa.heads.blstm import BLSTMHiddenHead, BLSTMTimeHead
+from aqa.heads.blstm import BLSTMHiddenHead, BLSTMHiddenTrunk, BLSTMTimeHead, BLSTMTimeTrunk
 from aqa.heads.haaqi_net import HaaqiNetHead
 from aqa.heads.pooling import MeanPoolHead, MLPHead, RnCEmbeddingHead, WeightedSumPoolHead
+from aqa.heads.scale import NORMALIZATIONS, LabelScale, zscore_stats
 from aqa.heads.scores import as_float32, head_score, quality_scores, reference_distances
 
 HEADS: dict[str, Callable[..., Head]] = {
@@ -31,6 +36,24 @@ HEADS: dict[str, Callable[..., Head]] = {
 }
 
 
+# trunks: the configs/head YAML of the same name documents the aggregation; `shared` is the module's, not theirs
+TRUNKS: dict[str, Callable[..., Any]] = {
+    "blstm_h": BLSTMHiddenTrunk,
+    "blstm_t": BLSTMTimeTrunk,
+}
+TRUNK_KEYS = ("name", "shared")  # a trunk config's keys that are not the trunk's own arguments
+
+
+def build_trunk(cfg: Mapping[str, Any], num_layers: int, input_dim: int) -> Any:
+    """Build a trunk from the experiment's ``trunk`` config (``name``, ``shared`` + kwargs) for an encoder
+    with ``num_layers`` x ``input_dim``; the result exposes ``num_layers`` and ``output_dim`` for the heads."""
+    name = cfg["name"]
+    if name not in TRUNKS:
+        raise KeyError(f"unknown trunk {name!r}; choose from {sorted(TRUNKS)}")
+    kwargs = {k: v for k, v in cfg.items() if k not in TRUNK_KEYS}
+    return TRUNKS[name](num_layers=num_layers, input_dim=input_dim, **kwargs)
+
+
 def build_head(cfg: Mapping[str, Any], num_layers: int, input_dim: int) -> Head:
     """Build a head from its config (``name`` + kwargs) for an encoder with ``num_layers`` x ``input_dim``."""
     name = cfg["name"]
@@ -42,9 +65,14 @@ def build_head(cfg: Mapping[str, Any], num_layers: int, input_dim: int) -> Head:
 
 __all__ = [
     "HEADS",
+    "NORMALIZATIONS",
+    "TRUNKS",
     "as_float32",
     "BLSTMHiddenHead",
+    "BLSTMHiddenTrunk",
     "BLSTMTimeHead",
+    "BLSTMTimeTrunk",
+    "LabelScale",
     "HaaqiNetHead",
     "Head",
     "Kind",
@@ -53,7 +81,9 @@ __all__ = [
     "RnCEmbeddingHead",
     "WeightedSumPoolHead",
     "build_head",
+    "build_trunk",
     "head_score",
     "quality_scores",
     "reference_distances",
+    "zscore_stats",
 ]

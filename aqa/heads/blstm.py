@@ -10,9 +10,13 @@ What each reads from the ``fusion`` encoder: ``blstm_h`` its default time-pooled
 (``pool: false``). With any other encoder they read its layers, combined by learned softmax weights.
 
 Axes are tasks: ``tasks: {pq: {head: {name: blstm_h}, label: pq, ...}, pc: {...}, ...}`` gives any number of
-named axes, each a task with its own label, loss, validation SRCC and score in ``aqa score``. Each task builds
-its own head, so each axis has its own BLSTM where the paper shares one BLSTM between the four axis MLPs (the
-MLP aggregation loses nothing: its shared part, the pooled vector, is the encoder's output).
+named axes, each a task with its own label, loss, validation SRCC and score in ``aqa score``; each task's head
+then holds its own BLSTM. The paper shares ONE BLSTM between the four axes' MLPs (§III-B: "the resulting
+embedding is passed to four independent MLPs"): that is a *trunk*, ``trunk: {name: blstm_h}`` at the
+experiment level (:data:`aqa.heads.TRUNKS`), registered once in the module (``trunks.shared.*`` in a
+checkpoint) and run once per batch, whose output every task's ``mlp`` head reads as its one "layer" (BLSTM(h):
+the final hidden state, one frame; BLSTM(t): the BLSTM's outputs, every valid frame, mean-pooled by the head).
+``trunk.shared: false`` gives each task its own trunk instead (``trunks.TASK.*``), the per-axis variant.
 """
 
 from __future__ import annotations
@@ -32,6 +36,32 @@ def score_mlp(input_dim: int, hidden: int | None, out_dim: int, dropout: float, 
     mlp = nn.Sequential(*layers, nn.Linear(hidden or input_dim, out_dim))
     nn.init.constant_(mlp[-1].bias, bias_init)
     return mlp
+
+
+def hidden_state(layer_sum: LayerWeightedSum, blstm: nn.LSTM, steps: int, layers: list[Tensor],
+                 lengths: Tensor | None) -> Tensor:
+    """BLSTM(h)'s embedding: the time-mean of the weighted layers over valid frames, read as ``steps`` equal
+    chunks by the BLSTM, its final hidden state (both directions concatenated). Returns (B, 2 * hidden)."""
+    pooled = masked_time_mean(layer_sum(layers), lengths)  # (B, D)
+    _, (h, _) = blstm(pooled.reshape(pooled.shape[0], steps, -1))  # h: (2, B, hidden)
+    return torch.cat([h[0], h[1]], dim=-1)
+
+
+def time_outputs(layer_sum: LayerWeightedSum, blstm: nn.LSTM, layers: list[Tensor],
+                 lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """BLSTM(t)'s sequence: the weighted layers' frames through the BLSTM, padding packed out. Returns the
+    outputs (B, F, 2 * hidden) and the valid frames per clip (B,) long."""
+    x = layer_sum(layers)  # (B, F, D)
+    b, f, _ = x.shape
+    mask = frame_mask(lengths, f, b, x.device)
+    if lengths is None or bool(mask.all()):  # no padding: one plain (cuDNN) call, no host sync
+        h, _ = blstm(x)
+    else:
+        lens = mask.sum(dim=1).clamp_min(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+        h, _ = blstm(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=f)
+    return h, mask.sum(dim=1)
 
 
 class _BLSTMHead(Head):
@@ -97,9 +127,7 @@ class BLSTMHiddenHead(_BLSTMHead):
 
     def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:
         """Args: layers: L tensors of (B, F, D); lengths: (B,) valid frames. Returns (B,) or (B, out_dim)."""
-        pooled = masked_time_mean(self.layer_sum(layers), lengths)  # (B, D)
-        _, (h, _) = self.blstm(pooled.reshape(pooled.shape[0], self.steps, -1))  # h: (2, B, hidden)
-        return self._scores(torch.cat([h[0], h[1]], dim=-1))
+        return self._scores(hidden_state(self.layer_sum, self.blstm, self.steps, layers, lengths))
 
 
 class BLSTMTimeHead(_BLSTMHead):
@@ -132,17 +160,61 @@ class BLSTMTimeHead(_BLSTMHead):
 
     def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> Tensor:
         """Args: layers: L tensors of (B, F, D); lengths: (B,) valid frames. Returns (B,) or (B, out_dim)."""
-        x = self.layer_sum(layers)  # (B, F, D)
-        b, f, _ = x.shape
-        mask = frame_mask(lengths, f, b, x.device)
-        if lengths is None or bool(mask.all()):  # no padding: one plain (cuDNN) call, no host sync
-            h, _ = self.blstm(x)
-        else:
-            lens = mask.sum(dim=1).clamp_min(1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
-            h, _ = self.blstm(packed)
-            h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=f)
-        return self._scores(masked_time_mean(h, mask.sum(dim=1)))
+        h, valid = time_outputs(self.layer_sum, self.blstm, layers, lengths)
+        return self._scores(masked_time_mean(h, valid))
 
 
-__all__ = ["BLSTMHiddenHead", "BLSTMTimeHead", "score_mlp"]
+class _BLSTMTrunk(nn.Module):
+    """The part of a BLSTM aggregation that MMMOS' four axes share: layer weights and one single-layer BLSTM.
+    Called like a head, ``trunk(layers, lengths)``, it returns what a head reads, ``(layers, lengths)``: one
+    (B, F', 2 * hidden) "layer" and its valid frames. Exposes ``num_layers`` (1) and ``output_dim``
+    (``2 * hidden``), the shape the heads are built for."""
+
+    num_layers = 1
+
+    def __init__(self, num_layers: int, input_dim: int, lstm_input: int, hidden: int) -> None:
+        super().__init__()
+        self.layer_sum = LayerWeightedSum(num_layers, input_dim)
+        self.blstm = nn.LSTM(lstm_input, hidden, num_layers=1, batch_first=True, bidirectional=True)
+        self.output_dim = 2 * int(hidden)
+
+
+class BLSTMHiddenTrunk(_BLSTMTrunk):
+    """BLSTM(h) shared by the axes: :func:`hidden_state` as one frame, (B, 1, 2 * hidden), lengths all 1; each
+    axis's ``mlp`` head (``hidden: null``: one linear layer) projects it to its score, as ``blstm_h`` does.
+
+    Args: num_layers, input_dim: the encoder's shape; hidden: BLSTM size per direction; steps: chunks of the
+    pooled vector (must divide ``input_dim``), as :class:`BLSTMHiddenHead`.
+    """
+
+    def __init__(self, num_layers: int, input_dim: int, hidden: int = 256, steps: int = 1) -> None:
+        if steps < 1 or input_dim % steps:
+            raise ValueError(f"trunk blstm_h steps={steps} must be >= 1 and divide the feature size {input_dim}")
+        super().__init__(num_layers, input_dim, input_dim // steps, hidden)
+        self.steps = int(steps)
+
+    def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """Args: layers: L tensors of (B, F, D); lengths: (B,). Returns ([(B, 1, 2 * hidden)], (B,) ones)."""
+        h = hidden_state(self.layer_sum, self.blstm, self.steps, layers, lengths)
+        return [h[:, None, :]], torch.ones(h.shape[0], dtype=torch.long, device=h.device)
+
+
+class BLSTMTimeTrunk(_BLSTMTrunk):
+    """BLSTM(t) shared by the axes: :func:`time_outputs`, (B, F, 2 * hidden) with the valid frames; each axis's
+    ``mlp`` head mean-pools them over the valid frames and maps them to its score, as ``blstm_t`` does.
+
+    Args: num_layers, input_dim: the encoder's shape (the fusion with ``pool: false``); hidden: BLSTM size per
+    direction.
+    """
+
+    def __init__(self, num_layers: int, input_dim: int, hidden: int = 256) -> None:
+        super().__init__(num_layers, input_dim, input_dim, hidden)
+
+    def forward(self, layers: list[Tensor], lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """Args: layers: L tensors of (B, F, D); lengths: (B,). Returns ([(B, F, 2 * hidden)], (B,) frames)."""
+        h, valid = time_outputs(self.layer_sum, self.blstm, layers, lengths)
+        return [h], valid
+
+
+__all__ = ["BLSTMHiddenHead", "BLSTMHiddenTrunk", "BLSTMTimeHead", "BLSTMTimeTrunk", "hidden_state", "score_mlp",
+           "time_outputs"]

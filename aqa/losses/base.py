@@ -23,7 +23,13 @@ class Loss(nn.Module):
       together, e.g. the mixtures of one utterance); False by default;
     - ``takes_anchors``: True when the loss is also called with ``anchors=`` (B,) bool, the samples it is
       summed over while the others still take part (Rank-N-Contrast); a loss without it gets the targets of
-      non-anchors set to NaN, which every score loss leaves out.
+      non-anchors set to NaN, which every score loss leaves out;
+    - ``difference_only``: True when the loss depends on differences between the batch's predictions only
+      (MMMOS' Con and DCQ): the output bias gets no gradient, so the scores' absolute level is wherever it
+      started. Such a loss needs its task's labels z-scored (``tasks.X.normalize: zscore``), which puts that
+      start at the training labels' mean; :func:`aqa.config.check_values` refuses it otherwise;
+    - ``loose_level``: True when only part of the loss pins the level (UTMOS: its clipped MSE counts only
+      errors beyond ``tau``, in label units); unnormalised, such a task is warned about, not refused.
 
     A loss is called as ``loss(head_output, target, **({"group": group} if uses_group else {}))``.
     """
@@ -31,9 +37,12 @@ class Loss(nn.Module):
     input_kind: ClassVar[Kind]
     uses_group: ClassVar[bool] = False
     takes_anchors: ClassVar[bool] = False
+    difference_only: ClassVar[bool] = False
+    loose_level: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         declared_kind(cls, "input_kind")
-        if not isinstance(cls.uses_group, bool):
-            raise TypeError(f"{cls.__name__}.uses_group must be a bool, got {cls.uses_group!r}")
+        for flag in ("uses_group", "difference_only", "loose_level"):
+            if not isinstance(getattr(cls, flag), bool):
+                raise TypeError(f"{cls.__name__}.{flag} must be a bool, got {getattr(cls, flag)!r}")

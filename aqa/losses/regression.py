@@ -67,10 +67,14 @@ def utmos_loss(pred: Tensor, target: Tensor, tau: float = 0.5, margin: float = 0
     predictions within the raters' own spread are left alone. pred, target: (B,); NaN targets ignored.
 
     Which constants and normalisation: MMMOS' released code (github robert0518/MMMOS,
-    ``ClippedMSEContrastiveLoss``): ``tau`` 0.5, ``margin`` 0.1, ``w_con`` 0.5, and the contrastive term
-    averaged over the ``B (B - 1)`` ordered pairs ``i != j``, not halved. That code applies it to labels
-    z-normalised per axis; aqa applies it to the labels' own scale (MMMOS: ratings 1..10), so ``tau`` is half a
-    rating point here. (MMMOS' paper says the clipping follows UTMOS, whose value is 0.25.)
+    ``model/contrastive_loss.py``, ``ClippedMSEContrastiveLoss``): ``tau`` 0.5, ``margin`` 0.1, ``w_con`` 0.5,
+    and the contrastive term averaged over the ``B (B - 1)`` ordered pairs ``i != j``, not halved; its
+    ``model/train.py`` applies it to labels z-scored per axis. The MMMOS experiments do the same
+    (``tasks.X.normalize: zscore``: the loss sees ``(pred - mean) / std`` against ``(label - mean) / std``,
+    with the training split's mean and std), so ``tau`` is half a standard deviation of the ratings, as in the
+    release. On an unnormalised task ``tau`` and ``margin`` are in label units (0.5 rating points), which
+    :func:`aqa.config.check_values` warns about. (MMMOS' paper says the clipping follows UTMOS, whose value is
+    0.25.)
 
     UTMOS22 itself (sarulab-speech/UTMOS22 ``strong``: ``ClippedMSELoss``, ``ContrastiveLoss``,
     ``configs/train/default.yaml``) first maps MOS 1..5 onto -1..1 (``(mos - 3) / 2``), then uses ``tau`` 0.25
@@ -153,21 +157,27 @@ class CCCLoss(_ScoreLoss):
 
 
 class UTMOSLoss(_ScoreLoss):
-    """:func:`utmos_loss` as a module (options ``tau``, ``margin``, ``w_con``)."""
+    """:func:`utmos_loss` as a module (options ``tau``, ``margin``, ``w_con``). Its contrastive part is
+    difference-only; its clipped MSE pins the level only to within ``tau`` (``loose_level``)."""
 
     fn = staticmethod(utmos_loss)
+    loose_level = True
 
 
 class PairwiseMarginLoss(_ScoreLoss):
-    """:func:`pairwise_margin` alone as a module (MMMOS' contrastive-only loss; option ``margin``)."""
+    """:func:`pairwise_margin` alone as a module (MMMOS' contrastive-only loss; option ``margin``).
+    Difference-only: the output bias gets no gradient (train it on z-scored labels)."""
 
     fn = staticmethod(pairwise_margin)
+    difference_only = True
 
 
 class DCQLoss(_ScoreLoss):
-    """:func:`dcq_loss` as a module."""
+    """:func:`dcq_loss` as a module. Difference-only: the output bias gets no gradient (train it on z-scored
+    labels)."""
 
     fn = staticmethod(dcq_loss)
+    difference_only = True
 
 
 class FrameUtteranceLoss(Loss):

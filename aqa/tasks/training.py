@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from aqa.config import ConfigError, check_values, save_config
 from aqa.data.datamodule import datamodule_from_config
-from aqa.tasks.multitask import build_module, init_from_checkpoint
+from aqa.tasks.multitask import build_module, fit_label_scales, init_from_checkpoint
 from aqa.tasks.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg)
     if cfg.get("init_from") and ckpt_path is None:  # a resumed run already holds its own weights
         init_from_checkpoint(module, cfg.init_from)
+    fit_label_scales(module, cfg.data.train_urls)  # normalize: zscore; a resumed run then loads its checkpoint's
     datamodule = datamodule_from_config(cfg, module.encoder.sample_rate)
     save_config(cfg, run_dir / "config.yaml")
     save_config(cfg, run_dir / "checkpoints" / "config.yaml")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from aqa.config import compose
-from aqa.heads import build_head
+from aqa.heads import build_head, build_trunk
 from aqa.tasks import build_module
 
 
@@ -60,15 +60,36 @@ def test_blstm_heads_defaults_and_start_at_their_bias(name, rng):
     torch.testing.assert_close(out, torch.full((2,), 5.5))
 
 
-@pytest.mark.parametrize("experiment, head, pool", [("mmmos_blstm_h", "blstm_h", True), ("mmmos_blstm_t", "blstm_t", False)])
-def test_blstm_experiments_train_a_step_on_the_tiny_fusion(experiment, head, pool, rng):
-    """The experiment with its encoder swapped for the tiny twin: every axis is a task with its own head; one
-    optimizer step moves every head, also under bf16 autocast (trainer=gpu runs bf16-mixed)."""
-    cfg = compose(experiment, ["encoder=fusion_tiny"])
-    assert cfg.encoder.pool is pool and cfg.encoder.sample_rate == 16000
+@pytest.mark.parametrize("name", ["blstm_h", "blstm_t"])
+def test_a_trunk_with_an_mlp_head_scores_as_the_blstm_head_with_the_same_weights(name, rng):
+    """trunk (layer weights + BLSTM) -> mlp head (time-mean of the trunk's frames, one linear layer) is the
+    blstm_h / blstm_t head split in two: with the head's weights copied in, every clip scores the same."""
+    head = build_head({"name": name, "hidden": 3}, num_layers=2, input_dim=6).eval()
+    trunk = build_trunk({"name": name, "hidden": 3, "shared": True}, num_layers=2, input_dim=6).eval()
+    top = build_head({"name": "mlp", "hidden": None, "dropout": 0.0}, num_layers=trunk.num_layers,
+                     input_dim=trunk.output_dim).eval()
+    trunk.load_state_dict({k: v for k, v in head.state_dict().items() if not k.startswith("mlp.")})
+    top.mlp.load_state_dict(head.mlp.state_dict())
+    layers, lengths = [torch.randn(3, 5, 6, generator=rng) for _ in range(2)], torch.tensor([5, 2, 4])
+    torch.testing.assert_close(top(*trunk(layers, lengths)), head(layers, lengths), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("experiment, trunk, pool, shared",
+                         [("mmmos_blstm_h", "blstm_h", True, True), ("mmmos_blstm_t", "blstm_t", False, True),
+                          ("mmmos_blstm_h", "blstm_h", True, False)])
+def test_blstm_experiments_share_one_blstm_and_train_a_step_on_the_tiny_fusion(experiment, trunk, pool, shared, rng,
+                                                                                 tmp_path):
+    """The experiment with its encoder swapped for the tiny twin: one BLSTM (the trunk) under the four axes'
+    own linear layers, as the paper's §III-B ("the resulting embedding is passed to four independent MLPs");
+    trunk.shared=false: one BLSTM per axis. One optimizer step moves the BLSTM and every axis's layer, also under
+    bf16 autocast (trainer=gpu runs bf16-mixed); the checkpoint holds each BLSTM once and loads back."""
+    cfg = compose(experiment, ["encoder=fusion_tiny", f"trunk.shared={str(shared).lower()}"])
+    assert cfg.encoder.pool is pool and cfg.encoder.sample_rate == 16000 and cfg.trunk.name == trunk
     module = build_module(cfg, with_teacher=False)
-    assert set(module.heads) == {"pq", "pc", "ce", "cu"} and all(type(h).__name__.startswith("BLSTM") for h in module.heads.values())
-    assert {cfg.tasks[t].head.name for t in module.heads} == {head}
+    axes = {"pq", "pc", "ce", "cu"}
+    assert set(module.heads) == axes and all(type(h).__name__ == "MLPHead" for h in module.heads.values())
+    assert set(module.trunks) == ({"shared"} if shared else axes)
+    assert all(type(t).__name__.startswith("BLSTM") for t in module.trunks.values())
     sr = module.encoder.sample_rate
     batch = {
         "wav": torch.randn(4, sr, generator=rng) * 0.1,
@@ -77,15 +98,28 @@ def test_blstm_experiments_train_a_step_on_the_tiny_fusion(experiment, head, poo
         "group": torch.arange(4),
         "is_reference": torch.zeros(4, dtype=torch.bool),
     }
-    before = {n: p.detach().clone() for n, p in module.heads.named_parameters()}
+    trained = {**{f"heads.{n}": p for n, p in module.heads.named_parameters()},
+               **{f"trunks.{n}": p for n, p in module.trunks.named_parameters()}}
+    before = {n: p.detach().clone() for n, p in trained.items()}
     optimizer = module.configure_optimizers()
     loss, _ = module._shared_step(batch, "val")
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss)
-    moved = {n for n, p in module.heads.named_parameters() if not torch.equal(p, before[n])}
-    for task in module.heads:
-        assert {f"{task}.blstm.weight_ih_l0", f"{task}.blstm.weight_ih_l0_reverse", f"{task}.mlp.1.weight"} <= moved
+    moved = {n for n, p in trained.items() if not torch.equal(p, before[n])}
+    for key in module.trunks:
+        assert {f"trunks.{key}.blstm.weight_ih_l0", f"trunks.{key}.blstm.weight_ih_l0_reverse"} <= moved
+    assert {f"heads.{task}.mlp.1.weight" for task in axes} <= moved
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16, _ = module._shared_step(batch, "val")
     assert bf16.dtype == torch.float32 and torch.isfinite(bf16)
+    state = module.state_dict()
+    assert sum(k.endswith("blstm.weight_ih_l0") for k in state) == len(module.trunks) == (1 if shared else 4)
+    torch.save(state, tmp_path / "w.pt")
+    again = build_module(cfg, with_teacher=False)
+    again.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    module.eval(), again.eval()
+    with torch.no_grad():
+        ours, theirs = module(batch["wav"], batch["lengths"]), again(batch["wav"], batch["lengths"])
+    for task in axes:
+        torch.testing.assert_close(ours[task], theirs[task])

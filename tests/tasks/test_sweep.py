@@ -8,6 +8,7 @@ again, and an agent's trial validated as it trained and listed in sweep.csv.
 
 import csv
 import io
+import itertools
 import json
 import math
 import tarfile
@@ -173,7 +174,7 @@ def test_grid_and_seeded_random_expansion(tmp_path):
 
 
 def test_shipped_sweeps_compose_as_the_papers_describe(tmp_path):
-    assert {"mmmos_table3", "deepaq_ablation", "mmmos_tiny"} <= set(available("sweep"))
+    assert {"mmmos_table2", "mmmos_table3", "deepaq_ablation", "mmmos_tiny"} <= set(available("sweep"))
     for name in available("sweep"):
         plan(load_sweep(name), tmp_path / name, check_data=False)
     trials, cfgs, metric, mode = plan(load_sweep("mmmos_table3"), tmp_path / "t3", check_data=False)
@@ -182,23 +183,37 @@ def test_shipped_sweeps_compose_as_the_papers_describe(tmp_path):
         (
             c.experiment,
             {t.loss.name for t in c.tasks.values()},
-            {t.head.name for t in c.tasks.values()},
+            c.trunk and (c.trunk.name, c.trunk.shared),
             len(c.encoder.encoders),
         )
         for c in cfgs
     ]
-    # Table III: for each loss, BiEnc + MLP, TriEnc + MLP, TriEnc + BLSTM(t), TriEnc + BLSTM(h)
+    # Table III: for each loss, BiEnc + MLP, TriEnc + MLP, TriEnc + BLSTM(t), TriEnc + BLSTM(h), the BLSTM shared
+    # by the four axes' MLPs (§III-B)
     expected = [
-        (exp, {loss}, {head}, members)
+        (exp, {loss}, trunk, members)
         for loss in ("ccc", "pairwise_margin", "dcq", "utmos")
-        for exp, head, members in (
-            ("mmmos_bienc", "mlp", 2),
-            ("mmmos", "mlp", 3),
-            ("mmmos_blstm_t", "blstm_t", 3),
-            ("mmmos_blstm_h", "blstm_h", 3),
+        for exp, trunk, members in (
+            ("mmmos_bienc", None, 2),
+            ("mmmos", None, 3),
+            ("mmmos_blstm_t", ("blstm_t", True), 3),
+            ("mmmos_blstm_h", ("blstm_h", True), 3),
         )
     ]
     assert rows == expected and all(set(c.tasks) == {"pq", "pc", "ce", "cu"} for c in cfgs)
+    assert all(t.normalize == "zscore" and t.head.name == "mlp" for c in cfgs for t in c.tasks.values())
+    # Table II: the 7 non-empty subsets of {WavLM, MuQ, M2D-CLAP}, MLP aggregation, UTMOS, ranked by the composite
+    _, cfgs, metric, mode = plan(load_sweep("mmmos_table2"), tmp_path / "t2", check_data=False)
+    assert (metric, mode) == ("val/composite/srcc", "max")
+    subsets = [tuple(e.name for e in c.encoder.encoders) for c in cfgs]
+    assert len(set(subsets)) == 7 and all(len(s) == len(c.encoder.layers) for s, c in zip(subsets, cfgs, strict=True))
+    assert {frozenset(s) for s in subsets} == {
+        frozenset(s) for n in (1, 2, 3) for s in itertools.combinations(("wavlm_base_plus", "muq_large_msd", "m2d_vit_base"), n)
+    }
+    assert all(c.experiment == "mmmos" and {t.loss.name for t in c.tasks.values()} == {"utmos"} and not c.trunk
+               for c in cfgs)
+    assert all(e.checkpoint.split("/")[1].startswith("m2d_clap") for c in cfgs for e in c.encoder.encoders
+               if e.name == "m2d_vit_base")
     trials, cfgs, metric, _ = plan(load_sweep("deepaq_ablation"), tmp_path / "d", check_data=False)
     assert metric == "val/quality/srcc"
     by_exp = {c.experiment: c for c in cfgs}

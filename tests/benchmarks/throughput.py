@@ -41,6 +41,23 @@ def synthetic_batch(module: Any, batch: int, seconds: float, device: torch.devic
     }
 
 
+def parameter_counts(module: Any) -> dict[str, int]:
+    """Parameters of a ``MultiTaskModule`` by part: ``encoder``, ``heads``, ``scoring`` (encoder + heads: what
+    scoring runs) and ``all`` (also what only training uses, e.g. the distilled student's projections onto its
+    teacher's hidden states)."""
+    encoder = sum(p.numel() for p in module.encoder.parameters())
+    heads = sum(p.numel() for p in module.heads.parameters())
+    return {"encoder": encoder, "heads": heads, "scoring": encoder + heads,
+            "all": sum(p.numel() for p in module.parameters())}
+
+
+def parameter_cut(student: Any, teacher: Any) -> dict[str, float]:
+    """Fraction of the teacher's parameters the student does without, per part of :func:`parameter_counts`
+    (``encoder``: the backbones alone; ``scoring``: encoder + heads)."""
+    s, t = parameter_counts(student), parameter_counts(teacher)
+    return {part: 1.0 - s[part] / t[part] for part in ("encoder", "scoring")}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -82,9 +99,9 @@ def system_throughput(
         precision: ``bf16`` (autocast) or ``fp32``.
         train: also time training steps (forward, float32 losses, backward, AdamW step).
     Returns:
-        ``{"params_m", "trainable_m", "score_clips_s", "score_peak_gib", "score_tflops", "score_mfu", and the
-        same with ``encoder_`` (the encoder's forward alone) and ``train_``}``; MFU is NaN where the device's
-        peak is unknown (CPU).
+        ``{"params_m", "scoring_params_m", "encoder_params_m", "trainable_m", "score_clips_s", "score_peak_gib",
+        "score_tflops", "score_mfu", and the same with ``encoder_`` (the encoder's forward alone) and ``train_``}``
+        (parameters: :func:`parameter_counts`, in millions); MFU is NaN where the device's peak is unknown (CPU).
     """
     device = torch.device(device)
     module = module.to(device)
@@ -92,7 +109,9 @@ def system_throughput(
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     peak = PEAK_TFLOPS.get(torch.cuda.get_device_name(device), float("nan")) if device.type == "cuda" else float("nan")
     out = {
-        "params_m": sum(p.numel() for p in module.parameters()) / 1e6,
+        "params_m": parameter_counts(module)["all"] / 1e6,
+        "scoring_params_m": parameter_counts(module)["scoring"] / 1e6,  # without training-only parts
+        "encoder_params_m": parameter_counts(module)["encoder"] / 1e6,
         "trainable_m": sum(p.numel() for p in module.parameters() if p.requires_grad) / 1e6,
     }
 

@@ -10,15 +10,16 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install system-deps test test-full train eval sweep demo demos data-demo data data-import bench lint clean gpu-check gpu-wheels
+.PHONY: install constraints system-deps test test-full train eval sweep demo demos data-demo data data-import bench lint clean gpu-check gpu-wheels
 
 install: $(STAMP) system-deps
 
 # torch 2.13.0 first: it is the CPU build this machine provides; asking for anything else pulls a CUDA build.
-$(STAMP): pyproject.toml
+# constraints.txt: the exact versions measured together (pyproject.toml states the compatible ranges).
+$(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,metrics]'
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,metrics]'
 	@# pyclarity pulls torchaudio 2.11, a CUDA build whose compiled libraries do not load on CPU-only machines
 	@# and then break `import transformers`; its pure-Python parts work without them (shared ENVIRONMENT.md).
 	$(BIN)/python -c "import torchaudio" 2>/dev/null || rm -f $(VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
@@ -142,6 +143,11 @@ gpu-wheels:
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 		-d .whl $(GPU_WHEELS)
 	$(PYTHON) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
+
+# Rewrite constraints.txt from the working .venv (after an upgrade has passed `make test`).
+constraints: install
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]*)\+.*$$/\1/'; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 lint: install
 	$(BIN)/ruff check aqa data_prep tests

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from aqa.config import ConfigError, available, compose
+from aqa.config import CONFIG_PATH_ENV, ConfigError, available, compose, set_config_dirs
 
 # `aqa prep NAME ARGS...` -> the data_prep module whose `main(argv) -> int` runs the recipe
 PREP_RECIPES: dict[str, str] = {
@@ -26,7 +26,7 @@ PREP_RECIPES: dict[str, str] = {
     "render": "data_prep.render",
     "listening": "data_prep.listening",
 }
-GROUPS = ("experiment", "encoder", "head", "loss", "data", "trainer", "metric", "prep")
+GROUPS = ("experiment", "encoder", "head", "loss", "data", "trainer", "sweep", "metric", "prep")
 SCORE_OUTPUT = """output (--format jsonl, the default): one JSON object per file, in input order, on stdout
   (or in --out FILE instead):
   {"file": PATH, ["reference": REF,] TASK: score, ..., "TASK_calibrated": score on the label's scale
@@ -95,6 +95,20 @@ def _which(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint name in run_dir/checkpoints: best | last (default best)")
 
 
+def _config_dir_option(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument("--config-dir", action="append", default=[], metavar="DIR", dest=dest,
+                        help="a folder of your own configs (experiment/, encoder/, head/, loss/, data/, trainer/, "
+                             f"sweep/), searched before ${CONFIG_PATH_ENV} and the built-in ones; repeatable")
+
+
+def _names(group: str) -> str:
+    """The config names of a group for a help text (a bad $AQA_CONFIG_PATH is reported when a command runs)."""
+    try:
+        return " ".join(available(group))
+    except ConfigError:
+        return f"(see aqa list {group})"
+
+
 def _version() -> str:
     try:
         return version("aqa")
@@ -108,16 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="aqa", description="Perceptual audio quality assessment")
     parser.add_argument("--version", action="version", version=f"aqa {_version()}")
+    _config_dir_option(parser, "config_dir")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train an experiment: aqa train EXPERIMENT [key=value ...]")
-    p.add_argument("experiment", help=f"one of: {' '.join(available('experiment'))}")
+    p.add_argument("experiment", help=f"one of: {_names('experiment')}")
+    _config_dir_option(p, "sub_config_dir")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=3 encoder=mert_v1_95m")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("sweep", help="run a grid or random search over config overrides: aqa sweep SWEEP.yaml "
                                      "[key=value ...] [--resume] (format: aqa.tasks.sweep)")
-    p.add_argument("sweep", help=f"a sweep file, or one of: {' '.join(available('sweep'))}")
+    p.add_argument("sweep", help=f"a sweep file, or one of: {_names('sweep')}")
+    _config_dir_option(p, "sub_config_dir")
     p.add_argument("overrides", nargs="*", help="added to every trial's overrides, e.g. data.train_urls=...")
     p.add_argument("--out", help="folder for the trials and sweep.csv (default runs/sweeps/SWEEP_NAME)")
     p.add_argument("--resume", action="store_true",
@@ -232,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list experiments and registered components")
     p.add_argument("group", nargs="?", choices=GROUPS)
+    _config_dir_option(p, "sub_config_dir")
     p.set_defaults(handler=lambda a: list_components(a.group))
 
     p = sub.add_parser("prep", help="build WebDataset shards: aqa prep codec --src DIR --out DIR ...")
@@ -340,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     handler: Callable[[argparse.Namespace], int | None] = args.handler
     try:
+        set_config_dirs([*args.config_dir, *getattr(args, "sub_config_dir", [])])
         return int(handler(args) or 0)
     except (ConfigError, FileNotFoundError, KeyError) as err:
         print(f"aqa {args.command}: error: {err}", file=sys.stderr)

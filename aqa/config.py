@@ -1,6 +1,8 @@
 """Compose, validate and save experiment configs (OmegaConf).
 
-An experiment is ``configs/experiment/NAME.yaml``. It picks one file per component group in ``defaults``
+An experiment is ``experiment/NAME.yaml`` in a config folder: the built-in ``configs/`` (shipped inside the
+package as ``aqa/configs``) or a user folder from ``aqa --config-dir DIR`` or ``$AQA_CONFIG_PATH``, which are
+searched first, group by group (:func:`config_dirs`). It picks one file per component group in ``defaults``
 (``encoder``, ``data``, ``trainer``) and per task picks a head and a loss by name; the body then overrides
 any of their settings. Composition order, later wins:
 
@@ -14,7 +16,8 @@ Every trainer config also accepts ``max_steps`` and ``max_time`` (null: no limit
 
 :func:`check_values` checks the values of a composed config (types, ranges, that the shards exist and hold
 samples) before ``aqa train`` builds or writes anything. Relative shard paths are read from ``$AQA_DATA``
-when set, else from the checkout (:func:`aqa.data.datamodule.data_root`).
+when set, else from the checkout, else (aqa installed as a package) from the current folder
+(:func:`aqa.data.urls.data_root`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import importlib
 import json
 import logging
 import math
+import os
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Sequence
@@ -35,7 +39,22 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from aqa.data.urls import expand_shard_urls
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def builtin_config_dir() -> Path:
+    """The configs that ship with aqa: ``aqa/configs`` in an installed wheel (the repository's top-level
+    ``configs/``, mapped into the package by ``setup.py``), else ``configs/`` beside the package (a checkout,
+    editable or not)."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "configs"
+    return shipped if shipped.is_dir() else package.parent / "configs"
+
+
+CONFIG_DIR = builtin_config_dir()  # the built-in configs; the search path is :func:`config_dirs`
+# os.pathsep-separated folders searched before the built-in configs (after any `aqa --config-dir`)
+CONFIG_PATH_ENV = "AQA_CONFIG_PATH"
+_cli_config_dirs: list[Path] = []  # `aqa --config-dir DIR` (set_config_dirs)
+# a folder of the search path, a list of them, or None: the search path (config_dirs())
+ConfigDirs = Path | str | Sequence[Path | str] | None
 GROUPS = ("encoder", "data", "trainer")
 TASK_GROUPS = ("head", "loss")
 ANCHORS = ("all", "coded", "reference")  # the samples a task's loss term is summed over (aqa.tasks.multitask.LossTerm)
@@ -56,21 +75,77 @@ class ConfigError(ValueError):
     """A config that cannot be composed or validated; the message says what to change."""
 
 
-def available(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
-    """Names of the YAML files in one config group folder (``encoder``, ``head``, ``experiment``, ...)."""
-    return sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+def set_config_dirs(dirs: Iterable[Path | str]) -> None:
+    """Set the folders given with ``aqa --config-dir DIR`` (searched first, in the order given).
+
+    Raises:
+        ConfigError: a folder does not exist.
+    """
+    _cli_config_dirs[:] = [_config_folder(d, "--config-dir") for d in dirs]
 
 
-def _load_group(group: str, name: str, config_dir: Path) -> DictConfig:
-    path = config_dir / group / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown {group} {name!r}; choose from {available(group, config_dir)}")
+def _config_folder(folder: Path | str, source: str) -> Path:
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{source}: config folder {str(folder)!r} does not exist (it should hold experiment/, "
+                          "encoder/, head/, loss/, data/, trainer/ or sweep/ folders of YAML files)")
+    return path.resolve()
+
+
+def config_dirs() -> list[Path]:
+    """The config search path, first match wins: the ``aqa --config-dir`` folders, then those of
+    ``$AQA_CONFIG_PATH`` (``os.pathsep``-separated), then the built-in configs (:data:`CONFIG_DIR`).
+
+    Each group (``experiment/``, ``encoder/``, ``head/``, ``loss/``, ``data/``, ``trainer/``, ``sweep/``) is
+    searched separately, so an experiment in a user folder composes the built-in encoders, heads, losses and
+    data files, and a user file of the same name shadows a built-in one.
+
+    Raises:
+        ConfigError: a folder of ``$AQA_CONFIG_PATH`` does not exist.
+    """
+    env = [_config_folder(d, CONFIG_PATH_ENV) for d in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if d]
+    return list(dict.fromkeys([*_cli_config_dirs, *env, CONFIG_DIR]))
+
+
+def _dirs(config_dir: ConfigDirs) -> list[Path]:
+    if config_dir is None:
+        return config_dirs()
+    if isinstance(config_dir, Path | str):
+        return [Path(config_dir)]
+    return [Path(d) for d in config_dir]
+
+
+def _searched(dirs: Sequence[Path]) -> str:
+    return ", ".join(str(d) for d in dirs)
+
+
+def available(group: str, config_dir: ConfigDirs = None) -> list[str]:
+    """Names of the YAML files in one config group (``encoder``, ``head``, ``experiment``, ...), from every
+    folder of the search path (:func:`config_dirs`, or the folder(s) given)."""
+    return sorted({p.stem for d in _dirs(config_dir) for p in (d / group).glob("*.yaml")})
+
+
+def find_config(group: str, name: str, config_dir: ConfigDirs = None) -> Path | None:
+    """The file ``GROUP/NAME.yaml`` in the first folder of the search path that has it, else None."""
+    for d in _dirs(config_dir):
+        path = d / group / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def _load_group(group: str, name: str, config_dir: ConfigDirs) -> DictConfig:
+    path = find_config(group, name, config_dir)
+    if path is None:
+        dirs = _dirs(config_dir)
+        raise ConfigError(f"unknown {group} {name!r}; choose from {available(group, dirs)} "
+                          f"(searched {_searched(dirs)}; add folders with {CONFIG_PATH_ENV} or --config-dir)")
     cfg = OmegaConf.load(path)
     assert isinstance(cfg, DictConfig)
     return cfg
 
 
-def _task_component(group: str, value: Any, config_dir: Path) -> DictConfig:
+def _task_component(group: str, value: Any, config_dir: ConfigDirs) -> DictConfig:
     """A task's head or loss: a bare name loads its file; a mapping with ``name`` overrides that file."""
     if isinstance(value, str):
         return _load_group(group, value, config_dir)
@@ -96,16 +171,18 @@ def _split_overrides(overrides: Iterable[str]) -> tuple[dict[str, str], list[str
     return selections, rest
 
 
-def compose(experiment: str, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> DictConfig:
+def compose(experiment: str, overrides: Sequence[str] = (), config_dir: ConfigDirs = None) -> DictConfig:
     """Compose an experiment config and apply command-line overrides.
 
     Args:
-        experiment: name of a file in ``configs/experiment/`` (without ``.yaml``).
+        experiment: name of a file in ``experiment/`` of the search path (without ``.yaml``).
         overrides: ``key=value`` strings (OmegaConf dotlist syntax).
+        config_dir: a config folder or a list of them, searched in order (default :func:`config_dirs`).
 
     Raises:
         ConfigError: unknown experiment, component name or key, with the valid choices in the message.
     """
+    config_dir = _dirs(config_dir)  # read the search path once
     exp = _load_group("experiment", experiment, config_dir)
     selections, dotlist = _split_overrides(overrides)
     defaults = OmegaConf.to_container(exp.pop("defaults", OmegaConf.create({})))
@@ -114,7 +191,7 @@ def compose(experiment: str, overrides: Sequence[str] = (), config_dir: Path = C
     if unknown:
         raise ConfigError(f"experiment {experiment!r}: unknown defaults group(s) {sorted(unknown)}; groups are {list(GROUPS)}")
 
-    cfg = OmegaConf.load(config_dir / "train.yaml")
+    cfg = OmegaConf.load(find_config("", "train", config_dir) or CONFIG_DIR / "train.yaml")
     for group in GROUPS:
         name = selections.get(group, defaults.get(group))
         if name is None:
@@ -157,7 +234,7 @@ def compose(experiment: str, overrides: Sequence[str] = (), config_dir: Path = C
     return cfg
 
 
-def encoder_config(entry: Any, config_dir: Path = CONFIG_DIR) -> DictConfig:
+def encoder_config(entry: Any, config_dir: ConfigDirs = None) -> DictConfig:
     """An encoder's complete config, as :func:`aqa.encoders.build_encoder` takes it, from a name or a mapping.
 
     A name loads ``configs/encoder/NAME.yaml``. A mapping's ``name`` picks the file and its other keys override
@@ -180,7 +257,7 @@ def encoder_config(entry: Any, config_dir: Path = CONFIG_DIR) -> DictConfig:
     return resolve_encoder(cfg, config_dir)
 
 
-def resolve_encoder(cfg: DictConfig, config_dir: Path = CONFIG_DIR) -> DictConfig:
+def resolve_encoder(cfg: DictConfig, config_dir: ConfigDirs = None) -> DictConfig:
     """Resolve a fusion's members in place: each entry of ``encoders`` (a name, or a mapping with ``name``
     overriding that file) becomes its complete config (:func:`encoder_config`), so the encoders never read
     YAML. Any other encoder config is returned unchanged. Returns ``cfg``.
@@ -578,7 +655,7 @@ def load_config(path: Path) -> DictConfig:
     assert isinstance(cfg, DictConfig)
     encoder = cfg.get("encoder")
     if isinstance(encoder, DictConfig) and isinstance(encoder.get("name"), str):
-        if (CONFIG_DIR / "encoder" / f"{encoder.name}.yaml").is_file():
-            encoder.name = _load_group("encoder", encoder.name, CONFIG_DIR).name
+        if find_config("encoder", encoder.name) is not None:
+            encoder.name = _load_group("encoder", encoder.name, None).name
         resolve_encoder(encoder)
     return cfg

@@ -1,4 +1,5 @@
-"""Where shard paths point: brace patterns and globs expanded, relative paths read from the checkout or ``$AQA_DATA``.
+"""Where shard paths point: brace patterns and globs expanded, relative paths read from ``$AQA_DATA``, else the
+checkout, else (aqa installed as a package) the current folder.
 
 Kept apart from the DataModule so that checking a config (:func:`aqa.config.check_values`) does not import
 Lightning.
@@ -20,21 +21,36 @@ _BUILD_HINT = (
     "`aqa prep codec --src <audio folder or list.csv> --out <dir>`"
 )
 _GLOB_CHARS = set("*?[")
-# The checkout (the folder holding the `aqa` package and `configs/`): relative data paths in configs
-# (`data/codec_demo/train-*.tar`) are read from here, or from $AQA_DATA when it is set.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _checkout() -> Path | None:
+    """The checkout this package runs from (the folder holding ``pyproject.toml``, the ``aqa`` package and
+    ``configs/``), or None when aqa is installed as a package (a wheel in site-packages)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "configs").is_dir() else None
+
+
+# Relative data paths in configs (`data/codec_demo/train-*.tar`) are read from $AQA_DATA when it is set, else
+# from the checkout (None when installed), else from the current folder: one rule, `data_root`.
+REPO_ROOT = _checkout()
 DATA_ROOT_ENV = "AQA_DATA"
 
 
 def data_root() -> tuple[Path, str]:
     """The folder relative shard paths resolve against, and how it was chosen (for messages).
 
-    ``$AQA_DATA`` when set, else the checkout (never the current folder).
+    ``$AQA_DATA`` when set; else the checkout when aqa runs from one (editable installs included), never the
+    current folder there; else (aqa installed from a wheel or ``pip install git+...``) the current folder,
+    read when called.
     """
     env = os.environ.get(DATA_ROOT_ENV)
     if env:
         return Path(env).expanduser(), f"{DATA_ROOT_ENV}={env}"
-    return REPO_ROOT, f"the checkout {REPO_ROOT}; set {DATA_ROOT_ENV} to read them from another folder"
+    hint = f"set {DATA_ROOT_ENV} to read them from another folder"
+    if REPO_ROOT is not None:
+        return REPO_ROOT, f"the checkout {REPO_ROOT}; {hint}"
+    cwd = Path.cwd()
+    return cwd, f"the current folder {cwd} (aqa is installed, not run from a checkout); {hint}"
 
 
 def _is_remote(url: str) -> bool:
@@ -45,7 +61,7 @@ def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[s
     """Expand brace patterns and (for local paths) globs into a sorted, de-duplicated shard list.
 
     ``pipe:`` commands and ``scheme://`` URLs are brace-expanded but not checked. Relative local paths
-    resolve against :func:`data_root` (``$AQA_DATA``, else the checkout), never the current folder.
+    resolve against :func:`data_root` (``$AQA_DATA``, else the checkout, else the current folder).
 
     Args:
         urls: one pattern or a list of patterns, e.g. ``"data/codec_demo/train-*.tar"`` or

@@ -58,7 +58,7 @@ import yaml
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from aqa.config import CONFIG_DIR, ConfigError, available, check_values, compose
+from aqa.config import ConfigError, available, check_values, compose, find_config
 from aqa.data.datamodule import datamodule_from_config
 from aqa.files import write_text_atomic
 from aqa.heads import HEADS, Kind
@@ -127,7 +127,8 @@ class Trial:
 
 
 def sweep_path(name_or_path: str | Path) -> Path:
-    """A sweep file: a path, or a name in ``configs/sweep`` (``mmmos_tiny``).
+    """A sweep file: a path, or a name in ``sweep/`` of the config search path (``mmmos_tiny``;
+    :func:`aqa.config.config_dirs`).
 
     Raises:
         FileNotFoundError: neither exists.
@@ -135,8 +136,8 @@ def sweep_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    named = CONFIG_DIR / "sweep" / f"{name_or_path}.yaml"
-    if named.is_file():
+    named = find_config("sweep", str(name_or_path))
+    if named is not None:
         return named
     raise FileNotFoundError(
         f"no sweep file {str(name_or_path)!r}; give a path or one of {available('sweep')}"

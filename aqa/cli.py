@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", choices=["val", "train"], help="shards to evaluate (default val)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--reference", default="matched", choices=["matched", "mismatched"],
-                   help="embedding tasks: distance to the clip's own clean reference or to another excerpt's "
-                        "(default matched)")
+                   help="embedding tasks: distance to the clip's own clean reference or to another piece's "
+                        "(default matched; with --test: another row's, from another piece)")
     p.add_argument("--test", metavar="TEST.csv", help="a listening-test CSV (columns below); needs --out")
     p.add_argument("--baselines", metavar="M1,M2", default="",
                    help="with --test: reference metrics scored beside the runs, e.g. visqol,pesq,peaq (default none)")
@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="with --test: worker processes for the metrics (default 1)")
     p.add_argument("--out", metavar="DIR", help="with --test: folder for predictions.csv, summary.csv/.md, plots")
     p.add_argument("--mismatched-reference", metavar="FILE",
-                   help="with --test: embedding tasks score every row against FILE instead of its reference")
+                   help="with --test: embedding tasks score every row against FILE instead of its reference "
+                        "(rows whose reference is FILE are left empty)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="with --test: bootstrap resamples of the 95%% intervals (default 1000, seed 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
@@ -267,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from aqa.tasks.training import train
+    from aqa.tasks.training import before_after_table, train
 
-    print(train(compose(args.experiment, args.overrides)))
+    metrics = train(compose(args.experiment, args.overrides))
+    print(before_after_table(metrics) or {k: v for k, v in metrics.items() if k != "best_model_path"})
+    print(f"best checkpoint: {metrics['best_model_path'] or '-'}")
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -289,7 +292,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     evaluate_test(args.test, args.run_dir, args.baselines, args.out, by=args.by, jobs=args.jobs, device=args.device,
                   precision=args.precision, which=args.which, mismatched_reference=args.mismatched_reference,
-                  n_boot=args.bootstrap, progress=not args.no_progress)
+                  reference=args.reference, n_boot=args.bootstrap, progress=not args.no_progress)
 
 
 def _sweep(args: argparse.Namespace) -> int:

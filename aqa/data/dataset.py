@@ -4,7 +4,9 @@ A *group* is one excerpt with all its versions (clean reference + every codec/bi
 written by :mod:`data_prep.codec` store each group as consecutive samples. This dataset reads
 shards with webdataset, re-assembles groups, shuffles them in a bounded buffer (train only) and emits
 one batch per ``groups_per_batch`` groups, so contrastive losses always see every version of an
-excerpt together and time-aligned.
+excerpt together and time-aligned. Evaluation reads ``groups_per_batch`` shards side by side, one group from
+each in turn, so that a batch holds excerpts of several pieces (shards usually hold one piece each) and DeePAQ's
+mismatched-reference score always has another piece's reference to use.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from torch.utils.data import IterableDataset
 
 from aqa.audio import check_audio, decode_flac, resample_np, to_mono_np
 
-__all__ = ["GroupedBatchDataset", "Batch"]
+__all__ = ["GroupedBatchDataset", "Batch", "piece_of"]
 
 log = logging.getLogger(__name__)
 
 Batch = dict[str, Any]
 """``{"wav": (B, T) float32, "lengths": (B,) int64, "labels": {key: (B,) float32},
-"conditions": {key: (B, K) float32}, "group": (B,) int64, "is_reference": (B,) bool, "meta": list[dict]}``."""
+"conditions": {key: (B, K) float32}, "group": (B,) int64, "piece": (B,) int64, "is_reference": (B,) bool,
+"meta": list[dict]}``."""
 
 # a raw group: list of (json metadata, flac bytes) in shard order
 _RawGroup = list[tuple[dict[str, Any], bytes]]
@@ -63,6 +66,33 @@ def _groups(samples: Iterable[dict[str, Any]]) -> Iterator[_RawGroup]:
         yield current
 
 
+def _interleaved(urls: Sequence[str], width: int) -> Iterator[_RawGroup]:
+    # evaluation order: ``width`` shards read side by side, one group from each in turn (a finished shard's place
+    # goes to the next one), deterministic; with one piece per shard a run of ``width`` groups spans ``width`` pieces
+    pending = iter(urls)
+    streams: list[Iterator[_RawGroup]] = []
+    while True:
+        while len(streams) < width and (url := next(pending, None)) is not None:
+            streams.append(_groups(wds.tarfile_samples([{"url": url}])))
+        if not streams:
+            return
+        for stream in list(streams):
+            group = next(stream, None)
+            if group is None:
+                streams.remove(stream)
+            else:
+                yield group
+
+
+def piece_of(meta: Mapping[str, Any]) -> str:
+    """The source piece (recording) a sample was cut from: its JSON ``piece`` (codec and HAAQI shards), else its
+    ``source`` file (JND shards: the utterance), else its ``group`` (a group is then its own piece)."""
+    for key in ("piece", "source", "group"):
+        if meta.get(key) is not None:
+            return str(meta[key])
+    return ""
+
+
 def _shuffled(groups: Iterable[_RawGroup], size: int, rng: random.Random) -> Iterator[_RawGroup]:
     # bounded shuffle buffer: emit a random resident once the buffer is full
     buf: list[_RawGroup] = []
@@ -92,6 +122,8 @@ class GroupedBatchDataset(IterableDataset):
     - ``conditions``: ``{key: FloatTensor (B, K)}`` for each of ``condition_keys``: numeric JSON lists of one
       length K per key, the inputs a head is conditioned on (e.g. HAAQI-Net's 8-value ``audiogram``).
     - ``group``: LongTensor ``(B,)``, group index ``0..G-1`` inside the batch.
+    - ``piece``: LongTensor ``(B,)``, index ``0..P-1`` inside the batch of the source piece (:func:`piece_of`); a
+      mismatched reference is only taken from another piece (:func:`aqa.heads.scores.reference_anchors`).
     - ``is_reference``: BoolTensor ``(B,)``.
     - ``meta``: list of ``B`` JSON dicts plus ``key`` and ``crop_start_s`` (crop offset in seconds).
 
@@ -105,7 +137,8 @@ class GroupedBatchDataset(IterableDataset):
         groups_per_batch: groups per batch.
         crop_s: crop length in seconds; ``None`` keeps whole clips. Training crops start at a
             random offset shared by all versions of a group; evaluation crops start at 0.
-        train: shuffle shard order and groups, random crop offsets.
+        train: shuffle shard order and groups, random crop offsets. Evaluation (``train=False``) reads
+            ``max(2, groups_per_batch)`` shards side by side, a group from each in turn (fixed order).
         shuffle_groups: shuffle buffer size in groups (train only; <= 1 disables it).
         versions_per_group: keep at most this many versions per group (the reference plus a random
             subset of the others, fixed per group in evaluation); ``None`` keeps all.
@@ -179,7 +212,10 @@ class GroupedBatchDataset(IterableDataset):
             rng = random.Random(f"{self.seed}:eval:{rank}:{worker}")
         src: Iterable[dict[str, Any]] = ({"url": u} for u in urls)
         src = wds.split_by_worker(wds.split_by_node(src))
-        groups = _groups(wds.tarfile_samples(src))
+        if self.train:
+            groups = _groups(wds.tarfile_samples(src))
+        else:
+            groups = _interleaved([s["url"] for s in src], max(2, self.groups_per_batch))
         if self.train and self.shuffle_groups > 1:
             groups = _shuffled(groups, self.shuffle_groups, rng)
         chunk: list[_RawGroup] = []
@@ -255,12 +291,14 @@ class GroupedBatchDataset(IterableDataset):
             if len({len(r) for r in rows}) != 1:
                 raise ValueError(f"condition {k!r} has different lengths in one batch: {sorted({len(r) for r in rows})}")
             conditions[k] = torch.tensor(rows, dtype=torch.float32)
+        pieces: dict[str, int] = {}
         return {
             "wav": wav,
             "lengths": torch.tensor(lengths, dtype=torch.long),
             "labels": labels,
             "conditions": conditions,
             "group": torch.tensor(group_idx, dtype=torch.long),
+            "piece": torch.tensor([pieces.setdefault(piece_of(m), len(pieces)) for m in metas], dtype=torch.long),
             "is_reference": torch.tensor(
                 [bool(m.get("is_reference", False)) for m in metas], dtype=torch.bool
             ),

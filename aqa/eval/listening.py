@@ -7,8 +7,8 @@ MOS, MUSHRA, ...), optionally ``reference`` (the clean original), ``system``, ``
 ``aqa prep import --csv-out`` writes one from a published corpus.
 
 Each run is scored in its own mode (:func:`predict_model`): score heads predict from the degraded clip
-alone; embedding heads (DeePAQ, JSQA) score by minus the embedding distance to the row's reference (or to
-one ``mismatched_reference`` for every row). Reference metrics run through :mod:`aqa.metrics.runner`
+alone; embedding heads (DeePAQ, JSQA) score by minus the embedding distance to the row's reference, or in
+DeePAQ's mismatched-reference mode to another piece's (:func:`row_references`). Reference metrics run through :mod:`aqa.metrics.runner`
 (:func:`predict_baseline`), one principal value each (:data:`BASELINE_KEYS`).
 
 Outputs in ``out``: ``predictions.csv`` (the test's rows, one column per model or baseline, rewritten after
@@ -43,6 +43,7 @@ __all__ = [
     "plot_scatter",
     "predict_baseline",
     "predict_model",
+    "row_references",
     "read_test",
     "summarise_test",
     "task_columns",
@@ -144,6 +145,37 @@ def task_columns(name: str, tasks: Sequence[str]) -> dict[str, str]:
     return {t: name if len(tasks) == 1 else f"{name}:{t}" for t in tasks}
 
 
+def row_references(
+    rows: Sequence[Mapping[str, Any]], mismatched: bool = False, mismatched_reference: str | Path | None = None
+) -> list[str | None]:
+    """The clean file each row's embedding is compared with, chosen by the rule validation and ``aqa eval`` use
+    (:func:`aqa.heads.reference_anchors`).
+
+    A row's piece is its ``piece`` column if the test has one, else its reference file (rows of one reference are
+    one item), else its degraded file. Matched: the row's own ``reference``. ``mismatched``: the reference of the
+    next row (cyclically) from another piece. ``mismatched_reference``: that file for every row, except rows whose
+    piece it is.
+
+    Returns:
+        (N,) paths, None where a row has none (no reference; mismatched: no other piece has one).
+    """
+    from aqa.heads import reference_anchors
+
+    refs = [str(row.get("reference") or "") or None for row in rows]
+    if not mismatched and mismatched_reference is None:
+        return refs
+    pieces = [str(row.get("piece") or _resolved(row.get("reference") or row["degraded"])) for row in rows]
+    if mismatched_reference is not None:
+        anchors = reference_anchors([*pieces, _resolved(mismatched_reference)], [False] * len(rows) + [True], True)
+        return [None if a is None else str(mismatched_reference) for a in anchors[:-1]]
+    anchors = reference_anchors(pieces, [r is not None for r in refs], True)
+    return [None if a is None else refs[a] for a in anchors]
+
+
+def _resolved(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
 def predict_model(
     model_dir: str | Path,
     rows: Sequence[Mapping[str, Any]],
@@ -154,12 +186,14 @@ def predict_model(
     which: str = "best",
     mismatched_reference: str | Path | None = None,
     name: str | None = None,
+    reference: str = "matched",
 ) -> dict[str, list[float]]:
     """Score the test's rows with a trained run, each task in its own mode.
 
     Score heads ignore the reference. Embedding heads score by minus the embedding distance to the row's
-    ``reference`` (or, with ``mismatched_reference``, to that one file for every row: DeePAQ's mismatched
-    mode); rows without one get NaN and a warning. Each distinct reference is decoded once.
+    ``reference``; with ``reference="mismatched"`` to another piece's reference of the test, with
+    ``mismatched_reference`` to that one file (DeePAQ's mismatched mode; :func:`row_references`). Rows without
+    one get NaN and a warning. Each distinct reference is decoded once.
 
     Args:
         model_dir: a run folder, an exported model (``aqa export``) or an ensemble folder (``aqa ensemble``).
@@ -183,15 +217,16 @@ def predict_model(
             "does not give; score it with aqa score"
         )
     embedding = sorted({t for m in scorer.members for t, h in m.module.heads.items() if h.is_embedding})
-    pairs = [
-        (row["degraded"], (mismatched_reference or row.get("reference") or None) if embedding else None)
-        for row in rows
-    ]
+    if reference not in ("matched", "mismatched"):
+        raise ValueError(f"reference must be 'matched' or 'mismatched', got {reference!r}")
+    anchors = row_references(rows, reference == "mismatched", mismatched_reference) if embedding else []
+    pairs = [(row["degraded"], anchors[i] if embedding else None) for i, row in enumerate(rows)]
     no_reference = sum(ref is None for _, ref in pairs)
     if embedding and no_reference == len(pairs):
         raise ValueError(
             f"{model_dir}: its task(s) {embedding} score by distance to a reference, and no row has "
-            "one: add a reference column or pass --mismatched-reference FILE"
+            "one" + (" from another piece" if reference == "mismatched" else "")
+            + ": add a reference column or pass --mismatched-reference FILE"
         )
     scores = {t: [float("nan")] * len(rows) for t in scorer.tasks}
     failed: list[str] = []
@@ -204,8 +239,8 @@ def predict_model(
                 scores[task][i] = float(record[task])
     if embedding and no_reference:
         log.warning(
-            "%s: %d row(s) have no reference, which its embedding task(s) %s need: left empty (add a "
-            "reference column or pass --mismatched-reference FILE)",
+            "%s: %d row(s) have no reference (mismatched: of another piece), which its embedding task(s) %s need: "
+            "left empty (add a reference column or pass --mismatched-reference FILE)",
             name,
             no_reference,
             embedding,
@@ -468,6 +503,7 @@ def evaluate_test(
     precision: str = "auto",
     which: str = "best",
     mismatched_reference: str | Path | None = None,
+    reference: str = "matched",
     n_boot: int = 1000,
     seed: int = 0,
     folds: int = 5,
@@ -482,7 +518,7 @@ def evaluate_test(
         out: output folder (created).
         by: a column of the CSV whose values are reported as subsets, besides ``all``.
         jobs: worker processes for the reference metrics.
-        device, precision, which, mismatched_reference: for the runs (:func:`predict_model`).
+        device, precision, which, mismatched_reference, reference: for the runs (:func:`predict_model`).
         n_boot, seed: bootstrap resamples and seed of the 95 % intervals; folds: of the cubic mapping.
         progress: tqdm bars on stderr.
 
@@ -522,6 +558,7 @@ def evaluate_test(
                 which=which,
                 mismatched_reference=mismatched_reference,
                 name=name,
+                reference=reference,
             )
         )
         write_predictions(out / "predictions.csv", rows, predictions)

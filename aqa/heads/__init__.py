@@ -23,7 +23,7 @@ from aqa.heads.blstm import BLSTMHiddenHead, BLSTMHiddenTrunk, BLSTMTimeHead, BL
 from aqa.heads.haaqi_net import HaaqiNetHead
 from aqa.heads.pooling import MeanPoolHead, MLPHead, RnCEmbeddingHead, WeightedSumPoolHead
 from aqa.heads.scale import NORMALIZATIONS, LabelScale, zscore_stats
-from aqa.heads.scores import as_float32, head_score, quality_scores, reference_distances
+from aqa.heads.scores import as_float32, head_score, quality_scores, reference_anchors, reference_distances
 
 HEADS: dict[str, Callable[..., Head]] = {
     "rnc_embedding": RnCEmbeddingHead,
@@ -84,6 +84,7 @@ __all__ = [
     "build_trunk",
     "head_score",
     "quality_scores",
+    "reference_anchors",
     "reference_distances",
     "zscore_stats",
 ]

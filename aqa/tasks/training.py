@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the experiment ``cfg`` describes; returns the final logged metrics and the best checkpoint path.
 
+    With ``validate_before=true`` the untrained model is validated first (logged as epoch 0's validation) and the
+    result also holds those metrics under ``"before"`` (:func:`before_after_table` prints both side by side).
+
     The resolved config is written to ``run_dir/config.yaml`` and beside the checkpoints. With
     ``resume=true`` training continues from ``run_dir/checkpoints/last.ckpt`` (model, optimizer, scheduler,
     loop state). A run directory that already holds checkpoints is never overwritten silently.
@@ -53,9 +56,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, run_dir / "checkpoints" / "config.yaml")
     trainer = build_trainer(cfg, run_dir)
     # weights_only: a resumed checkpoint cannot run code either (ours hold only tensors and plain values)
+    before = {}
+    if cfg.get("validate_before") and ckpt_path is None:  # a resumed run validated before its first epoch already
+        # as fit's own validation runs (no_grad, not inference mode: metric states made here are updated in place later)
+        trainer.validate_loop.inference_mode = False
+        before = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if before:
+        metrics["before"] = before
     metrics["best_model_path"] = (
         trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     )
     return metrics
+
+
+def before_after_table(metrics: dict[str, Any]) -> str:
+    """The validation metrics of :func:`train`'s result as a small text table: before training (with
+    ``validate_before``) and after the last epoch, one row per ``val/...`` key."""
+    before = metrics.get("before", {})
+    keys = sorted({k for k in [*before, *metrics] if k.startswith("val/")})
+    if not keys:
+        return ""
+    width = max(len(k) for k in keys)
+    cell = lambda d, k: f"{d[k]:>8.3f}" if k in d else f"{'-':>8}"  # noqa: E731
+    lines = [f"{'validation':<{width}}  {'before':>8}  {'after':>8}"]
+    lines += [f"{k:<{width}}  {cell(before, k)}  {cell(metrics, k)}" for k in keys]
+    return "\n".join(lines)

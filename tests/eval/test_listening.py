@@ -230,27 +230,28 @@ def test_runs_are_scored_in_their_own_mode(tmp_path, capsys, caplog):
         "scatter_deepaq_lora_tiny.png",
     }
     assert "Traceback" not in capsys.readouterr().err
-    # mismatched mode: one reference for every row, so the row without one is scored too
-    assert (
-        main(
-            [
-                "eval",
-                str(embed_run),
-                "--test",
-                str(test),
-                "--out",
-                str(out),
-                "--bootstrap",
-                "20",
-                "--no-progress",
-                "--mismatched-reference",
-                str(tmp_path / "audio" / "ref1.wav"),
-            ]
-        )
-        == 0
-    )
+    # mismatched mode: one reference for every row, so the row without one is scored too, except the rows of
+    # ref1's own piece (a mismatched anchor never comes from the same recording)
+    mismatched = ["eval", str(embed_run), "--test", str(test), "--out", str(out), "--bootstrap", "20", "--no-progress"]
+    assert main([*mismatched, "--mismatched-reference", str(tmp_path / "audio" / "ref1.wav")]) == 0
+    preds = read_csv(out / "predictions.csv")
+    assert [bool(p["deepaq_lora_tiny"]) for p in preds] == [True, True, False, False, True, True]
+    assert abs(float(preds[4]["deepaq_lora_tiny"])) > 1e-4
+    # --reference mismatched: each row against the next row's reference from another piece (ref0 <-> ref1)
+    assert main([*mismatched, "--reference", "mismatched"]) == 0
     preds = read_csv(out / "predictions.csv")
     assert all(p["deepaq_lora_tiny"] for p in preds) and abs(float(preds[4]["deepaq_lora_tiny"])) > 1e-4
+
+
+def test_row_references_never_take_a_mismatched_anchor_from_the_rows_own_piece():
+    from aqa.eval.listening import row_references
+
+    rows = [{"degraded": "/d/a1", "reference": "/r/a"}, {"degraded": "/d/a2", "reference": "/r/a"},
+            {"degraded": "/d/b1", "reference": "/r/b"}, {"degraded": "/d/x", "reference": ""}]
+    assert row_references(rows) == ["/r/a", "/r/a", "/r/b", None]
+    assert row_references(rows, mismatched=True) == ["/r/b", "/r/b", "/r/a", "/r/a"]
+    assert row_references(rows, mismatched_reference="/r/b") == ["/r/b", "/r/b", None, "/r/b"]
+    assert row_references(rows[:2], mismatched=True) == [None, None]  # one piece: nothing to compare with
 
 
 def test_an_ensemble_folder_is_scored_as_the_mean_of_its_members(tmp_path):

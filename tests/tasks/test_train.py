@@ -133,3 +133,24 @@ def test_early_stopping_ends_training_after_patience_validations(shards, tmp_pat
     kept = next(v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint"))
     assert state["ModelCheckpoint"]["best_model_score"] == kept["best_model_score"]
     assert state["EarlyStopping"]["wait_count"] == 2 and state["EarlyStopping"]["stopped_epoch"] == 2
+
+
+def test_validate_before_logs_the_untrained_model_and_the_cli_prints_before_and_after(shards, tmp_path, capsys):
+    run = tmp_path / "run"
+    overrides = [f"data.train_urls={shards}/train-*.tar", f"data.val_urls={shards}/val-*.tar", f"run_dir={run}",
+                 "trainer.max_epochs=1", "data.crop_s=0.5", "data.val_crop_s=1.0", "data.groups_per_batch=2",
+                 "logger=csv", "validate_before=true"]
+    assert main(["train", "deepaq_lora_tiny", *overrides]) in (0, None)
+    lines = capsys.readouterr().out.splitlines()
+    table = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("val/")}
+    assert next(x for x in lines if x.startswith("validation")).split()[1:] == ["before", "after"]
+    assert set(table) >= {"val/loss", "val/quality/srcc"}
+    assert "val/quality/srcc_mismatched" not in table  # one validation piece: no other piece's reference to use
+    logged = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    rows = [dict(zip(logged[0].split(","), r.split(","), strict=True)) for r in logged[1:]]
+    val = [r for r in rows if r["val/loss"]]
+    assert len(val) == 2  # before training (epoch 0) and after its one epoch
+    for key, (before, after) in table.items():  # the printed columns are the logged values, rounded
+        assert float(before) == pytest.approx(float(val[0][key]), abs=5e-4)
+        assert float(after) == pytest.approx(float(val[1][key]), abs=5e-4)
+    assert float(val[0]["val/loss"]) != float(val[1]["val/loss"])  # the weights moved in between

@@ -8,7 +8,8 @@ EXP ?= deepaq_lora_tiny
 ARGS ?=
 SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-export HF_HUB_OFFLINE ?= 1
+# Published encoder weights download on first use (aqa/hub.py); the tests run offline (tests/conftest.py sets
+# HF_HUB_OFFLINE=1 too). `aqa download EXPERIMENT` pre-fetches them for machines without internet.
 
 .PHONY: install constraints system-deps test test-full train eval sweep demo demos data-demo data data-import bench lint clean gpu-check gpu-wheels
 
@@ -34,10 +35,10 @@ system-deps:
 	[ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS); }
 
 test: install
-	$(BIN)/python -m pytest -m "not slow" -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" -q
 
 test-full: install
-	$(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 train: install
 	$(BIN)/aqa train $(EXP) $(ARGS)

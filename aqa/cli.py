@@ -248,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "public encoders); loading then needs that checkpoint, which the model card names")
     p.set_defaults(handler=_export)
 
+    p = sub.add_parser("download", help="pre-fetch the published weights of experiments or encoders: aqa download "
+                                        "EXPERIMENT|ENCODER ... (e.g. on a cluster's login node)",
+                       description="Download into the caches (HF_HOME, AQA_CACHE) every published checkpoint the "
+                                   "experiments or encoders load (a fusion's members, a teacher run's encoder); one "
+                                   "line per file: fetched / cached / local, with its path. Offline (HF_HUB_OFFLINE=1) "
+                                   "each missing file is named on one line and the exit code is 1.")
+    p.add_argument("targets", nargs="+", metavar="EXPERIMENT|ENCODER")
+    p.set_defaults(handler=_download)
+
     p = sub.add_parser("list", help="list experiments and registered components")
     p.add_argument("group", nargs="?", choices=GROUPS)
     _config_dir_option(p, "sub_config_dir")
@@ -336,6 +345,12 @@ def _export(args: argparse.Namespace) -> None:
 
     out = export(args.src, args.out_dir, args.which, args.without_encoder)
     print(f"exported {args.src} -> {out} (score with: aqa score {out} FILE...)")
+
+
+def _download(args: argparse.Namespace) -> int:
+    from aqa.download import download
+
+    return download(args.targets)
 
 
 def _metric(args: argparse.Namespace) -> int:

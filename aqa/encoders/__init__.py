@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -42,10 +43,12 @@ from aqa.encoders.hf import (
     HFEncoder,
     build_hf_encoder,
     load_hf_encoder,
+    resolve_checkpoint,
 )
 from aqa.encoders.m2d import build_m2d_vit_base
 from aqa.encoders.mert import MERT_V1_95M, MERT_V1_330M, MERTEncoder, load_mert
 from aqa.encoders.muq import build_muq_large_msd
+from aqa.hub import Report, resolve_file
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "mert_v1_95m": functools.partial(build_hf_encoder, MERT_V1_95M),
@@ -58,6 +61,57 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "muq_large_msd": build_muq_large_msd,
     "fusion": build_fusion,
 }
+
+
+# Where each family's published weights come from, without building the model (what `aqa download` runs; the
+# builders resolve their checkpoint the same way): Hugging Face repos at the YAML's `revision`, release URLs
+# checked against the YAML's `sha256` (aqa.hub).
+WEIGHTS: dict[str, Callable[..., Path]] = {
+    "mert_v1_95m": functools.partial(resolve_checkpoint, variant=MERT_V1_95M),
+    "mert_v1_330m": functools.partial(resolve_checkpoint, variant=MERT_V1_330M),
+    "wavlm_base_plus": functools.partial(resolve_checkpoint, variant=WAVLM_BASE_PLUS),
+    "wavlm_large": functools.partial(resolve_checkpoint, variant=WAVLM_LARGE),
+    "wav2vec2_base": functools.partial(resolve_checkpoint, variant=WAV2VEC2_BASE),
+    "beats_iter3_plus_as2m": functools.partial(resolve_file, hint="aqa download beats_iter3_plus_as2m"),
+    "m2d_vit_base": functools.partial(resolve_file, hint="aqa download m2d_vit_base"),
+    "muq_large_msd": functools.partial(resolve_checkpoint, name="muq_large_msd", optional=()),
+}
+
+
+def fetch_weights(cfg: Mapping[str, Any], report: Report | None = None) -> list[Path]:
+    """The published weights an encoder config names, downloaded when they are not cached (a fusion: each
+    member's); random-weight configs (``checkpoint: null``) need none. A local checkpoint is reported as
+    ``local`` and must exist.
+
+    Args:
+        cfg: a complete encoder config (a fusion's members resolved, as :func:`aqa.config.compose` leaves them).
+        report: called with (status, source, path) per file: ``fetched``, ``cached`` or ``local``.
+
+    Returns:
+        The local checkpoint paths (directories for Hugging Face snapshots, files otherwise).
+
+    Raises:
+        aqa.hub.WeightsUnavailable: not cached and offline or unreachable, or failing its sha256 check.
+        FileNotFoundError: a local checkpoint that does not exist.
+    """
+    name = cfg["name"]
+    if name == "fusion":
+        return [path for member in cfg.get("encoders") or [] for path in fetch_weights(member, report)]
+    checkpoint = cfg.get("checkpoint")
+    if checkpoint is None:
+        return []
+    if name not in WEIGHTS:
+        raise KeyError(f"unknown encoder {name!r}; choose from {sorted(WEIGHTS)}")
+    local = Path(str(checkpoint)).expanduser()
+    if local.exists():
+        if report is not None:
+            report("local", str(checkpoint), local)
+        return [local]
+    pinned = {key: cfg[key] for key in ("revision", "sha256") if cfg.get(key) is not None}
+    path = WEIGHTS[name](checkpoint=str(checkpoint), report=report, **pinned)
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: checkpoint {checkpoint} does not exist (a local path: nothing to download)")
+    return [path]
 
 
 def build_encoder(cfg: Mapping[str, Any]) -> nn.Module:
@@ -88,6 +142,7 @@ __all__ = [
     "apply_lora",
     "build_encoder",
     "chunked_forward",
+    "fetch_weights",
     "frame_lengths",
     "freeze",
     "load_hf_encoder",

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain, random_arch
+from aqa.hub import resolve_file
 
+NAME = "beats_iter3_plus_as2m"
 CHECKPOINT_NAME = "BEATs_iter3_plus_AS2M.pt"
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582
@@ -490,7 +492,8 @@ def _missing_checkpoint(checkpoint: str, reason: str) -> FileNotFoundError:
         f"BEATs checkpoint {checkpoint!r} not found: {reason}. Expected the published file {CHECKPOINT_NAME} "
         "(a torch.save dict {'cfg': ..., 'model': state_dict}); download 'BEATs_iter3+ (AS2M)' from the table "
         "in https://github.com/microsoft/unilm/tree/master/beats and set "
-        f"encoder.checkpoint=/path/to/{CHECKPOINT_NAME}; nothing is downloaded at run time."
+        f"encoder.checkpoint=/path/to/{CHECKPOINT_NAME}, or set it to the release URL (downloaded on first use, "
+        "as configs/encoder/beats_iter3_plus_as2m.yaml does; `aqa download beats_iter3_plus_as2m` pre-fetches it)."
     )
 
 
@@ -517,15 +520,23 @@ def read_beats_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], dict[
     return cfg, dict(blob["model"])
 
 
-def load_beats(checkpoint: str | Path, tokens: str = "mean") -> BEATsEncoder:
+def load_beats(checkpoint: str | Path, tokens: str = "mean", sha256: str | None = None) -> BEATsEncoder:
     """Load a BEATs checkpoint in the published layout (e.g. ``BEATs_iter3_plus_AS2M.pt``) strictly.
 
     A fine-tuned checkpoint's label head (``predictor.*``) is dropped; every other key must match.
 
+    Args:
+        checkpoint: a local ``.pt`` file, or its release URL: downloaded on first use into the aqa cache and
+            checked against ``sha256`` (:func:`aqa.hub.resolve_file`).
+        tokens: see :class:`BEATsEncoder`.
+        sha256: the URL file's expected sha256 (None: recorded on first use).
+
     Raises:
-        FileNotFoundError: the file is missing.
+        FileNotFoundError: the file is missing (:class:`aqa.hub.WeightsUnavailable`: a URL not cached and
+            offline, unreachable, or failing the sha256 check).
         ValueError: unreadable file or key / shape mismatch (the message lists the keys).
     """
+    checkpoint = resolve_file(checkpoint, sha256, hint=f"aqa download {NAME}")
     cfg, state = read_beats_checkpoint(checkpoint)
     arch = {k: v for k, v in cfg.items() if k not in _IGNORED_CFG and k in BEATS_ITER3_PLUS_AS2M_CFG}
     encoder = BEATsEncoder(arch, tokens)
@@ -544,26 +555,29 @@ def build_beats_iter3_plus_as2m(
     adapter: Mapping[str, Any] | None = None,
     tokens: str = "mean",
     arch: Mapping[str, Any] | None = None,
+    sha256: str | None = None,
 ) -> BEATsEncoder:
     """BEATs iter3+ (AS2M): the published ``BEATs_iter3_plus_AS2M.pt`` from ``checkpoint``, or random weights.
 
     Args:
-        checkpoint: path to the ``.pt`` file; None builds random weights of the published architecture
+        checkpoint: path or release URL of the ``.pt`` file (see :func:`load_beats`); None builds random
+            weights of the published architecture
             overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (e.g. ``[q_proj, v_proj]``) or None.
         tokens: ``mean`` (one frame per 160 ms step) or ``all`` (the 8 frequency-patch tokens of each step).
         arch: BEATsConfig fields overriding the published ones (e.g. encoder_embed_dim 32, 2 layers; the tiny
             YAML). Random weights only: must be empty with a ``checkpoint``, whose ``cfg`` gives the architecture.
+        sha256: expected sha256 of the file a URL ``checkpoint`` downloads.
 
     Raises:
         ValueError: ``arch`` given together with a ``checkpoint``.
     """
-    arch = random_arch("beats_iter3_plus_as2m", arch, checkpoint)
+    arch = random_arch(NAME, arch, checkpoint)
     if checkpoint is None:
         encoder = BEATsEncoder(arch, tokens)  # the published cfg overridden by arch (see beats_config)
     else:
-        encoder = load_beats(checkpoint, tokens)
+        encoder = load_beats(checkpoint, tokens, sha256)
     return finish(encoder, freeze, adapter)
 
 

@@ -9,7 +9,8 @@ norm" for the large models). This module holds everything they share, written on
   per-clip input normalisation over valid samples, attention masks, a masked first GroupNorm so that
   padding never changes a clip's output, chunked inference, and the pre-norm models' last hidden state
   taken after the final LayerNorm (as ``transformers`` 4.x returned it);
-- :func:`load_hf_encoder`: resolving a local directory or cached hub id, reading ``config.json`` /
+- :func:`load_hf_encoder`: resolving a local directory or a hub id at a pinned revision (cached, else downloaded
+  on first use through :func:`aqa.hub.fetch_hf`), reading ``config.json`` /
   ``preprocessor_config.json`` / ``model.safetensors`` or ``pytorch_model.bin`` (``weights_only``),
   remapping the published key layout (wrapper prefixes, old weight-norm names, pre-training heads) and
   loading strictly;
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +31,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HFValidationError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformers import (
@@ -54,11 +52,11 @@ from aqa.encoders.base import (
     plain,
     random_arch,
 )
+from aqa.hub import Report, WeightsUnavailable, fetch_hf, is_hub_id
 
 # Always off: layer drop and SpecAugment would change the number / content of hidden states in train mode.
 NO_STOCHASTIC_DEPTH = {"layerdrop": 0.0, "mask_time_prob": 0.0, "mask_feature_prob": 0.0}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # config.json fields that shape every family's model (besides each variant's own architecture keys).
 _COMMON_ARCH_KEYS = ("conv_pos_batch_norm", "initializer_range", "num_buckets", "max_bucket_distance")
 
@@ -325,17 +323,34 @@ def missing_checkpoint(checkpoint: str, reason: str, variant: HFVariant | None =
         f"{label} checkpoint {checkpoint!r} not found: {reason}. Set encoder.checkpoint=/path/to/{local} "
         "(a directory with config.json and model.safetensors or pytorch_model.bin, e.g. from "
         f"`hf download {hub_id} config.json preprocessor_config.json pytorch_model.bin --local-dir {local}`), "
-        f"or put {hub_id} in the local Hugging Face cache; nothing is downloaded at run time."
+        f"or encoder.checkpoint={hub_id} (downloaded on first use; `aqa download {label}` pre-fetches it)."
     )
 
 
 def resolve_checkpoint(
-    checkpoint: str, cache_dir: str | Path | None = None, variant: HFVariant | None = None
+    checkpoint: str,
+    cache_dir: str | Path | None = None,
+    variant: HFVariant | None = None,
+    revision: str | None = None,
+    report: Report | None = None,
+    name: str | None = None,
+    optional: Sequence[str] = ("preprocessor_config.json",),
 ) -> Path:
-    """A local directory as given, else a hub id looked up in the local Hugging Face cache only.
+    """A local directory as given, else a hub id's snapshot at ``revision``: from the Hugging Face cache, or
+    downloaded on first use (``config.json``, ``optional`` files the revision has, and
+    ``model.safetensors`` or else ``pytorch_model.bin``; :func:`aqa.hub.fetch_hf`).
+
+    Args:
+        checkpoint: a directory or ``owner/name``.
+        cache_dir: the hub cache (default: ``huggingface_hub``'s, ``HF_HOME`` / ``HF_HUB_CACHE``).
+        variant: names the encoder in messages; ``name`` does when there is no variant (MuQ).
+        revision: commit hash (the encoder YAML pins one), branch or tag; None: ``main``.
+        report: see :func:`aqa.hub.fetch_hf` (``aqa download`` prints it).
 
     Raises:
-        FileNotFoundError: neither exists (the message says how to provide the weights).
+        FileNotFoundError: no such directory (the message says how to provide the weights), or
+            :class:`aqa.hub.WeightsUnavailable`: a hub id not cached and offline or unreachable (one line
+            naming the repo, the cache and the ``aqa download`` command).
     """
     checkpoint = str(checkpoint)
     path = Path(checkpoint).expanduser()
@@ -343,17 +358,22 @@ def resolve_checkpoint(
         if not path.is_dir():
             raise missing_checkpoint(checkpoint, f"{path} is a file, not a directory", variant)
         return path
-    if not _HUB_ID_RE.match(checkpoint):
+    if not is_hub_id(checkpoint):
         raise missing_checkpoint(checkpoint, f"no directory {path.resolve()}", variant)
+    label = variant.name if variant else (name or "ENCODER")
     try:
-        snapshot = snapshot_download(
-            checkpoint, local_files_only=True, cache_dir=None if cache_dir is None else str(cache_dir)
+        return fetch_hf(
+            checkpoint,
+            revision,
+            required=("config.json",),
+            optional=optional,
+            one_of=WEIGHT_FILES,
+            cache_dir=cache_dir,
+            hint=f"aqa download {label}",
+            report=report,
         )
-    except (FileNotFoundError, HFValidationError, OSError, ValueError) as err:
-        raise missing_checkpoint(
-            checkpoint, f"no directory {path.resolve()} and no cached snapshot of hub repo {checkpoint}", variant
-        ) from err
-    return Path(snapshot)
+    except WeightsUnavailable as err:
+        raise type(err)(f"{err} (or set encoder.checkpoint=/path/to/a/local/copy)", err.missing) from err
 
 
 def weights_file(directory: Path, checkpoint: str, variant: HFVariant | None = None) -> Path:
@@ -428,26 +448,30 @@ def load_hf_encoder(
     variant: HFVariant,
     cache_dir: str | Path | None = None,
     max_chunk_s: float | None = None,
+    revision: str | None = None,
 ) -> HFEncoder:
     """Load a checkpoint in the published Hugging Face layout into an :class:`HFEncoder`, strictly.
 
-    Never downloads and never runs code from the checkpoint. The architecture comes from its
+    A hub id not yet cached is downloaded at ``revision`` (see :func:`resolve_checkpoint`); no code from the
+    checkpoint is ever run. The architecture comes from its
     ``config.json`` (so one loader serves e.g. WavLM base+ and large); ``do_normalize`` and
     ``sampling_rate`` from ``preprocessor_config.json`` when present.
 
     Args:
         checkpoint: a directory with ``config.json`` and ``model.safetensors`` or ``pytorch_model.bin``,
-            or a hub id (``microsoft/wavlm-base-plus``) already in the local Hugging Face cache.
+            or a hub id (``microsoft/wavlm-base-plus``): from the Hugging Face cache, else downloaded.
         variant: the model family to build (classes, accepted ``model_type`` values, key layout).
         cache_dir: Hugging Face cache to look hub ids up in (default: the standard one).
         max_chunk_s: see :class:`HFEncoder`.
+        revision: the hub id's commit (the encoder YAML pins one); None: ``main``.
 
     Raises:
-        FileNotFoundError: no such directory / cached snapshot, or it lacks config.json or weights.
+        FileNotFoundError: no such directory, or it lacks config.json or weights; a hub id not cached and
+            offline or unreachable (:class:`aqa.hub.WeightsUnavailable`).
         ValueError: a config this loader cannot represent, or weights that do not match it (the message
             names the missing, unexpected or mis-shaped keys).
     """
-    directory = resolve_checkpoint(str(checkpoint), cache_dir, variant)
+    directory = resolve_checkpoint(str(checkpoint), cache_dir, variant, revision)
     weights = weights_file(directory, str(checkpoint), variant)
     where = directory / "config.json"
     published = json.loads(where.read_text(encoding="utf-8"))
@@ -483,12 +507,13 @@ def build_hf_encoder(
     adapter: Mapping[str, Any] | None = None,
     max_chunk_s: float | None = None,
     arch: Mapping[str, Any] | None = None,
+    revision: str | None = None,
 ) -> HFEncoder:
     """An encoder of ``variant``: the published weights from ``checkpoint``, or random weights when it is None.
 
     Args:
         variant: which model (bound by the registry: ``functools.partial(build_hf_encoder, WAVLM_BASE_PLUS)``).
-        checkpoint: local directory or cached hub id (see :func:`load_hf_encoder`); None builds random weights
+        checkpoint: local directory or hub id (see :func:`load_hf_encoder`); None builds random weights
             of the published architecture overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` or None for no adapter.
@@ -496,13 +521,14 @@ def build_hf_encoder(
         arch: config fields overriding the published ones (e.g. hidden_size 32, 2 layers; the tiny YAMLs);
             may hold ``sample_rate`` (Hz) and ``normalize``. Random weights only: must be empty with a
             ``checkpoint``, whose ``config.json`` gives the architecture.
+        revision: the hub id's commit hash (pinned in the encoder YAML; None: ``main``).
 
     Raises:
         ValueError: ``arch`` given together with a ``checkpoint``.
     """
     arch = random_arch(variant.name, arch, checkpoint)
     if checkpoint is not None:
-        encoder = load_hf_encoder(checkpoint, variant, max_chunk_s=max_chunk_s)
+        encoder = load_hf_encoder(checkpoint, variant, max_chunk_s=max_chunk_s, revision=revision)
     else:
         sample_rate = int(arch.pop("sample_rate", variant.sample_rate))
         normalize = bool(arch.pop("normalize", variant.normalize))

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aqa.encoders.base import EncoderOutput, finish, load_state_strict, no_autocast, plain, random_arch
+from aqa.hub import resolve_file
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -44,6 +45,7 @@ HOP = 160
 N_MELS = 80
 F_MIN, F_MAX = 50.0, 8000.0
 DEFAULT_NORM_STATS = (-7.1, 4.2)
+NAME = "m2d_vit_base"
 VARIANTS = ("m2d_vit_base-80x608p16x16", "m2d_clap_vit_base-80x1001p16x16")
 # ViT-Base as the runtime builds it (embed 768, depth 12, heads 12, mlp_ratio 4).
 M2D_VIT_BASE_ARCH: dict[str, Any] = {
@@ -373,7 +375,8 @@ def _missing_checkpoint(checkpoint: str, reason: str) -> FileNotFoundError:
         "m2d_vit_base-80x608p16x16-221006-mr7/checkpoint-300.pth or "
         "m2d_clap_vit_base-80x1001p16x16-240128_AS-FT_enconly/weights_ep67it3124-0.48558.pth (unzip the "
         "release from https://github.com/nttcslab/m2d/releases; the folder name gives the input size) and set "
-        "encoder.checkpoint=/path/to/<folder>/<file>.pth; nothing is downloaded at run time."
+        "encoder.checkpoint=/path/to/<folder>/<file>.pth, or set it to RELEASE_ZIP_URL#<folder>/<file>.pth "
+        f"(downloaded on first use, as configs/encoder/{NAME}.yaml does; `aqa download {NAME}` pre-fetches it)."
     )
 
 
@@ -404,21 +407,28 @@ def read_m2d_state(path: Path) -> dict[str, Tensor]:
 
 
 def load_m2d(
-    checkpoint: str | Path, variant: str | None = None, arch: Mapping[str, Any] | None = None
+    checkpoint: str | Path,
+    variant: str | None = None,
+    arch: Mapping[str, Any] | None = None,
+    sha256: str | None = None,
 ) -> M2DEncoder:
     """Load a published M2D weight file into an :class:`M2DEncoder`, strictly on the encoder keys.
 
     Args:
-        checkpoint: the ``.pth`` file inside its release folder.
+        checkpoint: the ``.pth`` file inside its release folder, or ``RELEASE_ZIP_URL#folder/file.pth``: the
+            release downloaded on first use into the aqa cache, checked against ``sha256`` and the file
+            extracted with its folder (:func:`aqa.hub.resolve_file`).
         variant: name giving the input/patch size (e.g. ``m2d_vit_base-80x608p16x16``); None reads it from
             the folder name, then the file name, as the runtime does.
         arch: ViT fields the weights do not determine (``num_heads``, ``mlp_ratio``); default ViT-Base.
+        sha256: expected sha256 of the release zip a URL ``checkpoint`` downloads (None: recorded on first use).
 
     Raises:
-        FileNotFoundError: the file is missing.
+        FileNotFoundError: the file is missing (:class:`aqa.hub.WeightsUnavailable`: a URL not cached and
+            offline, unreachable, or failing the sha256 check).
         ValueError: unknown variant, unreadable file, or key / shape mismatch (the message lists the keys).
     """
-    path = Path(checkpoint).expanduser()
+    path = resolve_file(checkpoint, sha256, hint=f"aqa download {NAME}")
     if not path.is_file():
         raise _missing_checkpoint(str(checkpoint), f"no file {path.resolve()}")
     if variant is None:
@@ -457,11 +467,13 @@ def build_m2d_vit_base(
     adapter: Mapping[str, Any] | None = None,
     variant: str | None = None,
     arch: Mapping[str, Any] | None = None,
+    sha256: str | None = None,
 ) -> M2DEncoder:
     """M2D ViT-Base: published weights from ``checkpoint`` or random weights (``variant`` sets the size).
 
     Args:
-        checkpoint: path to the ``.pth`` inside its release folder; None builds random weights of the
+        checkpoint: the ``.pth`` inside its release folder, or ``RELEASE_ZIP_URL#folder/file.pth`` (see
+            :func:`load_m2d`); None builds random weights of the
             ViT-Base architecture overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
         freeze: stop gradients for the whole backbone (applied before the adapter).
         adapter: ``{name: lora, r, alpha, dropout, target_modules}`` (the ViT's fused projection is ``qkv``)
@@ -470,16 +482,17 @@ def build_m2d_vit_base(
             ``m2d_clap_vit_base-80x1001p16x16``; None with a checkpoint reads it from the folder name.
         arch: fields overriding ``M2D_VIT_BASE_ARCH`` and the variant's sizes (e.g. embed_dim 32, depth 2,
             input_size [80, 64]; the tiny YAML). Random weights only: must be empty with a ``checkpoint``.
+        sha256: expected sha256 of the release zip a URL ``checkpoint`` downloads.
 
     Raises:
         ValueError: ``arch`` given together with a ``checkpoint``.
     """
-    arch = random_arch("m2d_vit_base", arch, checkpoint)
+    arch = random_arch(NAME, arch, checkpoint)
     if checkpoint is None:
         sizes = parse_variant(variant or VARIANTS[0])
         encoder = M2DEncoder({"input_size": sizes["input_size"], "patch_size": sizes["patch_size"], **arch})
     else:
-        encoder = load_m2d(checkpoint, variant)
+        encoder = load_m2d(checkpoint, variant, sha256=sha256)
     return finish(encoder, freeze, adapter)
 
 

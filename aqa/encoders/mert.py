@@ -103,12 +103,15 @@ def mert_config(**arch: Any) -> HubertConfig:
     return MERT_V1_95M.config(**arch)
 
 
-def load_mert(checkpoint: str | Path, cache_dir: str | Path | None = None) -> HFEncoder:
+def load_mert(
+    checkpoint: str | Path, cache_dir: str | Path | None = None, revision: str | None = None
+) -> HFEncoder:
     """Load a MERT-v1 checkpoint (95M or 330M: the size comes from its config.json) in the published layout.
 
-    See :func:`aqa.encoders.hf.load_hf_encoder`; never downloads and never runs ``modeling_MERT.py``.
+    See :func:`aqa.encoders.hf.load_hf_encoder` (a hub id not yet cached is downloaded at ``revision``);
+    never runs ``modeling_MERT.py``.
     """
-    return load_hf_encoder(checkpoint, MERT_V1_95M, cache_dir=cache_dir)
+    return load_hf_encoder(checkpoint, MERT_V1_95M, cache_dir=cache_dir, revision=revision)
 
 
 __all__ = [

@@ -67,6 +67,7 @@ from aqa.encoders.base import (
     random_arch,
 )
 from aqa.encoders.hf import WEIGHT_FILES, read_weights, resolve_checkpoint
+from aqa.hub import is_hub_id
 
 NAME = "muq_large_msd"
 HUB_ID = "OpenMuQ/MuQ-large-msd-iter"
@@ -517,30 +518,28 @@ def _missing_checkpoint(checkpoint: str, reason: str) -> FileNotFoundError:
         f"{NAME} checkpoint {checkpoint!r} not found: {reason}. Expected a directory with config.json and "
         f"model.safetensors (or pytorch_model.bin) as published at https://huggingface.co/{HUB_ID}; get it with "
         f"`hf download {HUB_ID} config.json model.safetensors --local-dir {local}` and set "
-        f"encoder.checkpoint=/path/to/{local}, or put {HUB_ID} in the local Hugging Face cache; "
-        "nothing is downloaded at run time."
+        f"encoder.checkpoint=/path/to/{local}, or encoder.checkpoint={HUB_ID} (downloaded on first use; "
+        f"`aqa download {NAME}` pre-fetches it)."
     )
 
 
 def read_muq_checkpoint(
-    checkpoint: str | Path, cache_dir: str | Path | None = None
+    checkpoint: str | Path, cache_dir: str | Path | None = None, revision: str | None = None
 ) -> tuple[Path, dict[str, Any], Path]:
-    """Find a published MuQ checkpoint: (directory, parsed config.json, weights file).
+    """Find a published MuQ checkpoint: (directory, parsed config.json, weights file); a hub id not yet cached
+    is downloaded at ``revision`` (:func:`aqa.encoders.hf.resolve_checkpoint`).
 
     Raises:
-        FileNotFoundError: no such directory / cached snapshot, or it lacks config.json or the weights.
+        FileNotFoundError: no such directory, or it lacks config.json or the weights; a hub id not cached
+            and offline or unreachable (:class:`aqa.hub.WeightsUnavailable`, one line).
     """
     checkpoint = str(checkpoint)
     path = Path(checkpoint).expanduser()
     if path.is_file():
         raise _missing_checkpoint(checkpoint, f"{path} is a file, not the checkpoint directory")
-    try:
-        directory = resolve_checkpoint(checkpoint, cache_dir)
-    except FileNotFoundError as err:
-        raise _missing_checkpoint(
-            checkpoint,
-            f"no directory {path.resolve()} and no cached Hugging Face snapshot named {checkpoint!r}",
-        ) from err
+    if not path.exists() and not is_hub_id(checkpoint):
+        raise _missing_checkpoint(checkpoint, f"no directory {path.resolve()}")
+    directory = resolve_checkpoint(checkpoint, cache_dir, revision=revision, name=NAME, optional=())
     config = directory / "config.json"
     if not config.is_file():
         raise _missing_checkpoint(checkpoint, f"{directory} has no config.json")
@@ -560,21 +559,25 @@ def published_to_encoder_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state.items() if not k.startswith(tuple(DROPPED_PREFIXES))}
 
 
-def load_muq(checkpoint: str | Path, cache_dir: str | Path | None = None) -> MuQEncoder:
-    """Load OpenMuQ/MuQ-large-msd-iter (or a checkpoint of the same layout) strictly; never downloads.
+def load_muq(
+    checkpoint: str | Path, cache_dir: str | Path | None = None, revision: str | None = None
+) -> MuQEncoder:
+    """Load OpenMuQ/MuQ-large-msd-iter (or a checkpoint of the same layout) strictly; a hub id not yet cached
+    is downloaded at ``revision`` first.
 
     The architecture and normalisation come from the checkpoint's ``config.json``; the weights from
     ``model.safetensors`` (preferred) or ``pytorch_model.bin`` read with ``weights_only=True``.
 
     Args:
-        checkpoint: a directory with ``config.json`` and the weights, or a hub id in the local HF cache.
+        checkpoint: a directory with ``config.json`` and the weights, or a hub id (cached, else downloaded).
         cache_dir: Hugging Face cache to look hub ids up in (default: the standard one).
+        revision: the hub id's commit hash (pinned in the encoder YAML); None: ``main``.
 
     Raises:
         FileNotFoundError: missing directory, config.json or weights (the message says how to get them).
         ValueError: a config this module cannot represent, or weights that do not match it.
     """
-    directory, published, weights = read_muq_checkpoint(checkpoint, cache_dir)
+    directory, published, weights = read_muq_checkpoint(checkpoint, cache_dir, revision)
     where = directory / "config.json"
     arch = {k: v for k, v in published.items() if k in MUQ_LARGE_MSD_CONFIG}
     if isinstance(
@@ -605,11 +608,12 @@ def build_muq_large_msd(
     freeze: bool = False,
     adapter: Mapping[str, Any] | None = None,
     arch: Mapping[str, Any] | None = None,
+    revision: str | None = None,
 ) -> MuQEncoder:
     """MuQ-large-msd-iter: the published weights from ``checkpoint``, or random weights when it is None.
 
     Args:
-        checkpoint: local directory or cached hub id (see :func:`load_muq`); None builds random weights of
+        checkpoint: local directory or hub id (see :func:`load_muq`); None builds random weights of
             the published architecture overridden by ``arch`` (parameter counts, benchmarks, tiny twins).
         freeze: stop gradients for the whole backbone (applied before the adapter); BatchNorm then uses its
             running statistics in train mode too.
@@ -617,12 +621,13 @@ def build_muq_large_msd(
         arch: MuQConfig fields overriding the published ones (e.g. ``encoder_dim: 32``, ``encoder_depth: 2``,
             ``w2v2_config: {num_attention_heads: 2, ...}``, merged key by key; the tiny YAML). Random weights
             only: must be empty with a ``checkpoint``, whose ``config.json`` gives the architecture.
+        revision: the hub id's commit hash (pinned in the encoder YAML; None: ``main``).
 
     Raises:
         ValueError: ``arch`` given together with a ``checkpoint``.
     """
     arch = random_arch(NAME, arch, checkpoint)
-    encoder = MuQEncoder(arch) if checkpoint is None else load_muq(checkpoint)  # arch: see muq_config
+    encoder = MuQEncoder(arch) if checkpoint is None else load_muq(checkpoint, revision=revision)  # arch: muq_config
     return finish(encoder, freeze, adapter)
 
 

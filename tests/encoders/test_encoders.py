@@ -412,7 +412,7 @@ def test_yaml_configs_build() -> None:
     tiny_cfg.adapter = None
     assert all(p.requires_grad for p in build_encoder(tiny_cfg).parameters())
     full_cfg = OmegaConf.load(CONFIGS / "mert_v1_95m.yaml")
-    assert set(full_cfg) == {"name", "checkpoint", "freeze", "adapter", "max_chunk_s", "compile"}
+    assert set(full_cfg) == {"name", "checkpoint", "revision", "freeze", "adapter", "max_chunk_s", "compile"}
     assert mert_config().num_hidden_layers == 12
 
 

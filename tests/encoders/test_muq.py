@@ -288,7 +288,7 @@ def test_missing_weights_say_which_file_and_how_to_get_it(tmp_path: Path) -> Non
     (tmp_path / "empty" / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="has no model.safetensors or pytorch_model.bin"):
         load_muq(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="no cached Hugging Face snapshot"):
+    with pytest.raises(FileNotFoundError, match="no cached snapshot"):
         load_muq(HUB_ID, cache_dir=tmp_path / "empty-cache")
 
 

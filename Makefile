@@ -134,7 +134,7 @@ GPU_PY ?= python3
 GPU_OUT ?= $(if $(OUT),$(OUT),runs/gpu_check)
 gpu-check:
 	@if [ -d .whl ]; then $(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl; fi
-	PYTHONPATH=/tmp/site:$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PY) tests/gpu/gpu_check.py --out $(GPU_OUT) $(ARGS)
+	HF_HUB_OFFLINE=1 PYTHONPATH=/tmp/site:$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PY) tests/gpu/gpu_check.py --out $(GPU_OUT) $(ARGS)
 
 GPU_WHEELS := omegaconf==2.3.1 webdataset==1.0.2 braceexpand==0.1.7 soundfile==0.14.0 cffi pycparser \
 	transformers==5.23.0 peft==0.21.2

@@ -233,7 +233,7 @@ def _download(url: str, dest: Path, expected: str | None, hint: str, timeout: fl
                 total = int(length) if length and length.isdigit() else None
                 tmp, count, digest = _stream(response, dest, total)
         except (OSError, http.client.HTTPException) as err:  # URLError, HTTPError, timeouts, resets
-            reason = getattr(err, "reason", None) or err
+            reason = err if isinstance(err, urllib.error.HTTPError) else (getattr(err, "reason", None) or err)
             raise WeightsUnavailable(f"{url} could not be downloaded to {dest} ({reason}){_hint(hint)}") from err
         if total is not None and count != total:
             raise WeightsUnavailable(

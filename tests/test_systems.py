@@ -276,6 +276,8 @@ def _val_srcc_of_axes(module, cfg) -> dict[str, float]:
 def test_mmmos_learns_with_its_recipe(mmmos_runs, rated):
     """The paper's recipe shape (frozen members, MLP aggregation, UTMOS on z-scored axes) on tiny random members:
     the composite's validation SRCC rises clearly from where the untrained model starts."""
+    # seeds 0-4, composite SRCC: -0.30 -> 0.77, -0.18 -> 0.94, 0.41 -> 0.80, -0.04 -> 0.81, 0.18 -> 0.83 (pq, the
+    # SNR-driven axis: 0.41 -> 0.94, -0.50 -> 0.92, 0.70 -> 0.90, 0.22 -> 0.97, 0.29 -> 0.88)
     from aqa.tasks import load_run
 
     cfg = compose("mmmos", overrides(rated, mmmos_runs["utmos"], *MMMOS_RECIPE))

@@ -503,7 +503,8 @@ def test_haaqi_net_student_learns_from_its_teacher(haaqi_net_run, learning_data,
 
 
 def test_mmmos_learns(learning_data, tmp_path):
-    # seeds 0-4 after 12 epochs: -0.37 -> 0.72, -0.30 -> 0.48, -0.60 -> 0.72, -0.16 -> 0.56, -0.09 -> 0.47
+    # seeds 0-4 after 12 epochs: -0.37 -> 0.72, -0.30 -> 0.48, -0.60 -> 0.72, -0.16 -> 0.56, -0.09 -> 0.47 (measured
+    # before mmmos_tiny z-scored its label; with it, seed 0: -0.37 -> 0.78)
     before, after = learn("mmmos_tiny", learning_data["mos"], tmp_path / "run", "trainer.max_epochs=12")
     assert after >= 0.35 and after >= before + 0.4, (before, after)
 

@@ -38,8 +38,12 @@ def test_haaqi_net_experiments_stop_early_on_validation_loss(experiment):
 
 
 def test_jsqa_mos_scratch_is_jsqa_mos_without_pretraining():
+    """The same network and recipe, but neither the JND stage (init_from) nor pretrained weights: random init."""
     pretrained, scratch = compose("jsqa_mos"), compose("jsqa_mos_scratch")
     assert pretrained.init_from and scratch.init_from is None
+    assert pretrained.encoder.checkpoint and scratch.encoder.checkpoint is None
+    assert pretrained.encoder.adapter is None and scratch.encoder.adapter is None  # both train every weight
+    pretrained.encoder.checkpoint = None
     assert _plain(scratch, "init_from", "experiment", "run_dir", "wandb") == _plain(
         pretrained, "init_from", "experiment", "run_dir", "wandb"
     )

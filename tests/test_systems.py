@@ -509,17 +509,33 @@ def test_mmmos_learns(learning_data, tmp_path):
     assert after >= 0.35 and after >= before + 0.4, (before, after)
 
 
+@torch.no_grad()
+def _val_group_order(module, cfg) -> float:
+    """``val/{task}/group_order`` of ``module`` on every validation clip, through its own validation hooks."""
+    from aqa.data.datamodule import datamodule_from_config
+
+    metric = module.val_group_order[_only_task(cfg)]
+    metric.reset()
+    with warnings.catch_warnings():  # outside a Trainer its self.log() calls only warn
+        warnings.simplefilter("ignore")
+        for i, batch in enumerate(datamodule_from_config(cfg, module.encoder.sample_rate).eval_dataloader("val")):
+            module.validation_step(batch, i)
+    value = float(metric.compute())
+    metric.reset()
+    return value
+
+
 def learn_objective(experiment: str, shards: Path, run: Path, *extra: str) -> tuple[Path, float, float, float, float]:
-    """One seeded training run of ``experiment``: (run dir, validation loss before, after, validation SRCC before,
-    after), each measured on the start and on the last checkpoint."""
+    """One seeded training run of an embedding ``experiment``: (run dir, validation loss before, after, validation
+    within-group order before, after), each measured on the start and on the last checkpoint."""
     from aqa.tasks import load_run
 
     cfg = compose(experiment, overrides(shards, run, *extra))
     start = _start(cfg)
-    loss_before, srcc_before = _val_loss(start, cfg), _val_srcc(start, cfg)
+    loss_before, order_before = _val_loss(start, cfg), _val_group_order(start, cfg)
     train(cfg)
     trained = load_run(run, "last")[0].eval()
-    return run, loss_before, _val_loss(trained, cfg), srcc_before, _val_srcc(trained, cfg)
+    return run, loss_before, _val_loss(trained, cfg), order_before, _val_group_order(trained, cfg)
 
 
 DEEPAQ_SPLITS = {f"utt{i}": "val" if i % 3 == 2 else "train" for i in range(36)}
@@ -582,39 +598,70 @@ def test_deepaq_keeps_ranking_against_the_matched_reference(deepaq_run):
 
 @pytest.fixture(scope="module")
 def jsqa_stage_one(learning_data, tmp_path_factory) -> tuple[Path, float, float, float, float]:
-    """jsqa_jnd_tiny trained 8 epochs on the learning JND shards: (run dir, validation JND loss before, after,
-    validation SRCC before, after)."""
+    """jsqa_jnd_tiny (every weight training) for its 4 epochs on the learning JND shards: (run dir, validation JND
+    loss before, after, val/jnd/group_order before, after)."""
     run = tmp_path_factory.mktemp("jsqa_jnd") / "run"
-    return learn_objective("jsqa_jnd_tiny", learning_data["jnd"], run, "trainer.max_epochs=8")
+    return learn_objective("jsqa_jnd_tiny", learning_data["jnd"], run, "trainer.max_epochs=4")
 
 
 def test_jsqa_stage_one_learns_its_jnd_objective(jsqa_stage_one):
-    # seeds 0-4, validation JND loss: 1.853 -> 1.718, 1.973 -> 1.905, 1.832 -> 1.705, 1.921 -> 1.835, 1.741 -> 1.605
+    # seeds 0-4, validation JND loss: 1.854 -> 1.062, 1.976 -> 1.053, 1.837 -> 1.301, 1.922 -> 1.112, 1.737 -> 1.015
+    # (LoRA only, as jsqa_jnd_lora, seed 0, 8 epochs: 1.853 -> 1.718)
     _, loss_before, loss_after, _, _ = jsqa_stage_one
-    assert loss_after <= loss_before - 0.04, (loss_before, loss_after)
+    assert loss_after <= loss_before - 0.3, (loss_before, loss_after)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "jsqa_jnd's val/jnd/srcc (minus the distance to the clean reference against SNR, pooled over utterances) falls "
-    "while the JND loss falls: seeds 0-4, 8 epochs: 0.97/0.82/0.88/0.44/0.89 -> 0.96/0.78/0.79/0.39/0.73. Any "
-    "smooth encoder already orders one utterance's mixtures by SNR, and the loss (negatives within the group, the "
-    "clean reference a negative of every mixture) does not make distances comparable across utterances (jsqa_jnd "
-    "therefore monitors val/loss)"))
-def test_jsqa_stage_one_validation_srcc_rises(jsqa_stage_one):
-    _, _, _, srcc_before, srcc_after = jsqa_stage_one
-    assert srcc_after >= srcc_before + 0.02, (srcc_before, srcc_after)
+def test_jsqa_stage_one_validation_puts_each_utterances_mixtures_in_snr_order(jsqa_stage_one):
+    """Stage 1's validation metric measures what its loss works on: within each group (one utterance + one noise
+    at several SNRs), the share of pairs of mixtures whose embedding distances to the clean reference are ordered as
+    their SNRs (val/jnd/group_order). The SRCC pooled over utterances is not (it fell while this loss fell: seeds
+    0-4, 8 epochs of LoRA: 0.97/0.82/0.88/0.44/0.89 -> 0.96/0.78/0.79/0.39/0.73)."""
+    # seeds 0-4, 4 epochs: 0.978 -> 1.000, 0.963 -> 1.000, 0.978 -> 1.000, 0.926 -> 1.000, 1.000 -> 1.000. A random
+    # encoder orders most pairs already (distance to the reference grows with the noise): training puts the rest in
+    # order. LoRA only (jsqa_jnd_lora's adapter on this random encoder), seed 0, 8 epochs: 0.978 -> 0.978.
+    run, _, _, before, after = jsqa_stage_one
+    assert before < 1.0 and after >= 0.99 and 1.0 - after <= 0.5 * (1.0 - before), (before, after)
+    logged = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/jnd/group_order" in logged  # followed during training too
 
 
 def test_jsqa_stage_two_learns_from_stage_one(jsqa_stage_one, learning_data, tmp_path):
-    """JSQA's second stage: the stage-1 encoder fine-tuned with a score head on rated clips. The demo data's only
-    rated speech-in-noise clips are the JND mixtures, rated by their SNR here (a stand-in for MOS)."""
-    # seeds 0-4 (each on its own stage 1), 6 epochs: -0.07 -> 0.86, 0.23 -> 0.69, 0.62 -> 0.76, -0.13 -> 0.21,
-    # 0.25 -> 0.90
-    before, after = learn("jsqa_mos", learning_data["jnd"], tmp_path / "run", "encoder=wavlm_base_plus_tiny",
-                          "trainer=cpu", f"init_from={jsqa_stage_one[0]}", "data.num_workers=0",
-                          "data.groups_per_batch=2", "data.label_keys=[snr_db]", "tasks.mos.label=snr_db",
-                          "optimizer.lr=1e-3", "trainer.max_epochs=6")
-    assert after >= 0.5 and after >= before + 0.3, (before, after)
+    """JSQA's second stage: the stage-1 encoder fine-tuned (every weight) with a score head on rated clips. The demo
+    data's only rated speech-in-noise clips are the JND mixtures, rated by their SNR here (a stand-in for MOS). A
+    head on a JND-trained encoder often starts high (it reads an SNR axis, with a random sign), so its L1 loss on
+    validation says whether it learnt."""
+    # seeds 0-4 (each on its own stage 1), 6 epochs, SRCC: 0.83 -> 0.96, 0.27 -> 0.99, 0.89 -> 0.97, -0.57 -> 0.96,
+    # -0.86 -> 0.99; validation L1 (dB): 4.94 -> 2.65, 4.99 -> 2.52, 4.98 -> 2.93, 5.03 -> 2.87, 5.04 -> 2.66.
+    # jsqa_mos_scratch on the same data (random tiny encoder), SRCC: 0.15 -> 0.97, 0.16 -> 0.96, 0.23 -> 0.94,
+    # 0.22 -> 0.97, 0.13 -> 0.99: this toy task needs no pretraining.
+    from aqa.tasks import load_run
+
+    run = tmp_path / "run"
+    cfg = compose("jsqa_mos", overrides(learning_data["jnd"], run, "encoder=wavlm_base_plus_tiny", "trainer=cpu",
+                                        f"init_from={jsqa_stage_one[0]}", "data.num_workers=0",
+                                        "data.groups_per_batch=2", "data.label_keys=[snr_db]",
+                                        "tasks.mos.label=snr_db", "optimizer.lr=1e-3", "trainer.max_epochs=6"))
+    start = _start(cfg)
+    before, loss_before = _val_srcc(start, cfg), _val_loss(start, cfg)
+    train(cfg)
+    trained = load_run(run, "last")[0].eval()
+    after, loss_after = _val_srcc(trained, cfg), _val_loss(trained, cfg)
+    assert after >= 0.9 and loss_after <= 0.7 * loss_before, (before, after, loss_before, loss_after)
+
+
+def test_jsqa_scratch_baseline_builds_wavlm_base_plus_from_random_weights():
+    """jsqa_mos_scratch, "the same network trained from scratch": WavLM Base+'s architecture built with no
+    checkpoint (offline: nothing to load), randomly initialised, every weight trainable (no LoRA)."""
+    cfg = compose("jsqa_mos_scratch")
+    assert cfg.encoder.checkpoint is None and cfg.get("init_from") is None
+    module = build_module(cfg)
+    assert (module.encoder.num_layers, module.encoder.output_dim) == (13, 768)
+    params = dict(module.named_parameters())
+    assert sum(p.numel() for k, p in params.items() if k.startswith("encoder.")) > 94e6
+    assert all(p.requires_grad for p in params.values()) and not any("lora_" in k for k in params)
+    q = next(p for k, p in params.items() if k.endswith("layers.0.attention.q_proj.weight"))
+    init = module.encoder.model.config.initializer_range  # transformers' random init: N(0, initializer_range)
+    assert float(q.detach().std()) == pytest.approx(init, rel=0.05), float(q.detach().std())
 
 
 def test_student_distils_hidden_states_in_bf16(data, tmp_path):

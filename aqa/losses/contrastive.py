@@ -5,7 +5,8 @@ members of a group whose SNRs differ by less than the just-noticeable difference
 positives and are pulled together; every other member of the group (different by at least one JND, or the
 clean reference) is a negative. The loss is the supervised-contrastive form (Khosla et al. 2020) with those
 positives and negative-L2 similarities, so the embedding distance to the clean reference -- the score
-``aqa`` uses for embedding heads -- grows as quality falls, in JND-sized steps.
+``aqa`` uses for embedding heads -- grows as quality falls, in JND-sized steps. :func:`within_group_pairs`
+measures that order on validation (``val/{task}/group_order`` of every embedding task).
 """
 
 from __future__ import annotations
@@ -65,6 +66,44 @@ def jnd_contrastive(
     pos = positives.to(log_prob.dtype)
     per_anchor = -(log_prob.masked_fill(~positives, 0.0) * pos).sum(dim=1) / pos.sum(dim=1).clamp_min(1.0)
     return per_anchor[anchors].mean()
+
+
+def within_group_pairs(scores: Tensor, labels: Tensor, group: Tensor, min_gap: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Pairs of clips of one group ordered by their scores as by their labels: (concordant, pairs) counts.
+
+    A pair ``(i, j)`` of the same group counts when ``|label_i - label_j| > min_gap`` (and both are finite); it
+    is concordant when the higher label has the higher score, half when the scores tie. Embedding tasks score
+    a clip by minus its distance to its group's reference, so for JSQA's JND groups (one utterance + one noise
+    at several SNRs) this asks whether the embedding distance to the clean reference grows as the SNR falls.
+
+    Args:
+        scores: (N,) quality scores (higher = better).
+        labels: (N,) labels (higher = better); NaN/inf clips (e.g. references) are left out.
+        group: (N,) group index.
+        min_gap: label difference a pair must exceed to count (e.g. one JND in dB: pairs closer than that
+            sound the same, so their order is not asked for).
+
+    Returns:
+        (concordant, pairs): float64 scalars; ``concordant / pairs`` is the ordering accuracy (1: every pair in
+        order, 0.5: chance, 0: reversed), or undefined when ``pairs == 0``.
+    """
+    n = scores.shape[0]
+    if labels.shape != (n,) or group.shape != (n,):
+        raise ValueError(f"need labels and group of shape ({n},), got {tuple(labels.shape)} and {tuple(group.shape)}")
+    s, y = scores.detach().double(), labels.detach().double()
+    ok = torch.isfinite(s) & torch.isfinite(y)
+    dy = y[:, None] - y[None, :]
+    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=s.device), diagonal=1)
+    pair = upper & (group[:, None] == group[None, :]) & ok[:, None] & ok[None, :] & (dy.abs() > min_gap)
+    agree = torch.sign(s[:, None] - s[None, :]) * torch.sign(dy)  # 1 in order, 0 tied scores, -1 reversed
+    return ((agree[pair] + 1) / 2).sum(), pair.sum().double()
+
+
+def within_group_order_accuracy(scores: Tensor, labels: Tensor, group: Tensor, min_gap: float = 0.0) -> float:
+    """Share of within-group pairs whose score order matches their label order (:func:`within_group_pairs`):
+    1 for a perfect ordering, about 0.5 for random scores, 0 for a reversed one; NaN without pairs."""
+    concordant, pairs = within_group_pairs(scores, labels, group, min_gap)
+    return float(concordant / pairs) if pairs > 0 else float("nan")
 
 
 class JNDContrastiveLoss(Loss):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import SpearmanCorrCoef
+from torchmetrics import MeanMetric, SpearmanCorrCoef
 
 from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate, load_config, validate
 from aqa.encoders import build_encoder
@@ -32,6 +32,7 @@ from aqa.heads import (
     zscore_stats,
 )
 from aqa.losses import Loss, build_loss
+from aqa.losses.contrastive import within_group_pairs
 
 log = logging.getLogger(__name__)
 # validation SRCC keeps one score and one label per validation clip (a few MB for 10^5 clips): expected here
@@ -119,7 +120,10 @@ class MultiTaskModule(L.LightningModule):
     """Shared encoder + named tasks. Logs ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``; with
     several tasks also ``val/composite/srcc``: per clip, the mean of the tasks' scores against the mean of their
     labels (MMMOS §V-A), over the clips every task scores; for embedding tasks also ``val/{task}/srcc_mismatched``,
-    each clip scored against another excerpt's reference of its batch (DeePAQ's mismatched-reference mode).
+    each clip scored against another excerpt's reference of its batch (DeePAQ's mismatched-reference mode), and
+    ``val/{task}/group_order``: the share of pairs of clips of one group (JSQA: one utterance + one noise at
+    several SNRs; DeePAQ: one excerpt's versions) whose scores are ordered as their labels
+    (:func:`~aqa.losses.contrastive.within_group_pairs`: 1 in order, 0.5 chance).
 
     Args:
         encoder: an ``aqa.encoders`` module: ``encoder(wav (B, T), lengths (B,)) -> EncoderOutput``.
@@ -195,6 +199,8 @@ class MultiTaskModule(L.LightningModule):
         self.val_srcc_mismatched = nn.ModuleDict(
             {name: SpearmanCorrCoef() for name, t in tasks.items() if t.head.is_embedding}
         )
+        # and by the order within each group (what a within-group loss such as JSQA's JND contrastive optimises)
+        self.val_group_order = nn.ModuleDict({name: MeanMetric() for name in self.val_srcc_mismatched})
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
@@ -365,6 +371,10 @@ class MultiTaskModule(L.LightningModule):
             if mask.any():
                 self.val_srcc[name].update(scores[mask].float(), target[mask].float())
             per_task.append((scores.float(), target.float(), mask))
+            if name in self.val_group_order:  # pair-weighted mean of each batch's share = concordant / pairs overall
+                concordant, pairs = within_group_pairs(scores.masked_fill(~mask, float("nan")), target, batch["group"])
+                if pairs > 0:
+                    self.val_group_order[name].update(concordant / pairs, pairs)
             if name in self.val_srcc_mismatched:
                 other, valid = quality_scores(pred, True, batch, mismatched=True)
                 valid = valid & torch.isfinite(target) & torch.isfinite(other)  # needs a second group in the batch
@@ -383,6 +393,10 @@ class MultiTaskModule(L.LightningModule):
         for key, metric, prog_bar in logged:
             if metric.preds:  # nothing accumulated when validation was skipped
                 self.log(key, metric.compute(), prog_bar=prog_bar, sync_dist=False)
+            metric.reset()
+        for name, metric in self.val_group_order.items():
+            if metric.update_count:
+                self.log(f"val/{name}/group_order", metric.compute(), sync_dist=False)
             metric.reset()
 
     def configure_optimizers(self) -> Any:

@@ -340,12 +340,12 @@ def _metric_problem(metric: str, cfg: DictConfig) -> str | None:
         return None
     embedding = [name for name, task in cfg.tasks.items() if getattr(HEADS[task.head.name], "output", None)
                  is Kind.EMBEDDING]
-    if len(parts) == 3 and parts[1] in embedding and parts[2] == "srcc_mismatched":
+    if len(parts) == 3 and parts[1] in embedding and parts[2] in ("srcc_mismatched", "group_order"):
         return None
     return (
         f"metric {metric!r} is not measured for {cfg.experiment}: val/loss, val/TASK/loss, val/TASK/srcc with TASK "
         f"in {list(cfg.tasks)}, val/{COMPOSITE}/srcc for several tasks"
-        + (f", val/TASK/srcc_mismatched with TASK in {embedding}" if embedding else "")
+        + (f", val/TASK/srcc_mismatched with TASK in {embedding} (and val/TASK/group_order)" if embedding else "")
     )
 
 
@@ -433,7 +433,8 @@ def best_metrics(run_dir: str | Path) -> dict[str, Any]:
     """The validation metrics of a trained run's best checkpoint (``best.ckpt``, else ``last.ckpt``).
 
     The checkpoint is validated again on the run's validation shards (one pass, no logger), so every metric
-    the run logs in validation (``val/loss``, ``val/TASK/loss``, ``val/TASK/srcc``, ``val/TASK/srcc_mismatched``) is
+    the run logs in validation (``val/loss``, ``val/TASK/loss``, ``val/TASK/srcc``, ``val/TASK/srcc_mismatched``,
+    ``val/TASK/group_order``) is
     that of the kept model.
 
     Returns:

@@ -127,7 +127,8 @@ def test_without_encoder_stores_only_what_differs_from_the_named_checkpoint(tmp_
 
     ckpt = _hf_checkpoint(tmp_path / "wavlm_ckpt")
     run = tmp_path / "run"
-    cfg = compose("jsqa_jnd_tiny", [f"run_dir={run}", f"encoder.checkpoint={ckpt}", "encoder.arch=null"])
+    lora = "encoder.adapter={name: lora, r: 8, alpha: 16, dropout: 0.05, target_modules: [q_proj, v_proj]}"
+    cfg = compose("jsqa_jnd_tiny", [f"run_dir={run}", f"encoder.checkpoint={ckpt}", "encoder.arch=null", lora])
     torch.manual_seed(0)
     module = build_module(cfg)  # the pretrained backbone (frozen by LoRA) plus random LoRA and head weights
     with torch.no_grad():

@@ -301,3 +301,24 @@ def test_loss_options_are_checked_when_built():
     assert build_loss({"name": "utmos", "tau": 0.25}).options == {"tau": 0.25}
     with pytest.raises(TypeError, match="taux"):
         build_loss({"name": "utmos", "taux": 0.25})
+
+
+def test_within_group_order_accuracy_is_one_in_order_half_at_random_zero_reversed(rng):
+    from aqa.losses.contrastive import within_group_order_accuracy, within_group_pairs
+
+    group = torch.arange(50).repeat_interleave(8)  # 50 groups of 8 clips
+    labels = torch.randn(400, generator=rng, dtype=torch.float64)
+    scores = 3.0 * labels + 7.0  # any increasing map of the labels
+    assert within_group_order_accuracy(scores, labels, group) == pytest.approx(1.0)
+    assert within_group_order_accuracy(-scores, labels, group) == pytest.approx(0.0)
+    noise = torch.randn(400, generator=rng, dtype=torch.float64)
+    assert within_group_order_accuracy(noise, labels, group) == pytest.approx(0.5, abs=0.05)
+    # only pairs inside a group count: a shift per group (a different scale across groups) changes nothing
+    assert within_group_order_accuracy(scores + 100.0 * group, labels, group) == pytest.approx(1.0)
+    # one group: labels 1, 3, 2 and a NaN reference (left out): 3 pairs; two in order and one tied in score
+    s, y, g = torch.tensor([1.0, 3.0, 3.0, 0.0]), torch.tensor([1.0, 3.0, 2.0, float("nan")]), torch.zeros(4)
+    concordant, pairs = within_group_pairs(s, y, g)
+    assert (float(concordant), float(pairs)) == (2.5, 3.0)
+    assert float(within_group_pairs(torch.tensor([1.0, 2.0, 3.0, 0.0]), y, g)[0]) == 2.0  # one pair reversed
+    assert float(within_group_pairs(s, y, g, min_gap=1.5)[1]) == 1.0  # only labels 1 and 3 are more than 1.5 apart
+    assert torch.isnan(torch.tensor(within_group_order_accuracy(s, y, torch.arange(4))))  # no pair in one group

@@ -509,4 +509,5 @@ def test_agent_trial_is_validated_as_it_trained_and_reaches_sweep_csv(tmp_path, 
 
 def test_embedding_tasks_can_be_ranked_by_their_mismatched_reference_srcc():
     assert _metric_problem("val/quality/srcc_mismatched", compose("deepaq_lora_tiny")) is None
+    assert _metric_problem("val/quality/group_order", compose("deepaq_lora_tiny")) is None
     assert "srcc_mismatched with TASK in ['quality']" in _metric_problem("val/x/srcc", compose("deepaq_lora_tiny"))

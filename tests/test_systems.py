@@ -502,7 +502,9 @@ def test_haaqi_net_student_learns_from_its_teacher(haaqi_net_run, learning_data,
     assert after >= 0.85 and after >= before + 0.05, (before, after)
 
 
-def test_mmmos_learns(learning_data, tmp_path):
+@pytest.mark.slow  # `make test-full`: the default suite shows MMMOS learning in its recipe's shape (test_mmmos_learns_with_its_recipe)
+def test_mmmos_tiny_demo_twin_learns(learning_data, tmp_path):
+    """mmmos_tiny as `make demos` trains it (LoRA'd tiny members, MSE on one z-scored axis) learns the ViSQOL label."""
     # seeds 0-4 after 12 epochs: -0.37 -> 0.72, -0.30 -> 0.48, -0.60 -> 0.72, -0.16 -> 0.56, -0.09 -> 0.47 (measured
     # before mmmos_tiny z-scored its label; with it, seed 0: -0.37 -> 0.78)
     before, after = learn("mmmos_tiny", learning_data["mos"], tmp_path / "run", "trainer.max_epochs=12")

@@ -120,7 +120,7 @@ class MultiTaskModule(L.LightningModule):
     """Shared encoder + named tasks. Logs ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``; with
     several tasks also ``val/composite/srcc``: per clip, the mean of the tasks' scores against the mean of their
     labels (MMMOS §V-A), over the clips every task scores; for embedding tasks also ``val/{task}/srcc_mismatched``,
-    each clip scored against another excerpt's reference of its batch (DeePAQ's mismatched-reference mode), and
+    each clip scored against the reference of another piece in its batch (DeePAQ's mismatched-reference mode), and
     ``val/{task}/group_order``: the share of pairs of clips of one group (JSQA: one utterance + one noise at
     several SNRs; DeePAQ: one excerpt's versions) whose scores are ordered as their labels
     (:func:`~aqa.losses.contrastive.within_group_pairs`: 1 in order, 0.5 chance).

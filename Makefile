@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Published encoder weights download on first use (aqa/hub.py); the tests run offline (tests/conftest.py sets
 # HF_HUB_OFFLINE=1 too). `aqa download EXPERIMENT` pre-fetches them for machines without internet.
 
-.PHONY: install constraints system-deps test test-full train eval sweep demo demos data-demo data data-import bench lint clean gpu-check gpu-wheels
+.PHONY: install constraints system-deps test test-full train eval sweep demo demos data-demo data-deepaq-demo data data-import bench lint clean gpu-check gpu-wheels
 
 install: $(STAMP) system-deps
 
@@ -57,6 +57,24 @@ data/codec_demo/manifest.json: | install
 		--excerpt-s 5 --max-excerpts 6 --versions-per-excerpt 0 --store-rate 24000 --mono --jobs 2 --no-visqol
 
 data-demo: data/codec_demo/manifest.json
+
+# `make demo`'s shards (deepaq_demo_tiny): 60 bright synthetic music pieces (no external tool, 0.2 s each), the
+# first 48 for training, the last 12 and the five shared music clips for validation; one 1 s excerpt per piece,
+# MP3 at 16/32/64/128 kbit/s (its low-pass falls with the bit rate), mono 24 kHz, no ViSQOL (~20 s on 2 cores).
+data/render/bright/render-bright.json: | install
+	$(BIN)/aqa prep render --kind bright --out data/render/bright --n 60 --seed 0 --jobs 2
+
+data/lists/deepaq_demo.csv: data/render/bright/render-bright.json
+	mkdir -p $(@D)
+	{ echo path,split; ls $(abspath data/render/bright)/bright_*.wav | head -n 48 | sed 's/$$/,train/'; \
+	  ls $(abspath data/render/bright)/bright_*.wav | tail -n 12 | sed 's/$$/,val/'; \
+	  tail -n +2 data_prep/lists/demo_music.csv | cut -d, -f1 | sed 's|^|$(abspath $(SHARED))/clean/|; s|$$|,val|'; } > $@
+
+data/deepaq_demo/manifest.json: data/lists/deepaq_demo.csv | install
+	$(BIN)/aqa prep codec --src $< --out data/deepaq_demo --excerpt-s 1 --max-excerpts 1 --versions-per-excerpt 0 \
+		--codecs mp3 --bitrates 16,32,64,128 --store-rate 24000 --mono --jobs 2 --no-visqol --no-progress
+
+data-deepaq-demo: data/deepaq_demo/manifest.json
 
 # `make data`: small demo sets for all four systems from the shared real clips plus rendered material.
 # Rendered sources (reproducible: fixed seed, capped lengths): Bach chorales (fluidsynth) and espeak-ng speech.
@@ -107,9 +125,12 @@ data-import: | install
 
 data: data-demo data/jnd_demo/manifest.json data/haaqi_demo/manifest.json data/mos_demo/manifest.json data-import
 
-demo: install data-demo
-	time $(BIN)/aqa train deepaq_lora_tiny overwrite=true logger=csv
-	$(BIN)/aqa eval runs/deepaq_lora_tiny
+# DeePAQ learning a bit-rate axis: the validation table before training (epoch 0) and after, matched and
+# mismatched-reference SRCC (README, "The demo"); then `aqa eval` of the best checkpoint.
+demo: install data-deepaq-demo
+	time $(BIN)/aqa train deepaq_demo_tiny overwrite=true logger=csv
+	$(BIN)/aqa eval runs/deepaq_demo_tiny
+	$(BIN)/aqa eval runs/deepaq_demo_tiny --reference mismatched
 
 # The four systems' tiny demo experiments on the `make data` sets, each trained then evaluated (CPU).
 DEMO_EXPS := deepaq_lora_tiny jsqa_jnd_tiny haaqi_net_tiny haaqi_net_student_tiny mmmos_tiny
@@ -154,4 +175,4 @@ lint: install
 	$(BIN)/ruff check aqa data_prep tests
 
 clean:
-	rm -rf runs data/codec_demo data/jnd_demo data/haaqi_demo data/mos_demo data/import_demo data/render data/lists
+	rm -rf runs data/codec_demo data/deepaq_demo data/jnd_demo data/haaqi_demo data/mos_demo data/import_demo data/render data/lists

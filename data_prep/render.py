@@ -1,7 +1,9 @@
-"""Render synthetic source audio: ``aqa prep render --kind music|speech --out DIR --n N --seed S``.
+"""Render synthetic source audio: ``aqa prep render --kind music|speech|bright --out DIR --n N --seed S``.
 
 Music comes from the music21 corpus through fluidsynth (44.1 kHz stereo), speech from espeak-ng
-(22.05 kHz mono); see :mod:`data_prep.render`. Clip ``k`` (``0 <= k < n``) is written as
+(22.05 kHz mono), bright synthetic music (sawtooth notes over hi-hat-like noise, 48 kHz mono, no external
+tool: :func:`bright_music`, the material on which a tiny random-weight DeePAQ learns MP3's low-pass);
+see :mod:`data_prep.render`. Clip ``k`` (``0 <= k < n``) is written as
 ``OUT/{kind}_{k:05d}_{name}.wav`` (16-bit) with ``.json`` metadata beside it (score or voice and text,
 instrument, tempo, attribution); the set is a pure function of ``--seed``. ``--shard-id i --num-shards N``
 renders the clips with ``k % N == i``; ``--jobs`` renders in parallel; a clip is written under a temporary
@@ -353,6 +355,39 @@ def render_music(
     raise RuntimeError(f"music clip {index}: every attempt failed: {failed}")
 
 
+def bright_music(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    """A bright music-like clip, (T,) float32: four decaying sawtooth notes (harmonics up to Nyquist, pitches
+    drawn from two octaves above 110 Hz) over high-passed noise bursts every 60-120 ms (a hi-hat). Its energy
+    reaches Nyquist (-4 to -7 dB of it above 4 kHz; fluidsynth's Bach chorales: -19 to -44 dB), so MP3's
+    bit-rate-dependent low-pass is visible whatever the notes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    notes = np.zeros_like(t)
+    edges = np.linspace(0, t.size, 5).astype(int)
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        tt = t[a:b] - t[a]
+        saw = sum(np.sin(2 * np.pi * k * f0 * tt) / k for k in range(1, int(sr / 2 / f0)))
+        notes[a:b] += saw * np.exp(-tt * rng.uniform(1, 4))
+    hats = np.zeros_like(t)
+    for start in np.arange(0, t.size, int(sr * rng.uniform(0.06, 0.12))):
+        n = min(int(0.05 * sr), t.size - start)
+        hats[start:start + n] += rng.standard_normal(n) * np.exp(-np.arange(n) / (0.01 * sr))
+    x = 0.15 * notes / np.abs(notes).max() + 0.08 * rng.uniform(0.7, 1.3) * np.diff(hats, prepend=0.0)
+    return x.astype(np.float32)
+
+
+def render_bright(index: int, *, seed: int = 0, max_seconds: float = 1.3, sr: int = 48000) -> Rendered:
+    """Clip ``index`` of the bright synthetic music set of ``seed``: :func:`bright_music` of ``max_seconds``
+    at 48 kHz mono, numpy seed ``seed * 1_000_003 + index`` (no external tool)."""
+    if max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    x = bright_music(max_seconds, sr, seed=seed * 1_000_003 + index)[None]
+    meta = {"kind": "bright", "seed": seed, "index": index, "duration_s": round(x.shape[-1] / sr, 6),
+            "attribution": "synthetic: sawtooth notes over hi-hat-like noise bursts (aqa data_prep.render)"}
+    return Rendered(f"bright_{index:05d}", x, sr, meta)
+
+
 def render_speech(
     index: int,
     *,
@@ -446,7 +481,9 @@ def render_one(index: int, out: str, settings: dict[str, Any], soundfont: str | 
         return {**done, "resumed": True}
     t0 = time.perf_counter()
     try:
-        if kind == "music":
+        if kind == "bright":
+            clip = render_bright(index, seed=settings["seed"], max_seconds=settings["max_seconds"])
+        elif kind == "music":
             clip = render_music(index, seed=settings["seed"], max_seconds=settings["max_seconds"],
                                 composers=tuple(settings["composers"]), soundfont=soundfont, timeout_s=timeout_s)
         else:
@@ -471,11 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     """Argument parser of the renderer."""
     p = argparse.ArgumentParser(prog="aqa prep render", description="Render music (music21 + fluidsynth) or "
                                 "speech (espeak-ng) reproducibly, with capped lengths.")
-    p.add_argument("--kind", required=True, choices=["music", "speech"])
+    p.add_argument("--kind", required=True, choices=["music", "speech", "bright"])
     p.add_argument("--out", required=True, type=Path, help="output folder for the wav/json files")
     p.add_argument("--n", type=int, required=True, help="number of clips")
     p.add_argument("--seed", type=int, default=0, help="fixes scores/voices/sentences (default 0)")
-    p.add_argument("--max-seconds", type=float, default=None, help="clip length cap (default music 20, speech 8)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="clip length cap (default music 20, speech 8, bright 1.3)")
     p.add_argument("--composers", default="bach", help="music21 corpus composers, comma-separated (default bach)")
     p.add_argument("--soundfont", default=None, help="General MIDI .sf2 (default: fluid-soundfont-gm)")
     p.add_argument("--timeout-s", type=float, default=60.0, help="per-clip fluidsynth/espeak-ng timeout (s)")
@@ -489,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Render; returns 0 when every clip was rendered, 1 when some failed, 2 on bad input or missing tools."""
     args = build_parser().parse_args(None if argv is None else list(argv))
     if args.max_seconds is None:
-        args.max_seconds = 20.0 if args.kind == "music" else 8.0
+        args.max_seconds = {"music": 20.0, "speech": 8.0, "bright": 1.3}[args.kind]
     args.composers = tuple(c.strip() for c in args.composers.split(",") if c.strip())
     try:
         if args.n < 0 or args.max_seconds <= 0 or args.jobs < 1:
@@ -500,8 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_tool("fluidsynth")
             soundfont = str(find_soundfont(args.soundfont))
             import music21  # noqa: F401  (fail early with a clear message)
-        else:
+        elif args.kind == "speech":
             require_tool("espeak-ng")
+            soundfont = None
+        else:
             soundfont = None
     except (FileNotFoundError, ValueError, ModuleNotFoundError) as err:
         print(f"aqa prep render: error: {err}", file=sys.stderr)

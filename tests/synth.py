@@ -13,6 +13,7 @@ import soundfile as sf
 from scipy.signal import correlate, lfilter
 
 from data_prep.codec import build_codec_shards
+from data_prep.render import bright_music as music  # noqa: F401  (the tests' bright music)
 
 PIECES = {"p0": 2.0, "p1": 2.5, "p2": 3.0}  # seconds; excerpt_s=1 -> 2 + 2 + 3 groups
 CODECS = ("opus", "mp3")
@@ -29,27 +30,6 @@ def broadband(seconds: float, sr: int, channels: int = 2, seed: int = 0) -> np.n
     tones = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in (220.0, 330.0, 1250.0))
     x = noise / np.abs(noise).max() + 0.3 * tones
     return (0.25 * x / np.abs(x).max()).astype(np.float32)
-
-
-def music(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
-    """A bright music-like clip, (T,) float32: four decaying sawtooth notes (harmonics up to Nyquist, pitches
-    drawn from two octaves above 110 Hz) over high-passed noise bursts every 60-120 ms (a hi-hat). Its energy
-    reaches Nyquist, so MP3's bit-rate-dependent low-pass is visible whatever the notes."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    notes = np.zeros_like(t)
-    edges = np.linspace(0, t.size, 5).astype(int)
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        tt = t[a:b] - t[a]
-        saw = sum(np.sin(2 * np.pi * k * f0 * tt) / k for k in range(1, int(sr / 2 / f0)))
-        notes[a:b] += saw * np.exp(-tt * rng.uniform(1, 4))
-    hats = np.zeros_like(t)
-    for start in np.arange(0, t.size, int(sr * rng.uniform(0.06, 0.12))):
-        n = min(int(0.05 * sr), t.size - start)
-        hats[start:start + n] += rng.standard_normal(n) * np.exp(-np.arange(n) / (0.01 * sr))
-    x = 0.15 * notes / np.abs(notes).max() + 0.08 * rng.uniform(0.7, 1.3) * np.diff(hats, prepend=0.0)
-    return x.astype(np.float32)
 
 
 def xcorr_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> int:

@@ -96,7 +96,38 @@ def test_every_experiment_composes(experiment):
 
 
 def test_every_tiny_experiment_has_a_test():
-    assert set(TINY) == {"deepaq_lora_tiny", "haaqi_net_student_tiny", *DATA_OF}, "add its shards to DATA_OF"
+    assert set(TINY) == {"deepaq_lora_tiny", "deepaq_demo_tiny", "haaqi_net_student_tiny", *DATA_OF}, \
+        "add its shards to DATA_OF"
+
+
+def test_demo_experiment_fine_tunes_every_weight_and_prints_validation_before_and_after(tmp_path, capsys):
+    """`make demo`'s deepaq_demo_tiny: no LoRA (every encoder weight trains), validation of the untrained model
+    first, and `aqa train`'s table of matched and mismatched-reference SRCC before and after. Its learning is
+    measured by the demo itself (configs/experiment/deepaq_demo_tiny.yaml gives seeds 0-4) and by
+    test_deepaq_learns_a_quality_embedding (the same task and encoder setting)."""
+    from aqa.cli import main as cli_main
+    from data_prep.codec import build_codec_shards
+    from data_prep.render import render_bright
+
+    cfg = compose("deepaq_demo_tiny")
+    assert cfg.validate_before and cfg.encoder.adapter is None
+    module = build_module(cfg, with_teacher=False)
+    encoder = [p for n, p in module.named_parameters() if n.startswith("encoder.")]
+    assert encoder and all(p.requires_grad for p in encoder)
+    assert not any("lora" in n.lower() for n, _ in module.named_parameters())
+    splits = {f"bright{i}": "val" if i >= 2 else "train" for i in range(4)}  # two validation pieces
+    (tmp_path / "src").mkdir()
+    for i, piece in enumerate(splits):
+        clip = render_bright(i, max_seconds=1.1)
+        sf.write(tmp_path / "src" / f"{piece}.wav", clip.audio[0], clip.sample_rate)
+    build_codec_shards(sorted((tmp_path / "src").glob("*.wav")), tmp_path / "shards", excerpt_s=1.0,
+                       codecs=("mp3",), bitrates=(16, 64), mono=True, visqol=False, splits=splits, progress=False)
+    assert cli_main(["train", "deepaq_demo_tiny", *overrides(tmp_path / "shards", tmp_path / "run")]) == 0
+    table = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()
+            if line.startswith("val/quality/srcc")}
+    assert "before" in table and set(rows) == {"val/quality/srcc", "val/quality/srcc_mismatched"}, table
+    assert all(len(v) == 2 and all(np.isfinite(float(x)) for x in v) for v in rows.values()), table
 
 
 @pytest.mark.parametrize("experiment", sorted(DATA_OF))

@@ -194,6 +194,18 @@ def _verify_cached(path: Path, expected: str | None, hint: str) -> bool:
     return False
 
 
+def _cached(dest: Path, source: str, expected: str | None, hint: str, report: Report | None) -> bool:
+    """True (reported as "cached") when ``dest`` is cached and verifies (:func:`_verify_cached`); False when it
+    must be downloaded. Offline, a file that is not cached raises :class:`WeightsUnavailable` naming ``source``."""
+    if dest.is_file() and _verify_cached(dest, expected, hint):
+        _report(report, "cached", source, dest)
+        return True
+    if offline():
+        raise WeightsUnavailable(f"{source} is not in the cache ({dest}) and HF_HUB_OFFLINE is set{_hint(hint)}",
+                                 [f"{source} -> {dest}"])
+    return False
+
+
 def _stream(source: IO[bytes], dest: Path, total: int | None) -> tuple[Path, int, str]:
     # copy into a temporary file beside `dest` (same file system: the rename is atomic) with a progress bar;
     # returns (temporary file, bytes, sha256); the caller verifies, then renames or deletes it
@@ -278,12 +290,8 @@ def fetch_url(
     """
     dest = Path(cache_dir or aqa_cache_dir()).expanduser() / url_filename(url)
     with _lock(dest):
-        if dest.is_file() and _verify_cached(dest, sha256, hint):
-            _report(report, "cached", url, dest)
+        if _cached(dest, url, sha256, hint, report):
             return dest
-        if offline():
-            raise WeightsUnavailable(f"{url} is not in the cache ({dest}) and HF_HUB_OFFLINE is set{_hint(hint)}",
-                                     [f"{url} -> {dest}"])
         digest = _download(url, dest, sha256, hint, timeout)
         if not sha256:
             log.info("%s: sha256 %s recorded on first use in %s", dest.name, digest, _sidecar(dest))
@@ -315,12 +323,8 @@ def fetch_archive_member(
     dest = _member_path(folder, member)
     source = f"{url}#{member}"
     with _lock(dest):
-        if dest.is_file() and _verify_cached(dest, None, hint):
-            _report(report, "cached", source, dest)
+        if _cached(dest, source, None, hint, report):
             return dest
-        if offline():
-            raise WeightsUnavailable(f"{source} is not in the cache ({dest}) and HF_HUB_OFFLINE is set{_hint(hint)}",
-                                     [f"{source} -> {dest}"])
         archive = fetch_url(url, sha256, folder, hint)
         try:
             with zipfile.ZipFile(archive) as zf:

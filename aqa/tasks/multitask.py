@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, SpearmanCorrCoef
 
 from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate, load_config, validate
+from aqa.data.labels import shard_labels
 from aqa.encoders import build_encoder
 from aqa.encoders.base import frame_mask, prepare
 from aqa.heads import (
@@ -548,8 +549,6 @@ def fit_label_scales(module: MultiTaskModule, train_urls: Any) -> dict[str, tupl
     Raises:
         ConfigError: a normalised task's label has fewer than two finite values in the shards, or no spread.
     """
-    from aqa.data.labels import shard_labels
-
     if not module.label_scales:
         return {}
     labels = shard_labels(train_urls, sorted({module.labels[t] for t in module.label_scales}))

@@ -50,7 +50,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg)
     if cfg.get("init_from") and ckpt_path is None:  # a resumed run already holds its own weights
         init_from_checkpoint(module, cfg.init_from)
-    fit_label_scales(module, cfg.data.train_urls)  # normalize: zscore; a resumed run then loads its checkpoint's
+    if ckpt_path is None:  # normalize: zscore (a resumed run holds its statistics in its checkpoint)
+        fit_label_scales(module, cfg.data.train_urls)
     datamodule = datamodule_from_config(cfg, module.encoder.sample_rate)
     save_config(cfg, run_dir / "config.yaml")
     save_config(cfg, run_dir / "checkpoints" / "config.yaml")

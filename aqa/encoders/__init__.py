@@ -59,7 +59,7 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "beats_iter3_plus_as2m": build_beats_iter3_plus_as2m,
     "m2d_vit_base": build_m2d_vit_base,
     "muq_large_msd": build_muq_large_msd,
-    "fusion": build_fusion,
+    "fusion": lambda **kwargs: build_fusion(build_encoder, **kwargs),  # members built through this registry
 }
 
 

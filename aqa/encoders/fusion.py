@@ -30,7 +30,7 @@ Members arrive as complete encoder configs: the YAML names them (or overrides th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -158,6 +158,7 @@ def _member_config(entry: Any) -> DictConfig:
 
 
 def build_fusion(
+    build_member: Callable[[Mapping[str, Any]], nn.Module],
     encoders: Sequence[Mapping[str, Any]],
     sample_rate: int | None = None,
     layers: str | Sequence[str] = "weighted",
@@ -169,7 +170,9 @@ def build_fusion(
     """Build a :class:`FusionEncoder` from member configs.
 
     Args:
-        encoders: the members' complete encoder configs, each as :func:`aqa.encoders.build_encoder` takes it
+        build_member: builds one member from its complete config (the registry passes
+            :func:`aqa.encoders.build_encoder`, which registers this function as ``fusion``).
+        encoders: the members' complete encoder configs, each as ``build_member`` takes it
             (``{name: wavlm_base_plus, checkpoint: ..., freeze: ..., adapter: ...}``). In a YAML a member is an
             encoder file name or a mapping with ``name`` overriding that file's keys; ``aqa.config.compose``
             resolves those into complete configs before anything is built.
@@ -181,8 +184,6 @@ def build_fusion(
         checkpoint: must be None (members carry their own checkpoints).
         pool: True: time-pooled clip vectors (MLP, BLSTM(h)); False: frames on one grid (BLSTM(t)).
     """
-    from aqa.encoders import build_encoder  # the registry imports this module
-
     if checkpoint is not None:
         raise ValueError("fusion has no checkpoint of its own; set encoder.encoders[i].checkpoint")
     if isinstance(encoders, str | Mapping):
@@ -199,7 +200,7 @@ def build_fusion(
                 cfg.adapter = OmegaConf.merge(cfg.adapter, dict(adapter))
         container = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(container, dict)
-        members.append(build_encoder(container))
+        members.append(build_member(container))
         names.append(str(container["name"]))
     rate = int(sample_rate) if sample_rate is not None else max(int(m.sample_rate) for m in members)
     return FusionEncoder(members, names, rate, layers, pool)

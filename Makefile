@@ -46,7 +46,7 @@ train: install
 eval: install
 	$(BIN)/aqa eval runs/$(EXP) $(ARGS)
 
-# `make sweep SWEEP=configs/sweep/mmmos_tiny.yaml [ARGS="--resume"]`: a grid or random search (aqa/tasks/sweep.py)
+# `make sweep SWEEP=configs/sweep/mmmos_tiny.yaml [ARGS="--resume"]`: a grid or random search (aqa/sweep/)
 SWEEP ?= configs/sweep/mmmos_tiny.yaml
 sweep: install
 	$(BIN)/aqa sweep $(SWEEP) $(ARGS)

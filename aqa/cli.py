@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from aqa.config import CONFIG_PATH_ENV, ConfigError, available, compose, set_config_dirs
 
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("sweep", help="run a grid or random search over config overrides: aqa sweep SWEEP.yaml "
-                                     "[key=value ...] [--resume] (format: aqa.tasks.sweep)")
+                                     "[key=value ...] [--resume] (format: aqa.sweep)")
     p.add_argument("sweep", help=f"a sweep file, or one of: {_names('sweep')}")
     _config_dir_option(p, "sub_config_dir")
     p.add_argument("overrides", nargs="*", help="added to every trial's overrides, e.g. data.train_urls=...")
@@ -305,10 +306,33 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from aqa.tasks.sweep import command
+    """``aqa sweep NAME [key=value ...]``: run the sweep (``--resume``), list its trials (``--dry-run``), write its
+    W&B sweep file (``--wandb``) or run one ``--trial`` (``KEY=VALUE`` items, as a W&B agent does). Returns the exit
+    code: 0 when every trial it ran finished, 1 otherwise."""
+    from aqa.sweep import CSV_FILE, DONE, default_out, load_sweep, plan, run_one, run_sweep, wandb_sweep
 
-    return command(args.sweep, args.out, args.overrides, resume=args.resume, dry_run=args.dry_run,
-                   wandb=args.wandb, trial=args.trial, progress=not args.no_progress)
+    out, extra = args.out, args.overrides
+    spec = load_sweep(args.sweep)
+    if args.wandb:
+        path = wandb_sweep(spec, out, extra)
+        print(f"wrote {path}; start it with: wandb sweep {path}, then wandb agent SWEEP_ID on each machine")
+        return 0
+    if args.trial:
+        return 0 if run_one(spec, args.trial, out, extra)["status"] == DONE else 1
+    folder = Path(out or default_out(spec))
+    if args.dry_run:
+        trials, _, metric, mode = plan(spec, folder, extra)
+        for t in trials:
+            print(f"{t.name}  {t.experiment} {' '.join(t.overrides)}")
+        print(f"{len(trials)} trials, ranked by {metric} ({mode})")
+        return 0
+    rows = run_sweep(spec, out, extra, args.resume, progress=not args.no_progress)
+    failed = [r["trial"] for r in rows if r["status"] != DONE]
+    print(
+        f"wrote {folder / CSV_FILE}: {len(rows) - len(failed)} of {len(rows)} trials done"
+        + (f"; failed: {' '.join(failed)} (rerun them with --resume)" if failed else "")
+    )
+    return 1 if failed else 0
 
 
 def _ensemble(args: argparse.Namespace) -> None:
@@ -317,7 +341,7 @@ def _ensemble(args: argparse.Namespace) -> None:
     if bool(args.sweep) == bool(args.run_dirs):
         raise ValueError("give the runs either as RUN_DIR ... or as --sweep DIR, not both or neither")
     if args.sweep:
-        from aqa.tasks.sweep import finished_runs
+        from aqa.sweep import finished_runs
 
         args.run_dirs = finished_runs(args.sweep)
     ensemble(args.run_dirs, args.out, args.which, args.split, args.zscore, args.device, args.precision,

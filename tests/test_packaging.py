@@ -20,7 +20,7 @@ import soundfile as sf
 import aqa.data.urls as urls
 from aqa.cli import main
 from aqa.config import CONFIG_DIR, ConfigError, available, compose, config_dirs, find_config, set_config_dirs
-from aqa.tasks.sweep import sweep_path
+from aqa.sweep import sweep_path
 
 REPO = Path(__file__).resolve().parent.parent
 # a user experiment: built-in encoder, data, trainer, head and loss; shard paths relative (data-root rule)

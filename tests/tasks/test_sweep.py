@@ -23,10 +23,8 @@ import aqa.tasks.training
 from aqa.audio import encode_flac
 from aqa.cli import main
 from aqa.config import ConfigError, available, compose
-from aqa.tasks.sweep import (
+from aqa.sweep import (
     Range,
-    _metric_problem,
-    _trial,
     expand,
     finished_runs,
     load_sweep,
@@ -37,6 +35,7 @@ from aqa.tasks.sweep import (
     wandb_sweep,
     write_csv,
 )
+from aqa.sweep.trials import _metric_problem, _trial
 
 SR = 16000
 

@@ -162,7 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default matched; with --test: another row's, from another piece)")
     p.add_argument("--test", metavar="TEST.csv", help="a listening-test CSV (columns below); needs --out")
     p.add_argument("--baselines", metavar="M1,M2", default="",
-                   help="with --test: reference metrics scored beside the runs, e.g. visqol,pesq,peaq (default none)")
+                   help="with --test: reference metrics scored beside the runs, e.g. visqol,pesq,peaq (default none); "
+                        "fad: DeePAQ's Frechet Audio Distance per system to the test's references (system level only)")
+    p.add_argument("--fad-encoder", metavar="NAME", help="with --baselines fad: the zoo encoder whose embeddings "
+                   "it compares (a configs/encoder name; default mert_v1_95m)")
+    p.add_argument("--fad-layer", type=int, metavar="N", help="with --baselines fad: hidden state used, time-averaged "
+                   "per clip (default -1, the last: MERT-v1-95M's layer 12)")
+    p.add_argument("--fad-reference", metavar="DIR", help="with --baselines fad: clean recordings forming the "
+                   "reference set (default: the test's reference files; needed when it has none)")
     p.add_argument("--by", metavar="COLUMN", help="with --test: also report each value of this CSV column")
     p.add_argument("--jobs", type=int, default=1, help="with --test: worker processes for the metrics (default 1)")
     p.add_argument("--out", metavar="DIR", help="with --test: folder for predictions.csv, summary.csv/.md, plots")
@@ -302,7 +309,8 @@ def _eval(args: argparse.Namespace) -> None:
 
     evaluate_test(args.test, args.run_dir, args.baselines, args.out, by=args.by, jobs=args.jobs, device=args.device,
                   precision=args.precision, which=args.which, mismatched_reference=args.mismatched_reference,
-                  reference=args.reference, n_boot=args.bootstrap, progress=not args.no_progress)
+                  reference=args.reference, n_boot=args.bootstrap, progress=not args.no_progress,
+                  fad={"encoder": args.fad_encoder, "layer": args.fad_layer, "reference": args.fad_reference})
 
 
 def _sweep(args: argparse.Namespace) -> int:

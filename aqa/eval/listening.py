@@ -367,6 +367,67 @@ def summarise_test(
     return out
 
 
+def split_baselines(baselines: str | Sequence[str]) -> tuple[list[str], bool]:
+    """``--baselines``: the per-item reference metrics (checked, :func:`aqa.metrics.parse_names`) and whether
+    ``fad`` (system level only, :func:`fad_baseline`) is among them."""
+    from aqa.metrics import parse_names
+
+    items = baselines.split(",") if isinstance(baselines, str) else list(baselines)
+    items = [n.strip() for n in items if n.strip()]
+    others = [n for n in items if n != "fad"]
+    try:
+        return (parse_names(others) if others else []), "fad" in items
+    except KeyError as err:
+        raise KeyError(f"{err.args[0]} (or fad, per system)" if others else err.args[0]) from None
+
+
+def fad_baseline(
+    rows: Sequence[Mapping[str, Any]],
+    out: Path,
+    options: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    n_boot: int = 1000,
+    seed: int = 0,
+    folds: int = 5,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """DeePAQ's FAD baseline (:func:`aqa.eval.fad.system_fad`): one value per system, compared with the systems'
+    mean subjective scores at level ``system`` of subset ``all`` only. No item-level rows (there are no item
+    values) and no raw MSE (FAD is on no rating scale). Lower = better, so its correlations come out negative.
+
+    Writes ``fad_systems.csv`` (system, fad, clips, samples, reference_clips, score: the mean subjective score,
+    encoder, layer, pooling) and ``scatter_fad.png`` (one point per system) into ``out``.
+
+    Returns:
+        Summary rows (:data:`SUMMARY_COLUMNS`) of model ``fad``.
+    """
+    from aqa.eval.fad import DEFAULT_ENCODER, system_fad
+
+    opts = {"encoder": DEFAULT_ENCODER, "layer": -1, "pooling": "mean", **{k: v for k, v in (options or {}).items() if v is not None}}
+    per_system = system_fad(rows, device=device, progress=progress, **opts)
+    target = np.array([float(r["score"]) for r in rows])
+    systems = [str(r.get("system") or "") for r in rows]
+    keep = [i for i, s in enumerate(systems) if s]
+    _, means, names = system_means(target[keep], target[keep], [systems[i] for i in keep])
+    values = np.array([per_system[n]["fad"] for n in names], dtype=np.float64)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["system", "fad", "clips", "samples", "reference_clips", "score", "encoder", "layer", "pooling"])
+    encoder = opts["encoder"] if isinstance(opts["encoder"], str) else opts["encoder"].get("name", "")
+    for n, v, m in zip(names, values, means, strict=True):
+        info = per_system[n]
+        writer.writerow([n, _fmt_value(float(v)), info["clips"], info["samples"], info["reference_clips"],
+                         _fmt_value(float(m)), encoder, opts["layer"], opts["pooling"]])
+    write_text_atomic(out / "fad_systems.csv", buf.getvalue())
+    plot_scatter(out / "scatter_fad.png", "fad", values, means, names)
+    return [
+        {"model": "fad", "subset": "all", "level": "system", "metric": metric, "value": value,
+         "ci_low": low, "ci_high": high, "n": n}
+        for metric, (value, low, high, n) in summary_stats(values, means, n_boot, seed, folds).items()
+        if metric != "MSE"
+    ]
+
+
 def write_summary_csv(path: Path, summary: Sequence[Mapping[str, Any]]) -> None:
     """``summary.csv`` with exactly :data:`SUMMARY_COLUMNS` (empty cells for NaN)."""
     buf = io.StringIO()
@@ -508,19 +569,23 @@ def evaluate_test(
     seed: int = 0,
     folds: int = 5,
     progress: bool = True,
+    fad: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Score ``runs`` and ``baselines`` on the listening test ``test`` and write the outputs into ``out``.
 
     Args:
         test: the listening-test CSV (:func:`read_test`).
         runs: trained run folders (:func:`predict_model`).
-        baselines: reference metrics, a comma list or a sequence (:data:`BASELINE_KEYS`).
+        baselines: reference metrics, a comma list or a sequence (:data:`BASELINE_KEYS`), and ``fad``
+            (:func:`fad_baseline`: per system, reported at the system level only).
         out: output folder (created).
         by: a column of the CSV whose values are reported as subsets, besides ``all``.
         jobs: worker processes for the reference metrics.
         device, precision, which, mismatched_reference, reference: for the runs (:func:`predict_model`).
         n_boot, seed: bootstrap resamples and seed of the 95 % intervals; folds: of the cubic mapping.
         progress: tqdm bars on stderr.
+        fad: options of the ``fad`` baseline (:func:`aqa.eval.fad.system_fad`: ``encoder``, ``layer``,
+            ``reference``, ``pooling``, ``batch_size``).
 
     Returns:
         The summary rows (:func:`summarise_test`).
@@ -529,11 +594,9 @@ def evaluate_test(
         ValueError: nothing to evaluate, an unknown ``by`` column or bad input (one line); KeyError: an
             unknown metric; FileNotFoundError: missing CSV, audio or run.
     """
-    from aqa.metrics import parse_names
-
     rows = read_test(test)
-    names = parse_names(baselines) if baselines else []
-    if not runs and not names:
+    names, fad_wanted = split_baselines(baselines)
+    if not runs and not names and not fad_wanted:
         raise ValueError("nothing to evaluate: give run folders and/or --baselines METRIC,...")
     if by and by not in rows[0]:
         raise ValueError(f"--by {by}: {test} has no such column (columns: {', '.join(rows[0])})")
@@ -566,6 +629,8 @@ def evaluate_test(
         predictions[metric] = predict_baseline(metric, rows, jobs, progress)
         write_predictions(out / "predictions.csv", rows, predictions)
     summary = summarise_test(rows, predictions, by, n_boot, seed, folds)
+    if fad_wanted:  # system-level values only: rows of its own, after the per-item models and baselines
+        summary += fad_baseline(rows, out, fad, device, n_boot, seed, folds, progress)
     write_summary_csv(out / "summary.csv", summary)
     title = f"{Path(test).name}: {len(rows)} items"
     write_summary_md(out / "summary.md", summary, title)

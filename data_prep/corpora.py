@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from aqa.tables import COLUMN_ALIASES, norm_column, sniff_delimiter
 from data_prep.shards import AUDIO_SUFFIXES, Skip, safe_id
 
 __all__ = ["Rating", "READERS", "read_corpus", "detect_layout", "AES_AXES", "NISQA_AXES", "GENERIC_LAYOUT"]
@@ -174,10 +175,7 @@ def _relative(p: Path, root: Path) -> str:
 
 def _read_csv(path: Path, delimiter: str | None = None) -> list[dict[str, str]]:
     text = path.read_text(encoding="utf-8-sig")
-    if delimiter is None:
-        first = text.splitlines()[0] if text else ""
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-    rows = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    rows = csv.DictReader(text.splitlines(), delimiter=delimiter or sniff_delimiter(text))
     return [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in rows]
 
 
@@ -512,11 +510,13 @@ def read_tcd_voip(root: Path, *, split: str | None = None) -> Iterator[Item]:
 # -------------------------------------------------------------------------------------------- generic
 
 
-_GENERIC = {"file": ("file", "degraded", "path", "filename", "wav"), "score": ("score", "mos", "rating")}
+# header names of the generic CSV's file and score columns (shared with aqa eval --test: aqa.tables)
+_GENERIC = {"file": COLUMN_ALIASES["degraded"], "score": COLUMN_ALIASES["score"]}
 GENERIC_LAYOUT = """generic CSV layout (--format csv; --src is the CSV file):
   file,score[,reference][,system][,split][,condition][,listener_count]
-  file       the rated audio (also named degraded, path, filename or wav); relative paths: from the CSV's folder
-  score      its mean rating (also named mos or rating); rows without a number are skipped and reported
+  file       the rated audio (also named degraded, path, filename, wav, audio, ...); relative: from the CSV's folder
+  score      its mean rating (also named mos, rating, ratingscore, ...); rows without a number are skipped
+  (separated by , ; or tab; per-listener ratings: --format long or lists, below)
   reference  the clean original, relative to the CSV's folder (optional)
   system     system / condition id (optional); split: train, val or test (optional: hashed into train/val)
   condition, listener_count: kept in the listening-test CSV (optional)
@@ -530,11 +530,12 @@ def read_csv_scores(
     in that column order; :data:`GENERIC_LAYOUT`). A listening-test CSV (``degraded,score,...``) reads as one."""
     if not root.is_file():
         raise FileNotFoundError(f"generic CSV: {root} is not a file")
-    lines = list(csv.reader(root.read_text(encoding="utf-8-sig").splitlines()))
+    text = root.read_text(encoding="utf-8-sig")
+    lines = list(csv.reader(text.splitlines(), delimiter=sniff_delimiter(text)))
     lines = [[c.strip() for c in r] for r in lines if r and r[0].strip() and not r[0].startswith("#")]
     if not lines:
         return
-    head = [c.lower() for c in lines[0]]
+    head = [norm_column(c) for c in lines[0]]
     if any(h in _GENERIC["file"] for h in head) and any(h in _GENERIC["score"] for h in head):
         cols = {h: i for i, h in enumerate(head)}
         body = lines[1:]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import sys
 import time
@@ -38,7 +39,9 @@ from typing import Any
 
 from aqa.audio import encode_flac, load_audio, resample_np, to_mono_np
 from aqa.files import write_text_atomic
+from aqa.tables import COLUMN_ALIASES, read_rows
 from data_prep.corpora import GENERIC_LAYOUT, READERS, Rating, read_corpus
+from data_prep.ratings import RAW_FORMATS, RAW_LAYOUT, SCREEN_COLUMNS, RawImport, import_raw
 from data_prep.shards import (
     Sample,
     Skip,
@@ -70,13 +73,15 @@ TEST_COLUMNS = (
 
 
 def listening_rows(
-    ratings: Sequence[Rating], score: str = "mos"
+    ratings: Sequence[Rating], score: str = "mos", extra_columns: Sequence[str] = ()
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The listening-test CSV's rows (:data:`TEST_COLUMNS` plus one column per rated axis) for ``ratings``.
 
     Args:
         ratings: from :func:`data_prep.corpora.read_corpus`.
         score: ``mos`` or a rated axis (NISQA ``noi col dis loud``, AES ``pq pc ce cu``) for the ``score`` column.
+        extra_columns: keys of each record's ``extra`` written as columns after the axes (raw ratings:
+            ``std, ci95, trial``; None -> empty cell).
 
     Returns:
         ``(rows, dropped)``: a stimulus without that score or whose audio file is missing is dropped, as
@@ -115,16 +120,20 @@ def listening_rows(
                 "scale_min": "" if lo is None else lo,
                 "scale_max": "" if hi is None else hi,
                 **{a: r.scores.get(a, "") for a in axes},
+                **{c: "" if r.extra.get(c) is None else r.extra[c] for c in extra_columns},
             }
         )
     return rows, dropped
 
 
-def write_listening_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
-    """Write ``rows`` (:func:`listening_rows`) as a CSV, atomically (a temporary file renamed into place)."""
+def write_listening_csv(
+    path: str | os.PathLike, rows: Sequence[dict[str, Any]], leading: Sequence[str] = TEST_COLUMNS
+) -> None:
+    """Write ``rows`` (:func:`listening_rows`) as a CSV, atomically (a temporary file renamed into place), with the
+    ``leading`` columns first (also the screening report: :data:`data_prep.ratings.SCREEN_COLUMNS`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(dict.fromkeys([*TEST_COLUMNS, *(k for r in rows for k in r)]))
+    fields = list(dict.fromkeys([*leading, *(k for r in rows for k in r)]))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -169,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         "listening-test CSV that aqa eval --test reads (--csv-out).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=GENERIC_LAYOUT
+        + "\n\n"
+        + RAW_LAYOUT
         + "\n\nexit codes: 0 every rated stimulus was used; 1 some were dropped (listed, "
         "with the reason; --allow-partial makes it 0) or nothing usable was written; 2 bad input.",
     )
@@ -184,9 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--score",
-        default="mos",
-        metavar="AXIS",
-        help="the rating --csv-out puts in its score column: mos or an axis such as pq or noi (default mos)",
+        default=None,
+        metavar="AXIS|COL",
+        help="corpus formats: the rating --csv-out puts in its score column, mos or an axis such as pq or noi "
+        "(default mos); --format long/sebass: the score column (default: score, mos, rating, ratingscore, ...)",
     )
     p.add_argument(
         "--allow-partial",
@@ -194,7 +206,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 even when some rated stimuli were dropped (default: exit 1)",
     )
     p.add_argument(
-        "--format", default="auto", choices=["auto", *READERS], help="corpus layout (default: guess)"
+        "--format",
+        default="auto",
+        choices=["auto", *READERS, *RAW_FORMATS],
+        help="corpus layout (default: guess); long, lists and sebass read raw ratings (per listener)",
+    )
+    raw = p.add_argument_group(
+        "raw ratings (--format long | lists | sebass)",
+        "column names are matched case-, space- and _-insensitively; unnamed roles fall back to aliases",
+    )
+    raw.add_argument(
+        "--listener", metavar="COL", help="listener id column (long; default listener, subject, ...)"
+    )
+    raw.add_argument(
+        "--stimulus",
+        metavar="COL[,COL]",
+        help="columns that identify a stimulus (default: trial columns + system, else the file column)",
+    )
+    raw.add_argument(
+        "--system", metavar="COL", help="condition / system column (default system, algorithm, ...)"
+    )
+    raw.add_argument(
+        "--trial",
+        metavar="COL[,COL]",
+        help="columns naming the items rated together in one MUSHRA trial (screening counts trials; "
+        "default the trial/item column, else the stimulus columns without the system)",
+    )
+    raw.add_argument("--ratings", metavar="COL", help="lists: the column with each stimulus' list of ratings")
+    raw.add_argument("--listeners", metavar="COL", help="lists: the parallel list of listener ids (optional)")
+    raw.add_argument(
+        "--audio",
+        metavar="TEMPLATE",
+        help="audio path template, fields are column names: 'audio/{file}', '{Target}_{Algorithm}.wav' "
+        "(default: the file column: degraded, file, filename, wav, path, ...)",
+    )
+    raw.add_argument(
+        "--audio-root",
+        type=Path,
+        metavar="DIR",
+        help="base of relative audio paths (default: the ratings file's folder)",
+    )
+    raw.add_argument(
+        "--reference-condition",
+        metavar="NAME",
+        help="the hidden reference's condition: each stimulus' reference is its trial's hidden-reference file; "
+        "turns on --screen bs1534 by default",
+    )
+    raw.add_argument("--reference-audio", metavar="TEMPLATE", help="reference path template instead")
+    raw.add_argument(
+        "--screen",
+        default="auto",
+        choices=["auto", "bs1534", "none"],
+        help="listener post-screening, ITU-R BS.1534-3 4.1.2: exclude a listener who rated the hidden reference "
+        "below 90 in more than 15%% of the trials they rated with it (auto: bs1534 with --reference-condition, "
+        "else none)",
+    )
+    raw.add_argument(
+        "--mid-anchor",
+        metavar="NAME",
+        help="the mid-range anchor's condition: also exclude a listener who rated it above 90 in > 15%% of trials",
+    )
+    raw.add_argument(
+        "--anchors", default="", metavar="NAME[,NAME]", help="further anchor conditions (left out)"
+    )
+    raw.add_argument(
+        "--keep-reference",
+        action="store_true",
+        help="keep the hidden reference and anchors as rows of the test (default: left out)",
+    )
+    raw.add_argument(
+        "--scale", metavar="MIN,MAX", help="rating scale (default 0,100 for sebass and screened tests)"
     )
     p.add_argument(
         "--split", default=None, help="put every stimulus in this split instead of the corpus' own"
@@ -227,16 +308,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     reports: list[str] = []  # one count line per output
     usable, dropped = True, False
+    raw: RawImport | None = None
     try:
-        if args.corpus_name and args.format != "csv":
-            raise ValueError("--corpus-name only applies to --format csv")
-        ratings, bad_rows = read_corpus(args.src, args.format, **opts)
+        if args.corpus_name and args.format not in ("csv", *RAW_FORMATS):
+            raise ValueError(f"--corpus-name only applies to --format csv, {', '.join(RAW_FORMATS)}")
+        if args.format in RAW_FORMATS:
+            raw = _import_raw(args)
+            ratings, bad_rows = raw.ratings, raw.skipped
+        else:
+            ratings, bad_rows = read_corpus(args.src, args.format, **opts)
         if not ratings:
-            raise ValueError(f"no rated stimuli found in {args.src}")
+            raise ValueError(no_stimuli_message(args.src, args.format) if raw is None else "no stimulus left")
         if args.csv_out is not None:
-            rows, csv_skipped = listening_rows(ratings, args.score)
+            score = "mos" if raw is not None else args.score or "mos"
+            rows, csv_skipped = listening_rows(ratings, score, ("std", "ci95", "trial") if raw else ())
             if not rows and all(s["reason"].startswith("no score") for s in csv_skipped):
-                raise ValueError(f"--score {args.score}: no stimulus of {args.src} has that rating")
+                raise ValueError(f"--score {score}: no stimulus of {args.src} has that rating")
             write_listening_csv(args.csv_out, rows)
             print(
                 f"wrote {args.csv_out}: {len(rows)} rated stimuli, "
@@ -255,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             reports.append(f"shards: {import_summary(used, skipped, bad_rows)}")
             usable &= used > 0
             dropped |= bool(skipped or bad_rows)
+        if raw is not None:
+            reports.append(_write_raw_report(args, raw))
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"aqa prep import: error: {err}", file=sys.stderr)
         return 2
@@ -280,6 +369,95 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def no_stimuli_message(src: str | os.PathLike, fmt: str) -> str:
+    """The error when a corpus format finds no stimulus: for a single CSV it names the columns sought and found,
+    and the raw-ratings formats that read a table of per-listener ratings."""
+    msg = f"no rated stimuli found in {src}"
+    path = Path(src).expanduser()
+    if not path.is_file() or fmt not in ("auto", "csv"):
+        return msg
+    columns, _ = read_rows(path.read_text(encoding="utf-8-sig"))
+    return (
+        f"{msg} (--format csv): looked for a file column ({'|'.join(COLUMN_ALIASES['degraded'])}) and a score "
+        f"column with one number per row ({'|'.join(COLUMN_ALIASES['score'])}); found columns: "
+        f"{', '.join(columns) or '(none)'}. Ratings per listener: --format long (one row per rating: --listener, "
+        "--score, --stimulus) or --format lists (one row per stimulus: --ratings COL [--listeners COL])"
+    )
+
+
+def _import_raw(args: argparse.Namespace) -> RawImport:
+    # the raw-ratings half of `aqa prep import` (data_prep.ratings does the work)
+    scale = None
+    if args.scale:
+        try:
+            lo, hi = (float(v) for v in args.scale.split(","))
+        except ValueError:
+            raise ValueError(f"--scale {args.scale!r}: expected MIN,MAX, e.g. 0,100") from None
+        scale = (lo, hi)
+    columns = {
+        k: getattr(args, k)
+        for k in ("listener", "score", "stimulus", "system", "ratings", "listeners", "trial")
+    }
+    return import_raw(
+        args.src,
+        args.format,
+        columns=columns,
+        audio=args.audio,
+        audio_root=args.audio_root,
+        reference_condition=args.reference_condition,
+        reference_audio=args.reference_audio,
+        screen=args.screen,
+        mid_anchor=args.mid_anchor,
+        anchors=[a.strip() for a in args.anchors.split(",") if a.strip()],
+        keep_reference=args.keep_reference,
+        corpus=args.corpus_name,
+        split=args.split,
+        scale=scale,
+    )
+
+
+def _write_raw_report(args: argparse.Namespace, raw: RawImport) -> str:
+    # print the screening table, write {stem}_screening.csv and {stem}_import.json beside the CSV (or in --out);
+    # returns the closing count line
+    def beside(name: str) -> Path:
+        return (
+            args.csv_out.with_name(f"{args.csv_out.stem}_{name}") if args.csv_out else Path(args.out) / name
+        )
+
+    c = raw.counts
+    if raw.screening:
+        print(
+            f"screening (ITU-R BS.1534-3 4.1.2, {args.reference_condition!r} < 90 / mid anchor > 90 in > 15 %):"
+        )
+        for r in raw.screening:
+            fr = "-" if r["reference_fraction"] is None else f"{r['reference_fraction']:.2f}"
+            fa = "-" if r["anchor_fraction"] is None else f"{r['anchor_fraction']:.2f}"
+            anchor = f", anchor {r['anchor_above_90']}/{r['anchor_trials']} = {fa}" if args.mid_anchor else ""
+            print(
+                f"  {r['listener']}: reference {r['reference_below_90']}/{r['reference_trials']} = {fr}{anchor}: "
+                + ("EXCLUDED (" + r["reason"] + ")" if r["excluded"] else "kept")
+            )
+        write_listening_csv(beside("screening.csv"), raw.screening, leading=SCREEN_COLUMNS)
+    summary = {
+        "src": str(args.src),
+        "format": args.format,
+        "screen": "bs1534" if raw.screening else "none",
+        "reference_condition": args.reference_condition,
+        "mid_anchor": args.mid_anchor,
+        "excluded_listeners": raw.excluded,
+        "screening_only_conditions": raw.screening_only,
+        "counts": c,
+    }
+    write_text_atomic(beside("import.json"), json.dumps(summary, indent=1) + "\n")
+    for cond in raw.screening_only:
+        print(f"condition {cond!r} has no audio file: used for screening only", file=sys.stderr)
+    return (
+        f"ratings: {c['ratings']} by {c['listeners']} listeners, {c['excluded_listeners']} excluded "
+        f"({', '.join(raw.excluded) or 'none'}); {c['stimuli']} stimuli, {c['left_out']} hidden reference/anchor "
+        f"left out, {c['screening_only']} screening only, {c['written']} written; report {beside('import.json')}"
+    )
 
 
 def _write_shards(

@@ -33,6 +33,7 @@ import numpy as np
 
 from aqa.eval.stats import MIN_ITEMS, summary_stats, system_means
 from aqa.files import numbered, write_text_atomic
+from aqa.tables import COLUMN_ALIASES, find_column, sniff_delimiter
 
 __all__ = [
     "BASELINE_KEYS",
@@ -80,7 +81,9 @@ def read_test(path: str | Path) -> list[dict[str, Any]]:
     """Read a listening-test CSV.
 
     Args:
-        path: CSV with a header naming at least ``degraded`` and ``score``; audio paths relative to its folder.
+        path: CSV (``,`` ``;`` or tab separated, sniffed) with a header naming at least ``degraded`` and ``score``,
+            or their aliases (:data:`aqa.tables.COLUMN_ALIASES`: ``file``/``filename``/``wav``, ``mos``/``rating``,
+            ``ref``, ...); audio paths relative to its folder.
 
     Returns:
         One dict per row: every column as text, ``degraded`` and ``reference`` as absolute paths (``reference``
@@ -95,15 +98,21 @@ def read_test(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"listening test {path} not found")
     text = path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text), delimiter=sniff_delimiter(text))
     fields = [(f or "").strip() for f in reader.fieldnames or []]
+    for role in ("degraded", "score", "reference"):  # the aliases aqa prep import accepts (aqa.tables)
+        if role not in fields and (alias := find_column(fields, role)) is not None:
+            fields[fields.index(alias)] = role
+    reader.fieldnames = fields
     layout = f"needs a header with {','.join(REQUIRED_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)},...]"
     if not any(fields):
         raise ValueError(f"{path}: empty file; a listening-test CSV {layout}")
     missing = [c for c in REQUIRED_COLUMNS if c not in fields]
     if missing:
+        aliases = "; ".join(f"{c}: {'|'.join(COLUMN_ALIASES[c][1:])}" for c in missing)
         raise ValueError(
-            f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(fields)}); it {layout}"
+            f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(fields)}; also accepted: {aliases}); "
+            f"it {layout}"
         )
     base = path.resolve().parent
     rows: list[dict[str, Any]] = []

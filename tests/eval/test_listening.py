@@ -75,7 +75,7 @@ def tiny_test(tmp_path) -> Path:
     [
         (None, ["not found"]),
         ("", ["empty file", "degraded,score"]),
-        ("degraded,mos\nx.wav,3\n", ["missing column(s) score", "found degraded, mos"]),
+        ("degraded,quality\nx.wav,3\n", ["missing column(s) score", "found degraded, quality", "mos|rating"]),
         ("degraded,score,reference\n", ["no rows after the header"]),
         ("degraded,score\ndeg0_0.wav,abc\n", ["row 2: score 'abc' is not a number"]),
         ("degraded,score\n,3\n", ["row 2: empty 'degraded' cell"]),

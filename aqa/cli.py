@@ -46,12 +46,17 @@ EVAL_TEST_HELP = """listening test (--test TEST.csv): a CSV with a header; colum
   score      subjective rating (MOS, MUSHRA, ...)                         required
   reference  clean original: full-reference runs and metrics need it      optional
   system     system / condition id: system-level figures average per system  optional
+  scale_min, scale_max  the rating scale's ends (1,5 MOS; 0,100 MUSHRA): raw MSE
+             is reported only for a run or metric on that scale          optional
   condition, listener_count, any other column: usable with --by           optional
   (`aqa prep import --csv-out FILE` writes one from NISQA, ODAQ, TCD-VoIP, ...)
 
 outputs in --out: predictions.csv (a column per run and metric), summary.csv (model,subset,level,metric,
-  value,ci_low,ci_high,n; MSE LCC SRCC KTAU MSE_mapped LCC_mapped at utterance and system level),
-  summary.md, scatter_MODEL.png; the table is logged to W&B when a wandb run is active."""
+  value,ci_low,ci_high,n; MSE LCC SRCC KTAU MSE_mapped LCC_mapped at utterance and system level; MSE only
+  where the predictor and the test share a scale), summary.md (its Scales section says why, per predictor),
+  scatter_MODEL.png; the table is logged to W&B when a wandb run is active.
+metric results are stored (--cache DIR, default ~/.cache/aqa/metrics) and reused when metric, options,
+  package versions and file contents match; --no-cache computes them afresh."""
 
 
 def prep(recipe: str, argv: Sequence[str]) -> int:
@@ -120,6 +125,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The ``aqa`` argument parser; each sub-command's ``handler`` is set with ``set_defaults``."""
     from aqa.metrics.runner import build_parser as metric_parser
+    from aqa.metrics.runner import cache_args
 
     parser = argparse.ArgumentParser(prog="aqa", description="Perceptual audio quality assessment")
     parser.add_argument("--version", action="version", version=f"aqa {_version()}")
@@ -179,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="with --test: bootstrap resamples of the 95%% intervals (default 1000, seed 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    cache_args(p)
     _runtime_args(p)
     p.set_defaults(handler=_eval)
 
@@ -306,11 +313,13 @@ def _eval(args: argparse.Namespace) -> None:
     if not args.out:
         raise ValueError("--test needs --out DIR for predictions.csv, summary.csv, summary.md and the plots")
     from aqa.eval.listening import evaluate_test
+    from aqa.metrics.runner import cache_of
 
     evaluate_test(args.test, args.run_dir, args.baselines, args.out, by=args.by, jobs=args.jobs, device=args.device,
                   precision=args.precision, which=args.which, mismatched_reference=args.mismatched_reference,
                   reference=args.reference, n_boot=args.bootstrap, progress=not args.no_progress,
-                  fad={"encoder": args.fad_encoder, "layer": args.fad_layer, "reference": args.fad_reference})
+                  cache=cache_of(args), fad={"encoder": args.fad_encoder, "layer": args.fad_layer,
+                                             "reference": args.fad_reference})
 
 
 def _sweep(args: argparse.Namespace) -> int:

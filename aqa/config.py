@@ -216,6 +216,8 @@ def compose(experiment: str, overrides: Sequence[str] = (), config_dir: ConfigDi
             task[group] = _task_component(group, task[group], config_dir)
         if "normalize" not in task:  # so that tasks.T.normalize=zscore overrides any experiment
             task.normalize = None
+        if "scale" not in task:  # the label's rating scale: set here, or recorded by aqa train (aqa.eval.scales)
+            task.scale = None
         for term_name, term in (task.get("terms") or {}).items():  # further loss terms on the same head
             if not isinstance(term, DictConfig) or "loss" not in term or "label" not in term:
                 raise ConfigError(f"task {task_name!r} term {term_name!r} needs `loss` and `label`, got {term!r}")
@@ -288,6 +290,7 @@ def validate(cfg: DictConfig) -> None:
     """Check every component name against its registry and every ``_target_`` against the allow-list."""
     # The registries import every encoder family (transformers, peft: seconds); `aqa prep`, `aqa metric` and
     # `aqa list`, which read this module, never validate, so they do not pay for them.
+    from aqa.data.labels import scale_pair
     from aqa.encoders import ENCODERS
     from aqa.heads import HEADS, NORMALIZATIONS, TRUNKS
     from aqa.losses import LOSSES
@@ -307,6 +310,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"tasks.{name}.normalize={task.normalize!r} is invalid: choose from "
                               f"{list(NORMALIZATIONS)} (z-score the label by the training split's mean and std) "
                               "or null (labels as they are)")
+        if task.get("scale") is not None and scale_pair(task.scale) is None:
+            raise ConfigError(f"tasks.{name}.scale={_show(task.scale)} is invalid: expected [min, max] of the label's "
+                              "rating scale (e.g. [1, 5] for MOS, [0, 100] for MUSHRA), or null (taken from the shards)")
         for term in (task.get("terms") or {}).values():
             check("loss", term.loss.name, LOSSES)
             check("anchors", term.get("anchors", "all"), ANCHORS)

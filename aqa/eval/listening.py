@@ -3,8 +3,14 @@
 
 A listening test is a CSV with the columns ``degraded`` (audio path) and ``score`` (the subjective rating:
 MOS, MUSHRA, ...), optionally ``reference`` (the clean original), ``system``, ``condition``,
-``listener_count`` and any other column usable with ``--by``. Relative paths are taken from the CSV's folder.
-``aqa prep import --csv-out`` writes one from a published corpus.
+``listener_count``, ``scale_min`` and ``scale_max`` (the rating scale's ends, e.g. 1 and 5 for ACR MOS, 0 and 100
+for MUSHRA; the same on every row) and any other column usable with ``--by``. Relative paths are taken from the
+CSV's folder. ``aqa prep import --csv-out`` writes one from a published corpus, scale columns included.
+
+Raw MSE is reported only for a predictor whose outputs are on the test's scale (:mod:`aqa.eval.scales`: a run's
+label scale, a metric's range); for the others only MSE_mapped (after the cubic mapping) is, and ``summary.md``
+says why, one line per predictor naming both scales (:func:`scale_notes`). An unknown scale on either side counts
+as not shared.
 
 Each run is scored in its own mode (:func:`predict_model`): score heads predict from the degraded clip
 alone; embedding heads (DeePAQ, JSQA) score by minus the embedding distance to the row's reference, or in
@@ -31,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from aqa.eval.scales import Scale, baseline_scale, fmt_scale, same_scale, scale_of_test, scorer_scale
 from aqa.eval.stats import MIN_ITEMS, summary_stats, system_means
 from aqa.files import numbered, write_text_atomic
 from aqa.tables import COLUMN_ALIASES, find_column, sniff_delimiter
@@ -46,6 +53,7 @@ __all__ = [
     "predict_model",
     "row_references",
     "read_test",
+    "scale_notes",
     "summarise_test",
     "task_columns",
     "write_summary_md",
@@ -54,7 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("degraded", "score")
-OPTIONAL_COLUMNS = ("reference", "system", "condition", "listener_count")
+OPTIONAL_COLUMNS = ("reference", "system", "condition", "listener_count", "scale_min", "scale_max")
 SUMMARY_COLUMNS = ("model", "subset", "level", "metric", "value", "ci_low", "ci_high", "n")
 METRIC_ORDER = ("MSE", "LCC", "SRCC", "KTAU", "MSE_mapped", "LCC_mapped")
 # metric -> the value of its record that is compared with the subjective scores (higher = better except
@@ -196,6 +204,7 @@ def predict_model(
     mismatched_reference: str | Path | None = None,
     name: str | None = None,
     reference: str = "matched",
+    scales: dict[str, tuple[Scale | None, str]] | None = None,
 ) -> dict[str, list[float]]:
     """Score the test's rows with a trained run, each task in its own mode.
 
@@ -209,6 +218,8 @@ def predict_model(
         rows: dicts with ``degraded`` and optionally ``reference`` (paths), e.g. from :func:`read_test`.
         device, precision: as for :func:`aqa.eval.score.score_clips`.
         progress: a tqdm bar on stderr.
+        scales: when given, filled with column -> (the rating scale of its scores or None, where that came
+            from or why it is unknown) (:func:`aqa.eval.scales.task_scale`).
 
     Returns:
         column (:func:`task_columns` of ``name``, default the folder's name) -> (N,) scores, NaN where a row could
@@ -257,16 +268,23 @@ def predict_model(
     if failed:
         log.warning("%s: %d file(s) could not be scored, e.g. %s", name, len(failed), failed[0])
     columns = task_columns(name, list(scorer.tasks))
+    if scales is not None:
+        scales.update({columns[t]: scorer_scale(scorer, t) for t in scorer.tasks})
     return {columns[t]: v for t, v in scores.items()}
 
 
 def predict_baseline(
-    metric: str, rows: Sequence[Mapping[str, Any]], jobs: int = 1, progress: bool = True
+    metric: str,
+    rows: Sequence[Mapping[str, Any]],
+    jobs: int = 1,
+    progress: bool = True,
+    cache: str | Path | bool | None = None,
 ) -> list[float]:
     """Score the rows with reference metric ``metric`` (``aqa metric``'s registry and parallel runner).
 
     Full-reference metrics skip rows without a ``reference`` (NaN, with a warning); no-reference ones
     (``dnsmos``) score every row. A row the metric cannot score is NaN, with one warning per metric.
+    ``cache``: stored results reused and added to (:func:`aqa.metrics.cache.open_cache`).
 
     Returns:
         (N,) values of the metric's principal key (:data:`BASELINE_KEYS`).
@@ -286,7 +304,7 @@ def predict_baseline(
         )
     pairs = [(rows[i].get("reference") or None if needs_ref else None, rows[i]["degraded"]) for i in todo]
     errors: list[str] = []
-    for i, record in zip(todo, iter_results(metric, pairs, jobs=jobs, progress=progress), strict=True):
+    for i, record in zip(todo, iter_results(metric, pairs, jobs=jobs, progress=progress, cache=cache), strict=True):
         if "error" in record or key not in record:
             errors.append(record.get("error", f"no {key!r} in its result"))
         else:
@@ -454,8 +472,11 @@ def _cell(value: float, low: float, high: float) -> str:
     return f"{value:.3f}{ci}"
 
 
-def summary_markdown(summary: Sequence[Mapping[str, Any]], title: str = "Listening-test evaluation") -> str:
-    """The summary as Markdown: one table per level, a row per (model, subset), ``value [95 % CI]`` cells."""
+def summary_markdown(
+    summary: Sequence[Mapping[str, Any]], title: str = "Listening-test evaluation", scales: Sequence[str] = ()
+) -> str:
+    """The summary as Markdown: one table per level, a row per (model, subset), ``value [95 % CI]`` cells, then
+    ``scales`` (:func:`scale_notes`: one line per predictor) under "Scales"."""
     lines = [f"# {title}", ""]
     for level in dict.fromkeys(r["level"] for r in summary):
         lines += [
@@ -479,16 +500,44 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]], title: str = "Listeni
     lines.append(
         "Cells: value [95 % bootstrap CI]. *_mapped: after a cubic mapping fitted by k-fold "
         "cross-validation (held-out predictions). `-`: fewer than "
-        f"{MIN_ITEMS} scored items, or not computable."
+        f"{MIN_ITEMS} scored items, or not computable"
+        + ("; MSE: raw, only where the predictor and the test share a rating scale (below)." if scales else ".")
     )
+    if scales:
+        lines += ["", "## Scales", "", *scales]
     return "\n".join(lines) + "\n"
 
 
+def scale_notes(
+    scales: Mapping[str, tuple[Scale | None, str]], test: tuple[Scale | None, str]
+) -> tuple[list[str], set[str]]:
+    """One Markdown line per predictor naming its scale and the test's, and the predictors whose raw MSE is
+    reported: those on the test's scale (:func:`aqa.eval.scales.same_scale`; unknown on either side is not shared).
+
+    Args:
+        scales: predictor -> (scale or None, where it came from or why unknown).
+        test: the test's (:func:`aqa.eval.scales.scale_of_test`).
+    """
+    lines, shared = [], set()
+    theirs = f"the test's {fmt_scale(test[0])} ({test[1]})"
+    for name, (scale, why) in scales.items():
+        ours = f"`{name}` {fmt_scale(scale)} ({why})"
+        if same_scale(scale, test[0]):
+            shared.add(name)
+            lines.append(f"- {ours} = {theirs}: one scale, raw MSE reported.")
+        else:
+            lines.append(f"- {ours} vs {theirs}: not one scale, raw MSE left out (see MSE_mapped).")
+    return lines, shared
+
+
 def write_summary_md(
-    path: Path, summary: Sequence[Mapping[str, Any]], title: str = "Listening-test evaluation"
+    path: Path,
+    summary: Sequence[Mapping[str, Any]],
+    title: str = "Listening-test evaluation",
+    scales: Sequence[str] = (),
 ) -> None:
     """``summary.md``: :func:`summary_markdown` written atomically."""
-    write_text_atomic(path, summary_markdown(summary, title))
+    write_text_atomic(path, summary_markdown(summary, title, scales))
 
 
 # ------------------------------------------------------------------------------------------------- plots
@@ -578,6 +627,7 @@ def evaluate_test(
     seed: int = 0,
     folds: int = 5,
     progress: bool = True,
+    cache: str | Path | bool = True,
     fad: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Score ``runs`` and ``baselines`` on the listening test ``test`` and write the outputs into ``out``.
@@ -593,6 +643,8 @@ def evaluate_test(
         device, precision, which, mismatched_reference, reference: for the runs (:func:`predict_model`).
         n_boot, seed: bootstrap resamples and seed of the 95 % intervals; folds: of the cubic mapping.
         progress: tqdm bars on stderr.
+        cache: the baselines' stored results (:mod:`aqa.metrics.cache`): True the default folder, a folder, or
+            False to compute every one afresh. A second evaluation with the same baselines computes nothing new.
         fad: options of the ``fad`` baseline (:func:`aqa.eval.fad.system_fad`: ``encoder``, ``layer``,
             ``reference``, ``pooling``, ``batch_size``).
 
@@ -619,6 +671,8 @@ def evaluate_test(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     predictions: dict[str, list[float]] = {}
+    scales: dict[str, tuple[Scale | None, str]] = {}
+    test_scale = scale_of_test(rows, Path(test).name)
     for run, name in zip(runs, numbered([Path(r).resolve().name or "model" for r in runs], [*names, *rows[0]]), strict=True):
         predictions.update(
             predict_model(
@@ -631,23 +685,28 @@ def evaluate_test(
                 mismatched_reference=mismatched_reference,
                 name=name,
                 reference=reference,
+                scales=scales,
             )
         )
         write_predictions(out / "predictions.csv", rows, predictions)
     for metric in names:
-        predictions[metric] = predict_baseline(metric, rows, jobs, progress)
+        predictions[metric] = predict_baseline(metric, rows, jobs, progress, cache)
+        scales[metric] = baseline_scale(metric)
         write_predictions(out / "predictions.csv", rows, predictions)
-    summary = summarise_test(rows, predictions, by, n_boot, seed, folds)
+    notes, shared = scale_notes({k: scales.get(k, (None, "unknown")) for k in predictions}, test_scale)
+    summary = [  # raw MSE only between numbers on one scale
+        r for r in summarise_test(rows, predictions, by, n_boot, seed, folds) if r["metric"] != "MSE" or r["model"] in shared
+    ]
     if fad_wanted:  # system-level values only: rows of its own, after the per-item models and baselines
         summary += fad_baseline(rows, out, fad, device, n_boot, seed, folds, progress)
     write_summary_csv(out / "summary.csv", summary)
     title = f"{Path(test).name}: {len(rows)} items"
-    write_summary_md(out / "summary.md", summary, title)
+    write_summary_md(out / "summary.md", summary, title, notes)
     target = [r["score"] for r in rows]
     systems = [str(r.get("system") or "") for r in rows]
     for model, pred in predictions.items():
         plot_scatter(out / f"scatter_{_safe(model)}.png", model, pred, target, systems)
     _log_wandb(summary)
-    print(summary_markdown(summary, title), end="")
+    print(summary_markdown(summary, title, notes), end="")
     print(f"wrote {out}/predictions.csv, summary.csv, summary.md and {len(predictions)} scatter plot(s)")
     return summary

@@ -3,7 +3,9 @@
 Every pair gives one record, ``{"reference", "degraded", <values...>, "notes"?, "error"?}``, in input order.
 Nothing a pair does stops the others: every exception becomes that pair's one-line ``error``, and a worker
 process that dies (a crash inside a compiled library) is replaced and the pairs it held are retried one
-by one in fresh processes, so only the pair that crashes it is reported as failed.
+by one in fresh processes, so only the pair that crashes it is reported as failed. With a cache
+(:mod:`aqa.metrics.cache`; ``aqa metric`` uses one unless ``--no-cache``) a pair a metric already scored is
+read back instead of computed.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from aqa.metrics import (
     parse_names,
     read,
 )
+from aqa.metrics.cache import MetricCache, open_cache
 
-__all__ = ["score_pair", "iter_results", "run", "read_pairs", "parse_options", "main"]
+__all__ = ["score_pair", "iter_results", "run", "read_pairs", "parse_options", "main", "cache_args", "cache_of"]
 
 Pair = tuple[str | None, str]
 METRIC_OUTPUT = """output: one JSON object per pair, in input order, on stdout (or in --out FILE):
@@ -52,7 +55,11 @@ def _one_line(err: BaseException) -> str:
 
 
 def score_pair(
-    names: Sequence[str], ref: str | None, deg: str, opts: dict[str, dict[str, Any]] | None = None
+    names: Sequence[str],
+    ref: str | None,
+    deg: str,
+    opts: dict[str, dict[str, Any]] | None = None,
+    cache: MetricCache | None = None,
 ) -> dict[str, Any]:
     """Score one pair of files with each metric in ``names``; never raises.
 
@@ -65,6 +72,8 @@ def score_pair(
         ref: reference path (None or "" for no-reference metrics only).
         deg: degraded path.
         opts: per-metric keyword options, ``{name: {key: value}}``.
+        cache: stored results (:mod:`aqa.metrics.cache`): a metric found there is not computed (the files are
+            not even decoded when every metric is found); a new result is stored.
 
     Returns:
         ``{"reference", "degraded", values..., "notes": [...] (if any), "error": str (if any)}``.
@@ -73,9 +82,21 @@ def score_pair(
     record: dict[str, Any] = {"reference": ref or None, "degraded": deg}
     notes: list[str] = []
     errors: list[str] = []
+    keys: dict[str, dict[str, Any]] = {}
+    stored: dict[str, dict[str, Any]] = {}
+    if cache is not None:
+        for name in names:
+            try:
+                if name in NO_REFERENCE or ref:
+                    keys[name] = cache.key(name, ref, deg, opts.get(name))
+            except OSError:  # an unreadable file: reading it below reports why
+                continue
+            if name in keys and (hit := cache.get(keys[name])) is not None:
+                stored[name] = hit
     try:
-        deg_audio, sr_deg = read(deg, "degraded")
-        needs_ref = any(n not in NO_REFERENCE for n in names)
+        todo = [n for n in names if n not in stored]
+        deg_audio, sr_deg = read(deg, "degraded") if todo else (None, 0)
+        needs_ref = any(n not in NO_REFERENCE for n in todo)
         if needs_ref and not ref:
             raise MetricError(f"no reference given ({', '.join(n for n in names if n not in NO_REFERENCE)})")
         ref_audio, sr_ref = read(ref, "reference") if needs_ref and ref else (None, sr_deg)
@@ -84,10 +105,15 @@ def score_pair(
         return record
     for name in names:
         try:
-            values = compute_arrays(name, ref_audio, sr_ref, deg_audio, sr_deg, **opts.get(name, {}))
+            values = stored[name] if name in stored else compute_arrays(
+                name, ref_audio, sr_ref, deg_audio, sr_deg, **opts.get(name, {})
+            )
         except Exception as err:  # noqa: BLE001
             errors.append(f"{name}: {_one_line(err)}" if len(names) > 1 else _one_line(err))
             continue
+        if cache is not None and name in keys and name not in stored:  # errors are never stored
+            cache.put(keys[name], values)
+        values = dict(values)
         for note in values.pop("notes", []):
             if note not in notes:
                 notes.append(note)
@@ -101,9 +127,9 @@ def score_pair(
 
 
 def _worker(
-    index: int, names: Sequence[str], pair: Pair, opts: dict[str, dict[str, Any]]
+    index: int, names: Sequence[str], pair: Pair, opts: dict[str, dict[str, Any]], cache: MetricCache | None
 ) -> tuple[int, dict]:
-    return index, score_pair(names, pair[0], pair[1], opts)
+    return index, score_pair(names, pair[0], pair[1], opts, cache)
 
 
 @contextmanager
@@ -130,14 +156,18 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _parallel(
-    names: Sequence[str], pairs: Sequence[Pair], opts: dict[str, dict[str, Any]], jobs: int
+    names: Sequence[str],
+    pairs: Sequence[Pair],
+    opts: dict[str, dict[str, Any]],
+    jobs: int,
+    cache: MetricCache | None = None,
 ) -> Iterator[tuple[int, dict]]:
     pending: set[int] = set(range(len(pairs)))
     with _threads_per_worker(jobs):
         try:
             with _pool(jobs) as pool:
                 futures: set[Future] = {
-                    pool.submit(_worker, i, names, pairs[i], opts) for i in sorted(pending)
+                    pool.submit(_worker, i, names, pairs[i], opts, cache) for i in sorted(pending)
                 }
                 while futures:
                     done, futures = wait(futures, return_when=FIRST_COMPLETED)
@@ -151,7 +181,7 @@ def _parallel(
         for i in sorted(pending):
             try:
                 with _pool(1) as pool:
-                    yield pool.submit(_worker, i, names, pairs[i], opts).result()
+                    yield pool.submit(_worker, i, names, pairs[i], opts, cache).result()
             except BrokenProcessPool:
                 ref, deg = pairs[i]
                 yield (
@@ -171,6 +201,7 @@ def iter_results(
     opts: dict[str, dict[str, Any]] | None = None,
     jobs: int = 1,
     progress: bool = False,
+    cache: str | Path | bool | MetricCache | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per pair, in input order, as soon as it and all pairs before it are done.
 
@@ -180,17 +211,20 @@ def iter_results(
         opts: per-metric options ``{name: {key: value}}`` (see :func:`parse_options`).
         jobs: worker processes; 1 computes in this process.
         progress: show a tqdm progress bar on stderr.
+        cache: stored results to reuse and add to (:func:`aqa.metrics.cache.open_cache`: True the default
+            folder, a folder, None/False none).
     """
     names = parse_names(names)
     opts = opts or {}
+    cache = open_cache(cache)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     bar = tqdm(total=len(pairs), unit="pair", file=sys.stderr, disable=not progress, desc=",".join(names))
     stream: Iterable[tuple[int, dict]]
     if jobs == 1 or len(pairs) <= 1:
-        stream = ((i, score_pair(names, ref, deg, opts)) for i, (ref, deg) in enumerate(pairs))
+        stream = ((i, score_pair(names, ref, deg, opts, cache)) for i, (ref, deg) in enumerate(pairs))
     else:
-        stream = _parallel(names, pairs, opts, min(jobs, len(pairs)))
+        stream = _parallel(names, pairs, opts, min(jobs, len(pairs)), cache)
     ready: dict[int, dict] = {}
     next_index = 0
     try:
@@ -211,9 +245,10 @@ def run(
     opts: dict[str, dict[str, Any]] | None = None,
     jobs: int = 1,
     progress: bool = False,
+    cache: str | Path | bool | MetricCache | None = None,
 ) -> list[dict[str, Any]]:
     """All records of :func:`iter_results` as a list (input order)."""
-    return list(iter_results(names, pairs, opts=opts, jobs=jobs, progress=progress))
+    return list(iter_results(names, pairs, opts=opts, jobs=jobs, progress=progress, cache=cache))
 
 
 def read_pairs(path: str | Path, skipped: list[str] | None = None) -> list[Pair]:
@@ -324,7 +359,21 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE",
                    help="write the JSON lines to FILE instead of stdout (default: stdout only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    cache_args(p)
     return p
+
+
+def cache_args(p: argparse.ArgumentParser) -> None:
+    """``--cache DIR`` / ``--no-cache`` (``aqa metric``, ``aqa eval --test``); read back with :func:`cache_of`."""
+    p.add_argument("--cache", metavar="DIR",
+                   help="folder of stored metric results, reused when metric, options, package versions and "
+                   "file contents match (default $AQA_METRIC_CACHE, else ~/.cache/aqa/metrics)")
+    p.add_argument("--no-cache", action="store_true", help="compute every metric result afresh, store nothing")
+
+
+def cache_of(args: argparse.Namespace) -> str | bool:
+    """The ``cache`` argument of :func:`iter_results` that :func:`cache_args`' flags ask for."""
+    return False if args.no_cache else (args.cache or True)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -359,7 +408,9 @@ def run_cli(args: argparse.Namespace) -> int:
     out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115 - closed below
     n_err = 0
     try:
-        for record in iter_results(names, pairs, opts=opts, jobs=args.jobs, progress=not args.no_progress):
+        for record in iter_results(
+            names, pairs, opts=opts, jobs=args.jobs, progress=not args.no_progress, cache=cache_of(args)
+        ):
             n_err += "error" in record
             out.write(json.dumps(record) + "\n")
             out.flush()

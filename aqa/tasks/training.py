@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from aqa.config import ConfigError, check_values, save_config
 from aqa.data.datamodule import datamodule_from_config
+from aqa.data.labels import rating_scale
 from aqa.tasks.multitask import build_module, fit_label_scales, init_from_checkpoint
 from aqa.tasks.trainer import build_trainer
 
@@ -52,6 +53,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         init_from_checkpoint(module, cfg.init_from)
     if ckpt_path is None:  # normalize: zscore (a resumed run holds its statistics in its checkpoint)
         fit_label_scales(module, cfg.data.train_urls)
+    record_rating_scales(cfg, module)
     datamodule = datamodule_from_config(cfg, module.encoder.sample_rate)
     save_config(cfg, run_dir / "config.yaml")
     save_config(cfg, run_dir / "checkpoints" / "config.yaml")
@@ -70,6 +72,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     )
     return metrics
+
+
+def record_rating_scales(cfg: DictConfig, module: Any) -> dict[str, tuple[float, float]]:
+    """Set ``tasks.T.scale`` (when null) of every score task to its label's rating scale in the training shards
+    (:func:`aqa.data.labels.rating_scale`), so the run, its exports and ensembles carry it: ``aqa eval --test``
+    reports a raw MSE only against a test on the same scale (:mod:`aqa.eval.scales`). Returns what was set."""
+    found = {}
+    for name, task in cfg.tasks.items():
+        if task.get("scale") is not None or module.heads[name].is_embedding:
+            continue
+        scale, why = rating_scale(cfg.data.train_urls, str(task.label))
+        log.info("tasks.%s.scale: %s", name, list(scale) if scale else why)
+        if scale is not None:
+            with open_dict(cfg):
+                task.scale = list(scale)
+            found[name] = scale
+    return found
 
 
 def before_after_table(metrics: dict[str, Any]) -> str:

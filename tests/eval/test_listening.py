@@ -153,8 +153,8 @@ def test_baselines_alone_write_every_output(tiny_test, tmp_path, capsys, caplog,
     with (out / "summary.csv").open(newline="") as f:
         assert next(csv.reader(f)) == list(SUMMARY_COLUMNS)
     summary = read_csv(out / "summary.csv")
-    # 1 model x (all + 4 systems) x 2 levels x 6 metrics
-    assert len(summary) == 5 * 2 * 6
+    # 1 model x (all + 4 systems) x 2 levels x 5 metrics: no raw MSE, the test names no scale (test_scales_*)
+    assert len(summary) == 5 * 2 * 5 and "MSE" not in {r["metric"] for r in summary}
     row = {(r["subset"], r["level"], r["metric"]): r for r in summary}
     x = np.array([float(p["pesq"]) for p in preds[:-1]])
     y = np.array([float(p["score"]) for p in preds[:-1]])
@@ -164,7 +164,7 @@ def test_baselines_alone_write_every_output(tiny_test, tmp_path, capsys, caplog,
     assert float(row[("all", "utterance", "KTAU")]["value"]) == pytest.approx(
         sp.kendalltau(x, y).statistic, abs=1e-5
     )
-    assert row[("all", "system", "SRCC")]["n"] == "4" and row[("system=snr0", "utterance", "MSE")]["n"] == "3"
+    assert row[("all", "system", "SRCC")]["n"] == "4" and row[("system=snr0", "utterance", "MSE_mapped")]["n"] == "3"
     assert "| pesq | all | 12 |" in (out / "summary.md").read_text()
     columns, data = logged["listening_test/summary"]
     assert columns == list(SUMMARY_COLUMNS) and len(data) == len(summary)

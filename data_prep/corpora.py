@@ -31,6 +31,9 @@ Layouts (``root`` is the folder you unpacked; paths inside the corpus files are 
   in that order); paths relative to the CSV's folder. Rows without a split get ``split == ""`` and the
   ``import`` recipe hashes them into train/val (``--val-fraction``).
 
+Raw per-listener ratings (``long``, ``lists`` and SEBASS-DB's ``sebass`` layouts) are read by
+:mod:`data_prep.ratings`, which screens the listeners and aggregates them into these same records.
+
 Every record carries ``corpus``, ``split``, ``mos`` (or null), ``scores`` (per axis), ``system``,
 ``reference`` (a path relative to ``root`` when the corpus names one) and the rating scale.
 """

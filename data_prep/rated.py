@@ -19,6 +19,14 @@ stimulus whose file is missing is dropped; ``aqa eval`` reports files it cannot 
 
     aqa prep import --src ~/data/ODAQ --csv-out ~/data/odaq_test.csv
 
+Raw ratings (one score per listener and stimulus) are read by ``--format long | lists | sebass``
+(:mod:`data_prep.ratings`: layouts, column options, BS.1534-3 post-screening, per-stimulus ``score`` = mean,
+``std``, Student-t ``ci95``, ``listener_count``). The screening report goes to ``FILE_screening.csv`` and the
+excluded listeners and counts to ``FILE_import.json`` beside ``--csv-out FILE.csv`` (in ``--out`` without it)::
+
+    aqa prep import --src ratings.csv --format lists --trial signal --audio 'audio/{file}' \\
+        --reference-condition Reference --csv-out test.csv
+
 Every run ends with a report line (used, skipped and why) and exits 1 when a rated stimulus was dropped
 (unparsable row, missing, unreadable, silent or too-short audio) unless ``--allow-partial`` is given.
 """
@@ -173,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Argument parser of the listening-test importer."""
     p = argparse.ArgumentParser(
         prog="aqa prep import",
-        description="Import a listening test (NISQA, BVCC, AudioMOS 2025 track 2 / AES-natural, ODAQ, TCD-VoIP "
-        "or a generic file,score CSV) into WebDataset shards plus manifest.json (--out), and/or into the "
+        description="Import a listening test (NISQA, BVCC, AudioMOS 2025 track 2 / AES-natural, ODAQ, TCD-VoIP, "
+        "a generic file,score CSV, or raw per-listener ratings: long, lists, SEBASS-DB) into WebDataset shards plus manifest.json (--out), and/or into the "
         "listening-test CSV that aqa eval --test reads (--csv-out).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=GENERIC_LAYOUT

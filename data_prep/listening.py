@@ -6,8 +6,9 @@ For each clean clip, an excerpt of ``--excerpt-s`` seconds (from ``--offset-s``)
 each version as ``{clip}_{codec}{kbps}.wav`` at the clip's rate. Every coded version and the reference
 itself (a hidden reference, as in MUSHRA; ``--no-hidden-reference`` leaves it out) is then scored with
 ViSQOL v3 in audio mode against the reference (``aqa metric`` machinery, ``--jobs`` workers), and
-``DIR/test.csv`` is written with ``degraded,score,reference,system,condition,bitrate_kbps,clip,score_source``
-(``system`` = ``{codec}_{kbps}k``, e.g. ``mp3_16k``, ``condition`` = the codec, ``score_source`` = ``visqol_v3_moslqo``).
+``DIR/test.csv`` is written with ``degraded,score,reference,system,condition,bitrate_kbps,clip,score_source,
+scale_min,scale_max`` (``system`` = ``{codec}_{kbps}k``, e.g. ``mp3_16k``, ``condition`` = the codec,
+``score_source`` = ``visqol_v3_moslqo``, the scale 1..5 of MOS-LQO).
 
 The ``score`` column is ViSQOL's MOS-LQO, a model's estimate: it stands in for subjective ratings so the
 ``aqa eval --test`` pipeline can be run end to end here; it is not a listening test.
@@ -29,10 +30,14 @@ from aqa.audio import load_audio, resample_np
 from aqa.files import numbered, write_text_atomic
 from aqa.metrics.runner import iter_results
 from data_prep.codecs import CODECS, encode_decode_many
+from data_prep.recipe import run_main
 from data_prep.shards import AUDIO_SUFFIXES, list_sources
 
 SCORE_SOURCE = "visqol_v3_moslqo"
-COLUMNS = ("degraded", "score", "reference", "system", "condition", "bitrate_kbps", "clip", "score_source")
+COLUMNS = (
+    "degraded", "score", "reference", "system", "condition", "bitrate_kbps", "clip", "score_source", "scale_min", "scale_max"
+)
+SCALE = (1, 5)  # MOS-LQO's range (aqa.eval.scales.BASELINE_SCALES["visqol"]): aqa eval --test reports raw MSE on it
 
 
 def _numbers(text: str) -> list[float]:
@@ -134,41 +139,40 @@ def code_clip(
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the test; returns 0 when every item was scored, 1 when some were not (left out, reported), 2 on
     bad input."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    return run_main("aqa prep listening", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-    try:
-        unknown = [c for c in codecs if c not in CODECS]
-        if unknown or not codecs:
-            raise ValueError(f"--codecs: unknown {unknown or 'none given'}; choose from {list(CODECS)}")
-        if args.jobs < 1 or args.excerpt_s <= 0 or args.offset_s < 0:
-            raise ValueError("--jobs must be >= 1, --excerpt-s > 0 and --offset-s >= 0")
-        # an audio file is taken as it is; a folder or a .txt/.csv list is expanded
-        sources = [
-            p
-            for src in args.src
-            for p in ([src] if src.suffix.lower() in AUDIO_SUFFIXES else list_sources(src)[0])
-        ]
-        args.out.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        rows: list[dict[str, str]] = []
-        skipped: list[str] = []
-        clips = 0
-        names = numbered(p.stem for p in sources)  # clips of one name in two folders keep their files apart
-        for path, name in zip(sources, names, strict=True):
-            try:
-                got = code_clip(
-                    path, args.out, codecs, args.bitrates, args.excerpt_s, args.offset_s, args.rate, name
-                )
-            except (ValueError, RuntimeError) as err:  # too short, undecodable, ffmpeg failed: say so, go on
-                skipped.append(str(err).splitlines()[0])
-                continue
-            rows += got[1:] if args.no_hidden_reference else got
-            clips += 1
-        if not rows:
-            raise ValueError(f"no clip could be used ({'; '.join(skipped[:3])})")
-    except (FileNotFoundError, ValueError) as err:
-        print(f"aqa prep listening: error: {err}", file=sys.stderr)
-        return 2
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown or not codecs:
+        raise ValueError(f"--codecs: unknown {unknown or 'none given'}; choose from {list(CODECS)}")
+    if args.jobs < 1 or args.excerpt_s <= 0 or args.offset_s < 0:
+        raise ValueError("--jobs must be >= 1, --excerpt-s > 0 and --offset-s >= 0")
+    # an audio file is taken as it is; a folder or a .txt/.csv list is expanded
+    sources = [
+        p
+        for src in args.src
+        for p in ([src] if src.suffix.lower() in AUDIO_SUFFIXES else list_sources(src)[0])
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows: list[dict[str, str]] = []
+    skipped: list[str] = []
+    clips = 0
+    names = numbered(p.stem for p in sources)  # clips of one name in two folders keep their files apart
+    for path, name in zip(sources, names, strict=True):
+        try:
+            got = code_clip(
+                path, args.out, codecs, args.bitrates, args.excerpt_s, args.offset_s, args.rate, name
+            )
+        except (ValueError, RuntimeError) as err:  # too short, undecodable, ffmpeg failed: say so, go on
+            skipped.append(str(err).splitlines()[0])
+            continue
+        rows += got[1:] if args.no_hidden_reference else got
+        clips += 1
+    if not rows:
+        raise ValueError(f"no clip could be used ({'; '.join(skipped[:3])})")
     pairs = [(str(args.out / r["reference"]), str(args.out / r["degraded"])) for r in rows]
     scored = []
     for row, record in zip(
@@ -177,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "error" in record:
             skipped.append(f"{row['degraded']}: {record['error']}")
             continue
-        scored.append({**row, "score": f"{record['moslqo']:.4f}", "score_source": SCORE_SOURCE})
+        scored.append(
+            {**row, "score": f"{record['moslqo']:.4f}", "score_source": SCORE_SOURCE, "scale_min": SCALE[0], "scale_max": SCALE[1]}
+        )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()

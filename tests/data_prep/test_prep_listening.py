@@ -29,6 +29,7 @@ def test_prep_listening_writes_a_rated_csv_whose_scores_fall_with_the_bit_rate(t
         audio, sr = sf.read(out / r["degraded"])  # paths are relative to the CSV's folder
         assert abs(len(audio) / sr - 2.0) < 0.05 and (out / r["reference"]).is_file()
         assert r["score_source"] == "visqol_v3_moslqo" and 1.0 <= float(r["score"]) <= 5.0
+        assert (r["scale_min"], r["scale_max"]) == ("1", "5")  # MOS-LQO's scale: aqa eval --test reports raw MSE
     scores = [float(by_system[s]["score"]) for s in ("mp3_16k", "mp3_128k", "reference")]
     assert np.all(np.diff(scores) > 0), scores  # 16 kbps < 128 kbps < the clean excerpt itself
 

@@ -1,27 +1,23 @@
 """MuQ encoder: mel front end against a numpy reference, Conformer layers against transformers, padding-aware
 BatchNorm, the published checkpoint layout (random tiny weights written as OpenMuQ/MuQ-large-msd-iter
 publishes them), strict keys, missing-weights messages, full-size parameter count. The registry-wide contract
-checks (forward/backward, padded batch, 0.1 s input, LoRA, frozen, DeePAQ step) run in test_encoders.py. CPU,
+checks (forward/backward, padded batch, 0.1 s input, LoRA, frozen, DeePAQ step) run in test_contract.py. CPU,
 seconds."""
 
 from __future__ import annotations
 
-import os
+import json
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+from tiny_encoders import seeded, write_checkpoint
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
-
-from aqa.encoders import build_encoder  # noqa: E402
-from aqa.encoders.muq import (  # noqa: E402
+from aqa.encoders import build_encoder
+from aqa.encoders.muq import (
     HUB_ID,
     MUQ_LARGE_MSD_CONFIG,
     MuQEncoder,
@@ -34,10 +30,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "encoder"
 SR = 24000
 TINY = OmegaConf.to_container(OmegaConf.load(CONFIGS / "muq_large_msd_tiny.yaml"))["arch"]
 STAT = {"melspec_2048_cnt": 123, "melspec_2048_mean": 5.0, "melspec_2048_std": 20.0}
-
-
-def seeded(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    return 0.1 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def tiny(**arch: object) -> MuQEncoder:
@@ -207,21 +199,14 @@ def published_state(enc: MuQEncoder, codebook_size: int = 64, rvq: bool = False)
     return state
 
 
-def write_checkpoint(directory: Path, enc: MuQEncoder, fmt: str = "safetensors", rvq: bool = False) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(published_config(enc, rvq=rvq)))
-    state = published_state(enc, rvq=rvq)
-    if fmt == "safetensors":
-        save_file(state, str(directory / "model.safetensors"))
-    else:
-        torch.save(state, directory / "pytorch_model.bin")
-    return directory
+def write_muq_checkpoint(directory: Path, enc: MuQEncoder, fmt: str = "safetensors", rvq: bool = False) -> Path:
+    return write_checkpoint(directory, published_config(enc, rvq=rvq), published_state(enc, rvq=rvq), fmt)
 
 
 @pytest.mark.parametrize(("fmt", "rvq"), [("safetensors", False), ("bin", True)], ids=["safetensors", "bin-rvq"])
 def test_published_layout_round_trip(tmp_path: Path, fmt: str, rvq: bool) -> None:
     original = tiny(stat=STAT)
-    write_checkpoint(tmp_path / "MuQ-large-msd-iter", original, fmt, rvq)
+    write_muq_checkpoint(tmp_path / "MuQ-large-msd-iter", original, fmt, rvq)
     loaded = build_encoder(
         {"name": "muq_large_msd", "checkpoint": str(tmp_path / "MuQ-large-msd-iter"), "adapter": None}
     ).eval()
@@ -237,7 +222,7 @@ def test_published_layout_round_trip(tmp_path: Path, fmt: str, rvq: bool) -> Non
 
 def test_hub_id_resolves_from_the_local_cache_and_rotary_buffer_is_optional(tmp_path: Path) -> None:
     repo = tmp_path / "hub" / "models--OpenMuQ--MuQ-large-msd-iter"
-    snapshot = write_checkpoint(repo / "snapshots" / ("b" * 40), tiny())
+    snapshot = write_muq_checkpoint(repo / "snapshots" / ("b" * 40), tiny())
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("b" * 40)
     state = load_file(str(snapshot / "model.safetensors"))
@@ -248,7 +233,7 @@ def test_hub_id_resolves_from_the_local_cache_and_rotary_buffer_is_optional(tmp_
 
 @pytest.mark.parametrize("change", ["extra", "missing", "shape"])
 def test_strict_keys_name_the_bad_key(tmp_path: Path, change: str) -> None:
-    directory = write_checkpoint(tmp_path / "ckpt", tiny())
+    directory = write_muq_checkpoint(tmp_path / "ckpt", tiny())
     state = load_file(str(directory / "model.safetensors"))
     if change == "extra":
         key, match = "model.conformer.layers.0.self_attn.extra.weight", r"unexpected keys \[conformer\.layers\.0\.self_attn\.extra"
@@ -265,7 +250,7 @@ def test_strict_keys_name_the_bad_key(tmp_path: Path, change: str) -> None:
 
 
 def test_unsupported_configs_are_refused(tmp_path: Path) -> None:
-    directory = write_checkpoint(tmp_path / "ckpt", tiny())
+    directory = write_muq_checkpoint(tmp_path / "ckpt", tiny())
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, "features": ["melspec_2048", "cqt"]}))
     with pytest.raises(ValueError, match="features"):

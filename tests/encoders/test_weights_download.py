@@ -21,12 +21,13 @@ import pytest
 import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import file_download
-from test_encoders import HF_FAMILIES, build_tiny, published_state, write_checkpoint, write_hf_checkpoint
-from test_encoders import tiny as tiny_mert
+from test_hf_layouts import HF_FAMILIES, published_state, write_hf_checkpoint, write_mert_checkpoint
 from test_muq import tiny as tiny_muq
-from test_muq import write_checkpoint as write_muq
+from test_muq import write_muq_checkpoint as write_muq
 from test_zoo import beats_published_blob, m2d_published_state
 from test_zoo import tiny as tiny_zoo
+from tiny_encoders import build_tiny
+from tiny_encoders import tiny as tiny_mert
 
 from aqa.config import CONFIG_DIR
 from aqa.download import download
@@ -156,7 +157,7 @@ def files_of(folder: Path) -> list[str]:
 def mert_repo(directory: Path) -> tuple[dict[str, bytes], torch.nn.Module]:
     torch.manual_seed(0)
     original = tiny_mert().eval()
-    write_checkpoint(directory, published_state(original), "bin")
+    write_mert_checkpoint(directory, published_state(original), "bin")
     return {p.name: p.read_bytes() for p in directory.iterdir()}, original
 
 

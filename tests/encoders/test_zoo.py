@@ -3,31 +3,27 @@ layouts (random tiny weights written in the published format), parameter counts.
 
 from __future__ import annotations
 
-import os
+import argparse
+import importlib.util
+import math
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tiny_encoders import perturb
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import types  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from aqa.encoders.beats import (  # noqa: E402
+from aqa.encoders.beats import (
     BEATsEncoder,
     build_beats_iter3_plus_as2m,
     kaldi_fbank,
     load_beats,
 )
-from aqa.encoders.m2d import (  # noqa: E402
+from aqa.encoders.m2d import (
     M2DEncoder,
     build_m2d_vit_base,
     load_m2d,
@@ -57,13 +53,6 @@ def tiny(family: str, adapter: dict | None = None, freeze_backbone: bool = False
     if family == "beats":
         return build_beats_iter3_plus_as2m(arch=BEATS_TINY, freeze=freeze_backbone, adapter=adapter)
     return build_m2d_vit_base(arch=M2D_TINY, freeze=freeze_backbone, adapter=adapter)
-
-
-def perturb(module: torch.nn.Module) -> None:
-    # random init leaves gains at 1 and biases at 0; make every weight matter for round trips
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn_like(p))
 
 
 def masked_mean(out, index: int) -> list[torch.Tensor]:

@@ -107,3 +107,12 @@ def test_masked_time_mean_matches_slicing(rng):
 def test_unknown_head_lists_choices():
     with pytest.raises(KeyError, match="rnc_embedding"):
         build_head({"name": "nope"}, num_layers=1, input_dim=1)
+
+
+def test_weighted_sum_pool_head() -> None:
+    from aqa.heads import build_head
+
+    head = build_head({"name": "weighted_sum_pool", "layer_norm": True}, num_layers=3, input_dim=4)
+    out = head([torch.randn(2, 6, 4) for _ in range(3)], torch.tensor([6, 3]))
+    assert out.shape == (2,)
+

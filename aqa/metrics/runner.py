@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from itertools import chain
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -82,17 +83,7 @@ def score_pair(
     record: dict[str, Any] = {"reference": ref or None, "degraded": deg}
     notes: list[str] = []
     errors: list[str] = []
-    keys: dict[str, dict[str, Any]] = {}
-    stored: dict[str, dict[str, Any]] = {}
-    if cache is not None:
-        for name in names:
-            try:
-                if name in NO_REFERENCE or ref:
-                    keys[name] = cache.key(name, ref, deg, opts.get(name))
-            except OSError:  # an unreadable file: reading it below reports why
-                continue
-            if name in keys and (hit := cache.get(keys[name])) is not None:
-                stored[name] = hit
+    keys, stored = _stored(names, ref, deg, opts, cache)
     try:
         todo = [n for n in names if n not in stored]
         deg_audio, sr_deg = read(deg, "degraded") if todo else (None, 0)
@@ -124,6 +115,25 @@ def score_pair(
     if errors:
         record["error"] = "; ".join(errors)
     return record
+
+
+def _stored(
+    names: Sequence[str], ref: str | None, deg: str, opts: dict[str, dict[str, Any]], cache: MetricCache | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    # (metric -> its cache key, metric -> its stored result) for the metrics of the pair found in the cache
+    keys: dict[str, dict[str, Any]] = {}
+    stored: dict[str, dict[str, Any]] = {}
+    if cache is None:
+        return keys, stored
+    for name in names:
+        try:
+            if name in NO_REFERENCE or ref:
+                keys[name] = cache.key(name, ref, deg, opts.get(name))
+        except OSError:  # an unreadable file: reading it reports why
+            continue
+        if name in keys and (hit := cache.get(keys[name])) is not None:
+            stored[name] = hit
+    return keys, stored
 
 
 def _worker(
@@ -221,10 +231,16 @@ def iter_results(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     bar = tqdm(total=len(pairs), unit="pair", file=sys.stderr, disable=not progress, desc=",".join(names))
     stream: Iterable[tuple[int, dict]]
-    if jobs == 1 or len(pairs) <= 1:
+    # pairs every metric of which is stored are read back here: workers are started only for the others
+    todo = [i for i, (ref, deg) in enumerate(pairs) if len(_stored(names, ref, deg, opts, cache)[1]) < len(names)]
+    if jobs == 1 or len(todo) <= 1:
         stream = ((i, score_pair(names, ref, deg, opts, cache)) for i, (ref, deg) in enumerate(pairs))
     else:
-        stream = _parallel(names, pairs, opts, min(jobs, len(pairs)), cache)
+        missing = set(todo)
+        stream = chain(
+            ((i, score_pair(names, ref, deg, opts, cache)) for i, (ref, deg) in enumerate(pairs) if i not in missing),
+            ((todo[j], r) for j, r in _parallel(names, [pairs[i] for i in todo], opts, min(jobs, len(todo)), cache)),
+        )
     ready: dict[int, dict] = {}
     next_index = 0
     try:

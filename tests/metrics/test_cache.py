@@ -126,3 +126,16 @@ def test_default_folder_follows_the_environment(monkeypatch, tmp_path):
     assert metric_cache.default_dir() == tmp_path / "aqa" / "metrics"
     monkeypatch.setenv("AQA_METRIC_CACHE", str(tmp_path / "m"))
     assert metric_cache.default_dir() == tmp_path / "m"
+
+
+def test_stored_pairs_start_no_worker_processes(counted, test_csv, tmp_path, monkeypatch):
+    from aqa.metrics import runner
+
+    pairs = [(str(tmp_path / "ref1.wav"), str(tmp_path / f"deg1{j}.wav")) for j in range(3)]
+    first = run("counted", pairs, cache=tmp_path / "store")
+
+    def no_pool(workers):
+        raise AssertionError("a worker pool was started for pairs whose results are stored")
+
+    monkeypatch.setattr(runner, "_pool", no_pool)
+    assert run("counted", pairs, jobs=2, cache=tmp_path / "store") == first and len(counted) == 3

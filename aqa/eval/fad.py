@@ -17,9 +17,10 @@ FAD is a distance: lower = better. It has one value per system and none per rate
 only at the system level (its correlations come out negative, like CDPAM's; the mapped metrics absorb the sign).
 
 Why not a library: ``fadtk`` and ``frechet_audio_distance`` compute the same Fréchet distance (pytorch-fid's
-formula, as here) but bundle their own model loaders (their own downloads, no random-weight twins); aqa needs
-its encoder zoo (:mod:`aqa.encoders`, the YAML configs, the tiny encoders the tests run offline) and its audio
-loading, and the distance itself is a few lines of scipy.
+formula with ``scipy.linalg.sqrtm``; here the same trace from symmetric eigendecompositions, see
+:func:`frechet_distance`) but bundle their own model loaders (their own downloads, no random-weight twins); aqa
+needs its encoder zoo (:mod:`aqa.encoders`, the YAML configs, the tiny encoders the tests run offline) and its
+audio loading, and the distance itself is a few lines of numpy.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
 from tqdm import tqdm
 
@@ -82,46 +82,42 @@ def frechet_distance(
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (Dowson & Landau 1982):
     ``|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2))``.
 
-    When either covariance is singular (rank-deficient: fewer samples than dimensions), ``eps`` times the mean of
-    its diagonal (at least ``eps``) is added to both diagonals before the matrix square root, which otherwise is
-    inaccurate or complex; a small imaginary part left by rounding is dropped, and a rounding-negative result is 0.
+    ``tr sqrtm(sigma1 sigma2)`` is computed as ``tr sqrt(R sigma2 R)`` with ``R = sigma1^(1/2)`` (both from symmetric
+    eigendecompositions, negative rounding eigenvalues set to 0): the same trace, since ``sigma1 sigma2`` is similar
+    to ``R sigma2 R``, always real, and ~9x faster than ``scipy.linalg.sqrtm`` of the non-symmetric product at
+    768 dimensions (1.2 s against 10 s here), which may also return a complex result for singular covariances.
+    When either covariance is singular (rank-deficient: fewer samples than dimensions), ``eps`` times the mean
+    variance (at least ``eps``) is first added to both diagonals, as pytorch-fid does; a rounding-negative result is 0.
 
     Args:
-        mu1, mu2: (D,) means. sigma1, sigma2: (D, D) covariances.
-        eps: relative diagonal offset for singular covariances.
+        mu1, mu2: (D,) means. sigma1, sigma2: (D, D) symmetric positive semi-definite covariances.
+        eps: relative diagonal offset for singular covariances (0: none).
 
     Returns:
         The squared Fréchet distance (>= 0).
 
     Raises:
-        ValueError: shapes that do not match, or an imaginary part that rounding cannot explain.
+        ValueError: shapes that do not match, or non-finite values.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     d = mu1.shape[0]
     if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"shapes do not match: mu {mu1.shape} {mu2.shape}, sigma {s1.shape} {s2.shape}")
-    singular = any(_singular(s) for s in (s1, s2))
-    if singular:
-        offset = eps * max(float(np.mean(np.diag(s1)) + np.mean(np.diag(s2))) / 2.0, 1.0) * np.eye(d)
-        s1, s2 = s1 + offset, s2 + offset
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.all(np.isfinite(covmean)):
-        raise ValueError("the matrix square root of sigma1 sigma2 is not finite")
-    if np.iscomplexobj(covmean):
-        imag = float(np.max(np.abs(covmean.imag)))
-        if imag > 1e-3 * max(float(np.max(np.abs(covmean.real))), 1e-12):
-            raise ValueError(f"sqrtm(sigma1 sigma2) has an imaginary part of {imag:.3g}: covariances not valid")
-        covmean = covmean.real
+    if not all(np.all(np.isfinite(x)) for x in (mu1, mu2, s1, s2)):
+        raise ValueError("means or covariances contain NaN or inf")
+    s1, s2 = (s1 + s1.T) / 2.0, (s2 + s2.T) / 2.0
+    w1, v1 = np.linalg.eigh(s1)
+    w2 = np.linalg.eigvalsh(s2)
+    if eps > 0 and any(w[0] <= 1e-10 * max(float(w[-1]), 1e-30) for w in (w1, w2)):
+        offset = eps * max(float(np.mean(np.diag(s1)) + np.mean(np.diag(s2))) / 2.0, 1.0)
+        s1, s2, w1 = s1 + offset * np.eye(d), s2 + offset * np.eye(d), w1 + offset
+    root1 = (v1 * np.sqrt(np.clip(w1, 0.0, None))) @ v1.T  # sigma1^(1/2), symmetric
+    middle = root1 @ s2 @ root1
+    tr_covmean = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2.0), 0.0, None))))
     diff = mu1 - mu2
-    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
     return max(value, 0.0)
-
-
-def _singular(sigma: np.ndarray) -> bool:
-    # smallest eigenvalue below 1e-10 of the largest (symmetric: eigvalsh): the square root is ill-conditioned
-    w = np.linalg.eigvalsh((sigma + sigma.T) / 2.0)
-    return bool(w[0] <= 1e-10 * max(float(w[-1]), 1e-30))
 
 
 def fad(embeddings: np.ndarray, reference: np.ndarray, eps: float = 1e-6) -> float:

@@ -48,6 +48,17 @@ def test_frechet_distance_of_full_covariances_matches_a_rotated_diagonal_pair():
     assert got == pytest.approx(closed_form_diagonal(mu1, d1, mu2, d2), rel=1e-7)
 
 
+def test_frechet_distance_of_non_commuting_covariances_matches_scipy_sqrtm():
+    import scipy.linalg
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(8, 8)), rng.normal(size=(8, 8))
+    s1, s2 = a @ a.T + 0.1 * np.eye(8), b @ b.T + 0.1 * np.eye(8)
+    mu1, mu2 = rng.normal(size=8), rng.normal(size=8)
+    want = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-8)
+
+
 def test_fad_of_samples_approaches_the_population_value():
     rng = np.random.default_rng(2)
     a = rng.normal([0.0, 1.0, 2.0], [1.0, 2.0, 0.5], size=(20000, 3))

@@ -12,9 +12,13 @@ from aqa.config import compose
 from aqa.tasks import build_module
 
 
-def test_deepaq_lora_is_one_embedding_with_the_papers_trainable_share():
+# meta: shapes only (no memory, no init: 1.2 s, the default suite); cpu (slow, `make test-full`): the full-size
+# MERT initialised as training builds it (3.3 s on the shared 2 cores), the same share
+@pytest.mark.parametrize("device", ["meta", pytest.param("cpu", marks=pytest.mark.slow)])
+def test_deepaq_lora_is_one_embedding_with_the_papers_trainable_share(device):
     cfg = compose("deepaq_lora", ["encoder.checkpoint=null"])  # the full-size architecture, random weights
-    module = build_module(cfg, with_teacher=False)
+    with torch.device(device):
+        module = build_module(cfg, with_teacher=False)
     assert list(module.heads) == ["quality"] and module.heads["quality"].is_embedding
     assert list(module.terms["quality"]) == [None, "bitrate"]  # the ViSQOL term and the bit-rate term
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)

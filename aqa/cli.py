@@ -17,16 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aqa.config import CONFIG_PATH_ENV, ConfigError, available, compose, set_config_dirs
+from data_prep import RECIPES as PREP_RECIPES
 
-# `aqa prep NAME ARGS...` -> the data_prep module whose `main(argv) -> int` runs the recipe
-PREP_RECIPES: dict[str, str] = {
-    "codec": "data_prep.codec",
-    "jnd": "data_prep.jnd",
-    "haaqi": "data_prep.haaqi",
-    "import": "data_prep.rated",
-    "render": "data_prep.render",
-    "listening": "data_prep.listening",
-}
 GROUPS = ("experiment", "encoder", "head", "loss", "data", "trainer", "sweep", "metric", "prep")
 SCORE_OUTPUT = """output (--format jsonl, the default): one JSON object per file, in input order, on stdout
   (or in --out FILE instead):

@@ -56,6 +56,7 @@ import numpy as np
 from aqa import metrics  # the module: tests replace metrics.compute_arrays with a fast stand-in
 from aqa.audio import encode_flac, ffmpeg_binary, load_audio, resample_np, to_mono_np
 from data_prep.codecs import CODECS, codec_sample_rate, encode_decode_many
+from data_prep.recipe import report, run_main
 from data_prep.shards import (
     MANIFEST_NAME,
     Sample,
@@ -70,7 +71,6 @@ from data_prep.shards import (
     safe_id,
     short_error,
     source_units,
-    split_warnings,
 )
 
 __all__ = ["build_codec_shards", "piece_id_for", "assign_split", "MANIFEST_NAME"]
@@ -423,56 +423,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the builder; returns 0 on success, 1 when no excerpt was written, 2 on bad input."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
-    try:
-        sources, splits = list_sources(args.src, args.root)
-        start = time.perf_counter()
-        manifest = build_codec_shards(
-            sources,
-            args.out,
-            excerpt_s=args.excerpt_s,
-            max_excerpts_per_piece=args.max_excerpts,
-            versions_per_excerpt=args.versions_per_excerpt or None,
-            codecs=_csv_list(args.codecs, str),
-            bitrates=_csv_list(args.bitrates, float),
-            store_rate=args.store_rate,
-            mono=args.mono,
-            visqol=args.visqol,
-            val_fraction=args.val_fraction,
-            splits=splits or None,
-            pieces_per_shard=args.units_per_shard,
-            shard_id=args.shard_id,
-            num_shards=args.num_shards,
-            jobs=args.jobs,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"aqa prep codec: error: {err}", file=sys.stderr)
-        return 2
+    return run_main("aqa prep codec", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    sources, splits = list_sources(args.src, args.root)
+    start = time.perf_counter()
+    manifest = build_codec_shards(
+        sources,
+        args.out,
+        excerpt_s=args.excerpt_s,
+        max_excerpts_per_piece=args.max_excerpts,
+        versions_per_excerpt=args.versions_per_excerpt or None,
+        codecs=_csv_list(args.codecs, str),
+        bitrates=_csv_list(args.bitrates, float),
+        store_rate=args.store_rate,
+        mono=args.mono,
+        visqol=args.visqol,
+        val_fraction=args.val_fraction,
+        splits=splits or None,
+        pieces_per_shard=args.units_per_shard,
+        shard_id=args.shard_id,
+        num_shards=args.num_shards,
+        jobs=args.jobs,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     expected = ("train", "val") if not splits and args.val_fraction > 0 else ()
     return report(manifest, args.out, time.perf_counter() - start, expected=expected, prog="aqa prep codec")
-
-
-def report(
-    manifest: dict, out: Path, elapsed: float, *, expected: Sequence[str] = (), prog: str = "aqa prep"
-) -> int:
-    """Print a manifest summary; once every job is done, a warning per empty split (``expected`` ones
-    included) saying why. Returns 0 when samples were written (by this job or all), else 1 with an error line."""
-    for name, info in manifest["splits"].items():
-        print(f"{name}: {info['groups']} groups, {info['samples']} samples, {len(info['shards'])} shards")
-    for item in manifest["skipped"]:
-        print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
-    if "jobs" in manifest:  # the merged manifest: a split is only known to be empty once all jobs are done
-        for line in split_warnings(manifest, expected):
-            print(line, file=sys.stderr)
-    done = out / "manifest.json" if "jobs" in manifest else "this job's manifest (waiting for other jobs)"
-    print(f"{done} in {elapsed:.1f} s")
-    if manifest["totals"]["groups"] > 0:
-        return 0
-    print(f"{prog}: error: nothing usable was written ({manifest['totals'].get('skipped', 0)} input(s) skipped; "
-          "reasons above and under 'skipped' in the manifest)", file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ from aqa import metrics  # the module: tests replace metrics.compute_arrays with
 from aqa.audio import encode_flac, load_audio, resample_np, to_mono_np
 from aqa.metrics import MetricError
 from data_prep.codecs import CODECS, encode_decode
+from data_prep.recipe import report, run_main
 from data_prep.shards import (
     Sample,
     Skip,
@@ -83,7 +84,6 @@ from data_prep.shards import (
     run_shards,
     safe_id,
     short_error,
-    split_warnings,
 )
 
 __all__ = [
@@ -335,64 +335,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the builder; returns 0 on success, 1 when nothing was written, 2 on bad input."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
-    try:
-        procs = tuple(t.strip() for t in args.processings.split(",") if t.strip())
-        profiles = tuple(t.strip() for t in args.profiles.split(",") if t.strip())
-        if not procs or any(t not in PROCESSINGS for t in procs):
-            raise ValueError(f"--processings must name some of {list(PROCESSINGS)}, got {args.processings!r}")
-        if args.excerpt_s <= 0 or args.audiograms < 1:
-            raise ValueError("need --excerpt-s > 0 and --audiograms >= 1")
-        levels_db, level_range_db = parse_spl(args.spl)
-        for name in profiles:
-            profile_levels(name)
-        cfg = HaaqiConfig(
-            excerpt_s=args.excerpt_s,
-            max_excerpts=args.max_excerpts,
-            sample_rate=args.sample_rate,
-            processings=procs,
-            audiograms_per_version=args.audiograms,
-            profiles=profiles,
-            levels_db=levels_db,
-            level_range_db=level_range_db,
-            seed=args.seed,
-        )
-        sources, splits = list_sources(args.src, args.root)
-        keyed = {safe_id(p.stem.split(".")[0], 40): str(p) for p in sources}
-        if len(keyed) != len(sources):
-            raise ValueError("two sources share a file stem; rename one (the stem is the piece id)")
-        split_of = {k: splits.get(v) or assign_split(k, args.val_fraction, args.seed) for k, v in keyed.items()}
-        plans = plan_shards(list(keyed.values()), key=lambda v: safe_id(Path(v).stem.split(".")[0], 40),
-                            split_of=lambda v: split_of[safe_id(Path(v).stem.split(".")[0], 40)],
-                            shard_id=args.shard_id, num_shards=args.num_shards, units_per_shard=args.units_per_shard)
-        config = {**cfg.__dict__, "val_fraction": args.val_fraction, "src": str(args.src)}
-        start = time.perf_counter()
-        manifest = run_shards(
-            plans, partial(_build, cfg=cfg), args.out, config=config, recipe="haaqi", shard_id=args.shard_id,
-            num_shards=args.num_shards, jobs=args.jobs, label_keys=("haaqi", "level_db"),
-            extra={"sample_fields": {"flac": "16-bit FLAC, mono", "json": "piece, group, excerpt, start_s, processing, "
-                                     "processing_kind, is_reference, audiogram, audiogram_frequencies, "
-                                     "audiogram_profile, level_db, haaqi, sample_rate, source"}},
-            progress=not args.no_progress,
-        )
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"aqa prep haaqi: error: {err}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - start
-    for name, info in manifest["splits"].items():
-        print(f"{name}: {info['groups']} excerpts, {info['samples']} samples, {len(info['shards'])} shards")
-    for item in manifest["skipped"]:
-        print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
-    if "jobs" in manifest:  # merged: every job is done
-        expected = ("train", "val") if not splits and args.val_fraction > 0 else ()
-        for line in split_warnings(manifest, expected):
-            print(line, file=sys.stderr)
-    n = manifest["totals"]["samples"]
-    print(f"wrote {args.out} in {elapsed:.1f} s" + (f" ({elapsed / n:.2f} s per labelled sample)" if n else ""))
-    if n == 0:
-        print(f"aqa prep haaqi: error: nothing usable was written ({manifest['totals'].get('skipped', 0)} input(s) "
-              "skipped; reasons above)", file=sys.stderr)
-    return 0 if n > 0 else 1
+    return run_main("aqa prep haaqi", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    procs = tuple(t.strip() for t in args.processings.split(",") if t.strip())
+    profiles = tuple(t.strip() for t in args.profiles.split(",") if t.strip())
+    if not procs or any(t not in PROCESSINGS for t in procs):
+        raise ValueError(f"--processings must name some of {list(PROCESSINGS)}, got {args.processings!r}")
+    if args.excerpt_s <= 0 or args.audiograms < 1:
+        raise ValueError("need --excerpt-s > 0 and --audiograms >= 1")
+    levels_db, level_range_db = parse_spl(args.spl)
+    for name in profiles:
+        profile_levels(name)
+    cfg = HaaqiConfig(
+        excerpt_s=args.excerpt_s,
+        max_excerpts=args.max_excerpts,
+        sample_rate=args.sample_rate,
+        processings=procs,
+        audiograms_per_version=args.audiograms,
+        profiles=profiles,
+        levels_db=levels_db,
+        level_range_db=level_range_db,
+        seed=args.seed,
+    )
+    sources, splits = list_sources(args.src, args.root)
+    keyed = {safe_id(p.stem.split(".")[0], 40): str(p) for p in sources}
+    if len(keyed) != len(sources):
+        raise ValueError("two sources share a file stem; rename one (the stem is the piece id)")
+    split_of = {k: splits.get(v) or assign_split(k, args.val_fraction, args.seed) for k, v in keyed.items()}
+    plans = plan_shards(list(keyed.values()), key=lambda v: safe_id(Path(v).stem.split(".")[0], 40),
+                        split_of=lambda v: split_of[safe_id(Path(v).stem.split(".")[0], 40)],
+                        shard_id=args.shard_id, num_shards=args.num_shards, units_per_shard=args.units_per_shard)
+    config = {**cfg.__dict__, "val_fraction": args.val_fraction, "src": str(args.src)}
+    start = time.perf_counter()
+    manifest = run_shards(
+        plans, partial(_build, cfg=cfg), args.out, config=config, recipe="haaqi", shard_id=args.shard_id,
+        num_shards=args.num_shards, jobs=args.jobs, label_keys=("haaqi", "level_db"),
+        extra={"sample_fields": {"flac": "16-bit FLAC, mono", "json": "piece, group, excerpt, start_s, processing, "
+                                 "processing_kind, is_reference, audiogram, audiogram_frequencies, "
+                                 "audiogram_profile, level_db, haaqi, sample_rate, source"}},
+        progress=not args.no_progress,
+    )
+    expected = ("train", "val") if not splits and args.val_fraction > 0 else ()
+    return report(
+        manifest, args.out, time.perf_counter() - start, expected=expected, prog="aqa prep haaqi", unit="excerpts"
+    )
 
 
 if __name__ == "__main__":

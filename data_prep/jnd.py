@@ -76,7 +76,7 @@ import numpy as np
 
 from aqa.audio import encode_flac, load_audio, resample_np, to_mono_np
 from aqa.files import numbered
-from data_prep.codec import report
+from data_prep.recipe import report, run_main
 from data_prep.shards import (
     Sample,
     Skip,
@@ -465,38 +465,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the builder; 0 on success, 1 when nothing was written, 2 on bad input."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
-    try:
-        if args.noise_dir is not None and args.noise_types is not None:
-            raise ValueError("--noise-types names generated noises; with --noise-dir the noise is the recordings")
-        sources, splits = list_sources(args.src, args.root)
-        start = time.perf_counter()
-        manifest = build_jnd_shards(
-            sources,
-            args.out,
-            noise_dir=args.noise_dir,
-            noise_types=[t.strip() for t in (args.noise_types or ",".join(NOISE_TYPES)).split(",") if t.strip()],
-            noises_per_utterance=args.noises_per_utterance,
-            snrs=snr_grid(args.snr_min, args.snr_max, args.snr_step),
-            jnd_db=args.jnd_db,
-            max_pair_gap_db=args.max_pair_gap_db,
-            sample_rate=args.sample_rate,
-            min_s=args.min_s,
-            max_s=args.max_s,
-            level_dbfs=args.level_dbfs,
-            include_clean=not args.no_clean,
-            val_fraction=args.val_fraction,
-            splits=splits or None,
-            utterances_per_shard=args.units_per_shard,
-            shard_id=args.shard_id,
-            num_shards=args.num_shards,
-            jobs=args.jobs,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"aqa prep jnd: error: {err}", file=sys.stderr)
-        return 2
+    return run_main("aqa prep jnd", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.noise_dir is not None and args.noise_types is not None:
+        raise ValueError("--noise-types names generated noises; with --noise-dir the noise is the recordings")
+    sources, splits = list_sources(args.src, args.root)
+    start = time.perf_counter()
+    manifest = build_jnd_shards(
+        sources,
+        args.out,
+        noise_dir=args.noise_dir,
+        noise_types=[t.strip() for t in (args.noise_types or ",".join(NOISE_TYPES)).split(",") if t.strip()],
+        noises_per_utterance=args.noises_per_utterance,
+        snrs=snr_grid(args.snr_min, args.snr_max, args.snr_step),
+        jnd_db=args.jnd_db,
+        max_pair_gap_db=args.max_pair_gap_db,
+        sample_rate=args.sample_rate,
+        min_s=args.min_s,
+        max_s=args.max_s,
+        level_dbfs=args.level_dbfs,
+        include_clean=not args.no_clean,
+        val_fraction=args.val_fraction,
+        splits=splits or None,
+        utterances_per_shard=args.units_per_shard,
+        shard_id=args.shard_id,
+        num_shards=args.num_shards,
+        jobs=args.jobs,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     expected = ("train", "val") if not splits and args.val_fraction > 0 else ()
     return report(manifest, args.out, time.perf_counter() - start, expected=expected, prog="aqa prep jnd")
 

@@ -30,6 +30,7 @@ from aqa.audio import load_audio, resample_np
 from aqa.files import numbered, write_text_atomic
 from aqa.metrics.runner import iter_results
 from data_prep.codecs import CODECS, encode_decode_many
+from data_prep.recipe import run_main
 from data_prep.shards import AUDIO_SUFFIXES, list_sources
 
 SCORE_SOURCE = "visqol_v3_moslqo"
@@ -138,41 +139,40 @@ def code_clip(
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the test; returns 0 when every item was scored, 1 when some were not (left out, reported), 2 on
     bad input."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    return run_main("aqa prep listening", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-    try:
-        unknown = [c for c in codecs if c not in CODECS]
-        if unknown or not codecs:
-            raise ValueError(f"--codecs: unknown {unknown or 'none given'}; choose from {list(CODECS)}")
-        if args.jobs < 1 or args.excerpt_s <= 0 or args.offset_s < 0:
-            raise ValueError("--jobs must be >= 1, --excerpt-s > 0 and --offset-s >= 0")
-        # an audio file is taken as it is; a folder or a .txt/.csv list is expanded
-        sources = [
-            p
-            for src in args.src
-            for p in ([src] if src.suffix.lower() in AUDIO_SUFFIXES else list_sources(src)[0])
-        ]
-        args.out.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        rows: list[dict[str, str]] = []
-        skipped: list[str] = []
-        clips = 0
-        names = numbered(p.stem for p in sources)  # clips of one name in two folders keep their files apart
-        for path, name in zip(sources, names, strict=True):
-            try:
-                got = code_clip(
-                    path, args.out, codecs, args.bitrates, args.excerpt_s, args.offset_s, args.rate, name
-                )
-            except (ValueError, RuntimeError) as err:  # too short, undecodable, ffmpeg failed: say so, go on
-                skipped.append(str(err).splitlines()[0])
-                continue
-            rows += got[1:] if args.no_hidden_reference else got
-            clips += 1
-        if not rows:
-            raise ValueError(f"no clip could be used ({'; '.join(skipped[:3])})")
-    except (FileNotFoundError, ValueError) as err:
-        print(f"aqa prep listening: error: {err}", file=sys.stderr)
-        return 2
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown or not codecs:
+        raise ValueError(f"--codecs: unknown {unknown or 'none given'}; choose from {list(CODECS)}")
+    if args.jobs < 1 or args.excerpt_s <= 0 or args.offset_s < 0:
+        raise ValueError("--jobs must be >= 1, --excerpt-s > 0 and --offset-s >= 0")
+    # an audio file is taken as it is; a folder or a .txt/.csv list is expanded
+    sources = [
+        p
+        for src in args.src
+        for p in ([src] if src.suffix.lower() in AUDIO_SUFFIXES else list_sources(src)[0])
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows: list[dict[str, str]] = []
+    skipped: list[str] = []
+    clips = 0
+    names = numbered(p.stem for p in sources)  # clips of one name in two folders keep their files apart
+    for path, name in zip(sources, names, strict=True):
+        try:
+            got = code_clip(
+                path, args.out, codecs, args.bitrates, args.excerpt_s, args.offset_s, args.rate, name
+            )
+        except (ValueError, RuntimeError) as err:  # too short, undecodable, ffmpeg failed: say so, go on
+            skipped.append(str(err).splitlines()[0])
+            continue
+        rows += got[1:] if args.no_hidden_reference else got
+        clips += 1
+    if not rows:
+        raise ValueError(f"no clip could be used ({'; '.join(skipped[:3])})")
     pairs = [(str(args.out / r["reference"]), str(args.out / r["degraded"])) for r in rows]
     scored = []
     for row, record in zip(

@@ -50,6 +50,7 @@ from aqa.files import write_text_atomic
 from aqa.tables import COLUMN_ALIASES, read_rows
 from data_prep.corpora import GENERIC_LAYOUT, READERS, Rating, read_corpus
 from data_prep.ratings import RAW_FORMATS, RAW_LAYOUT, SCREEN_COLUMNS, RawImport, import_raw
+from data_prep.recipe import run_main
 from data_prep.shards import (
     Sample,
     Skip,
@@ -303,13 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the importer; returns 0 when every rated stimulus was used, 1 when some were dropped (0 with
     ``--allow-partial``) or nothing usable was written, 2 on bad input."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    return run_main("aqa prep import", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.out is None and args.csv_out is None:
-        print(
-            "aqa prep import: error: give --out DIR (shards) and/or --csv-out FILE (listening-test CSV)",
-            file=sys.stderr,
-        )
-        return 2
+        raise ValueError("give --out DIR (shards) and/or --csv-out FILE (listening-test CSV)")
     opts: dict[str, Any] = {"split": args.split}
     if args.corpus_name:
         opts["corpus"] = args.corpus_name
@@ -317,44 +317,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports: list[str] = []  # one count line per output
     usable, dropped = True, False
     raw: RawImport | None = None
-    try:
-        if args.corpus_name and args.format not in ("csv", *RAW_FORMATS):
-            raise ValueError(f"--corpus-name only applies to --format csv, {', '.join(RAW_FORMATS)}")
-        if args.format in RAW_FORMATS:
-            raw = _import_raw(args)
-            ratings, bad_rows = raw.ratings, raw.skipped
-        else:
-            ratings, bad_rows = read_corpus(args.src, args.format, **opts)
-        if not ratings:
-            raise ValueError(no_stimuli_message(args.src, args.format) if raw is None else "no stimulus left")
-        if args.csv_out is not None:
-            score = "mos" if raw is not None else args.score or "mos"
-            rows, csv_skipped = listening_rows(ratings, score, ("std", "ci95", "trial") if raw else ())
-            if not rows and all(s["reason"].startswith("no score") for s in csv_skipped):
-                raise ValueError(f"--score {score}: no stimulus of {args.src} has that rating")
-            write_listening_csv(args.csv_out, rows)
-            print(
-                f"wrote {args.csv_out}: {len(rows)} rated stimuli, "
-                f"{sum(1 for r in rows if r['reference'])} with a reference"
-            )
-            lost = [s for s in csv_skipped if not s["reason"].startswith("missing reference")]
-            for item in csv_skipped:
-                print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
-            reports.append(f"csv: {import_summary(len(rows), lost, bad_rows)}")
-            usable &= bool(rows)
-            dropped |= bool(lost or bad_rows)
-            if len(lost) < len(csv_skipped):
-                reports[-1] += f"; {len(csv_skipped) - len(lost)} reference(s) missing (left empty)"
-        if args.out is not None:
-            used, skipped = _write_shards(args, ratings, bad_rows)
-            reports.append(f"shards: {import_summary(used, skipped, bad_rows)}")
-            usable &= used > 0
-            dropped |= bool(skipped or bad_rows)
-        if raw is not None:
-            reports.append(_write_raw_report(args, raw))
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"aqa prep import: error: {err}", file=sys.stderr)
-        return 2
+    if args.corpus_name and args.format not in ("csv", *RAW_FORMATS):
+        raise ValueError(f"--corpus-name only applies to --format csv, {', '.join(RAW_FORMATS)}")
+    if args.format in RAW_FORMATS:
+        raw = _import_raw(args)
+        ratings, bad_rows = raw.ratings, raw.skipped
+    else:
+        ratings, bad_rows = read_corpus(args.src, args.format, **opts)
+    if not ratings:
+        raise ValueError(no_stimuli_message(args.src, args.format) if raw is None else "no stimulus left")
+    if args.csv_out is not None:
+        score = "mos" if raw is not None else args.score or "mos"
+        rows, csv_skipped = listening_rows(ratings, score, ("std", "ci95", "trial") if raw else ())
+        if not rows and all(s["reason"].startswith("no score") for s in csv_skipped):
+            raise ValueError(f"--score {score}: no stimulus of {args.src} has that rating")
+        write_listening_csv(args.csv_out, rows)
+        print(
+            f"wrote {args.csv_out}: {len(rows)} rated stimuli, "
+            f"{sum(1 for r in rows if r['reference'])} with a reference"
+        )
+        lost = [s for s in csv_skipped if not s["reason"].startswith("missing reference")]
+        for item in csv_skipped:
+            print(f"skipped {item['source']}: {item['reason']}", file=sys.stderr)
+        reports.append(f"csv: {import_summary(len(rows), lost, bad_rows)}")
+        usable &= bool(rows)
+        dropped |= bool(lost or bad_rows)
+        if len(lost) < len(csv_skipped):
+            reports[-1] += f"; {len(csv_skipped) - len(lost)} reference(s) missing (left empty)"
+    if args.out is not None:
+        used, skipped = _write_shards(args, ratings, bad_rows)
+        reports.append(f"shards: {import_summary(used, skipped, bad_rows)}")
+        usable &= used > 0
+        dropped |= bool(skipped or bad_rows)
+    if raw is not None:
+        reports.append(_write_raw_report(args, raw))
     if bad_rows:
         print(
             f"{len(bad_rows)} score rows could not be used"

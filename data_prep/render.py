@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from data_prep.recipe import run_main
 from data_prep.shards import safe_id, short_error
 
 __all__ = [
@@ -525,27 +526,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Render; returns 0 when every clip was rendered, 1 when some failed, 2 on bad input or missing tools."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    return run_main("aqa prep render", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.max_seconds is None:
         args.max_seconds = {"music": 20.0, "speech": 8.0, "bright": 1.3}[args.kind]
     args.composers = tuple(c.strip() for c in args.composers.split(",") if c.strip())
-    try:
-        if args.n < 0 or args.max_seconds <= 0 or args.jobs < 1:
-            raise ValueError("need --n >= 0, --max-seconds > 0 and --jobs >= 1")
-        if args.num_shards < 1 or not 0 <= args.shard_id < args.num_shards:
-            raise ValueError(f"need 0 <= --shard-id < --num-shards, got {args.shard_id} of {args.num_shards}")
-        if args.kind == "music":
-            require_tool("fluidsynth")
-            soundfont = str(find_soundfont(args.soundfont))
-            import music21  # noqa: F401  (fail early with a clear message)
-        elif args.kind == "speech":
-            require_tool("espeak-ng")
-            soundfont = None
-        else:
-            soundfont = None
-    except (FileNotFoundError, ValueError, ModuleNotFoundError) as err:
-        print(f"aqa prep render: error: {err}", file=sys.stderr)
-        return 2
+    if args.n < 0 or args.max_seconds <= 0 or args.jobs < 1:
+        raise ValueError("need --n >= 0, --max-seconds > 0 and --jobs >= 1")
+    if args.num_shards < 1 or not 0 <= args.shard_id < args.num_shards:
+        raise ValueError(f"need 0 <= --shard-id < --num-shards, got {args.shard_id} of {args.num_shards}")
+    if args.kind == "music":
+        require_tool("fluidsynth")
+        soundfont = str(find_soundfont(args.soundfont))
+        import music21  # noqa: F401  (fail early with a clear message)
+    elif args.kind == "speech":
+        require_tool("espeak-ng")
+        soundfont = None
+    else:
+        soundfont = None
     args.out.mkdir(parents=True, exist_ok=True)
     for tmp in args.out.glob(f"{args.kind}_*.tmp"):
         tmp.unlink()

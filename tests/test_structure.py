@@ -11,14 +11,15 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("aqa", "data_prep")
 # lower number = lower layer; a module may import its own package and anything on a lower layer
 LAYERS = {
-    "aqa.audio": 0, "aqa.files": 0, "aqa.hub": 0,
+    "aqa.audio": 0, "aqa.files": 0, "aqa.hub": 0, "aqa.tables": 0,
     "aqa.encoders": 1, "aqa.data": 1, "aqa.metrics": 1,
     "aqa.heads": 2,
     "aqa.losses": 3,
     "aqa.config": 4,
-    "aqa.tasks": 5,
-    "aqa.eval": 6, "data_prep": 6, "aqa.download": 6,
-    "aqa.cli": 7,
+    "aqa.model": 5,
+    "aqa.tasks": 6,
+    "aqa.eval": 7, "data_prep": 7, "aqa.download": 7, "aqa.sweep": 7,
+    "aqa.cli": 8,
 }
 
 
@@ -150,3 +151,13 @@ def test_test_modules_have_unique_basenames():
     # the test folders are not packages: two test files of one name make pytest refuse to collect the second
     names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+
+
+def test_no_prep_recipe_imports_another():
+    # recipes share data_prep.recipe / shards / codecs / corpora / ratings, never each other
+    from data_prep import RECIPES
+
+    edges = graph()
+    recipes = set(RECIPES.values())
+    crossed = sorted(f"{r} -> {d}" for r in recipes for d in edges[r] & recipes)
+    assert not crossed, crossed

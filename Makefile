@@ -141,6 +141,8 @@ demos: install data
 bench: install
 	$(BIN)/python tests/benchmarks/bench_train.py
 	$(BIN)/python tests/benchmarks/bench_metrics.py
+	$(BIN)/python tests/benchmarks/bench_dnsmos.py
+	$(BIN)/python tests/benchmarks/bench_fad.py
 	$(BIN)/python tests/benchmarks/bench_metric_cache.py
 	$(BIN)/python tests/benchmarks/bench_encoders.py
 	$(BIN)/python tests/benchmarks/bench_data.py

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from aqa.audio import resample_np, to_mono_np
 from aqa.metrics import MetricError, match_lengths, require
 
-__all__ = ["pesq", "stoi", "estoi", "haaqi", "dnsmos", "cdpam", "AUDIOGRAM_FREQUENCIES"]
+__all__ = ["pesq", "stoi", "estoi", "haaqi", "dnsmos", "dnsmos_batch", "cdpam", "AUDIOGRAM_FREQUENCIES"]
 
 # Audiogram frequencies (Hz) of the ``audiogram`` argument of :func:`haaqi`.
 AUDIOGRAM_FREQUENCIES = (250, 500, 1000, 2000, 3000, 4000, 6000, 8000)
@@ -179,10 +179,12 @@ def haaqi(
 
 
 def dnsmos(ref: np.ndarray | None, deg: np.ndarray, sr: int, *, personalized: bool = False) -> dict[str, Any]:
-    """DNSMOS P.835 + P.808 (Reddy et al. 2022) via speechmos: no-reference, mono, 16 kHz; ``ref`` is ignored.
+    """DNSMOS P.835 + P.808 (Reddy et al. 2022) on speechmos's models: no-reference, mono, 16 kHz; ``ref`` is ignored.
 
-    Clips shorter than 9.01 s are repeated to that length by speechmos (as Microsoft's DNSMOS script does);
-    longer ones are scored in 9.01 s windows with 1 s hop and averaged.
+    Clips shorter than 9.01 s are repeated to that length (as speechmos and Microsoft's DNSMOS script do);
+    longer ones are scored in 9.01 s windows with 1 s hop and averaged. Computed by :mod:`aqa.metrics.dnsmos`
+    (speechmos's procedure and models, sessions kept per process, windows batched; equal to
+    ``speechmos.dnsmos.run`` within 1e-4); :func:`dnsmos_batch` scores many clips in one call.
 
     Args:
         ref: ignored (may be None). deg: audio ``(C, T)`` or ``(T,)``. sr: rate in Hz.
@@ -191,22 +193,33 @@ def dnsmos(ref: np.ndarray | None, deg: np.ndarray, sr: int, *, personalized: bo
     Returns:
         ``{"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"}`` (MOS 1..5).
     """
+    return dnsmos_batch([deg], sr, personalized=personalized)[0]
+
+
+def dnsmos_batch(clips: list[np.ndarray], sr: int, *, personalized: bool = False) -> list[dict[str, Any]]:
+    """:func:`dnsmos` of many clips at rate ``sr``, their 9.01 s windows run through the models in batches.
+
+    Returns:
+        Per clip ``{"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "notes"}``.
+    """
     require("onnxruntime", "onnxruntime", "dnsmos")
     require("librosa", "librosa", "dnsmos")
-    lib = require("speechmos.dnsmos", "speechmos", "dnsmos")
-    d = _mono(deg, sr, DNSMOS_RATE, np.float32)
-    notes = _resample_note(sr, DNSMOS_RATE, "dnsmos")
-    if np.max(np.abs(d)) > 1.0:
-        d = np.clip(d, -1.0, 1.0)
-        notes.append("samples beyond full scale clipped to +/-1 for dnsmos")
-    res = lib.run(d, DNSMOS_RATE, model_type="dnsmos_personalized" if personalized else "dnsmos")
-    return {
-        "dnsmos_ovrl": float(res["ovrl_mos"]),
-        "dnsmos_sig": float(res["sig_mos"]),
-        "dnsmos_bak": float(res["bak_mos"]),
-        "dnsmos_p808": float(res["p808_mos"]),
-        "notes": notes,
-    }
+    from aqa.metrics.dnsmos import score_batch  # own module; imports onnxruntime only when a session is built
+
+    mono, notes = [], []
+    for deg in clips:
+        d = _mono(deg, sr, DNSMOS_RATE, np.float32)
+        note = _resample_note(sr, DNSMOS_RATE, "dnsmos")
+        if np.max(np.abs(d)) > 1.0:
+            d = np.clip(d, -1.0, 1.0)
+            note.append("samples beyond full scale clipped to +/-1 for dnsmos")
+        mono.append(d)
+        notes.append(note)
+    return [
+        {"dnsmos_ovrl": r["ovrl_mos"], "dnsmos_sig": r["sig_mos"], "dnsmos_bak": r["bak_mos"],
+         "dnsmos_p808": r["p808_mos"], "notes": n}
+        for r, n in zip(score_batch(mono, personalized), notes, strict=True)
+    ]
 
 
 class _TensorUnpickler(pickle.Unpickler):

@@ -1,6 +1,7 @@
 """aqa: perceptual audio quality assessment. ``aqa.load(path)`` returns a scorer (:mod:`aqa.eval.scorer`).
 
-Importing ``aqa`` is light: torch, Lightning and the model code load on the first :func:`load`.
+Importing ``aqa`` is light: torch and the model code (:mod:`aqa.model`) load on the first :func:`load`; scoring
+never imports Lightning (only training does).
 """
 
 from __future__ import annotations

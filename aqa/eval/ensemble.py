@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from aqa.config import ConfigError
 from aqa.eval.functional import spearman
 from aqa.files import write_text_atomic
-from aqa.tasks.multitask import COMPOSITE  # the mean of the tasks' scores (and labels) per clip
+from aqa.model import COMPOSITE  # the mean of the tasks' scores (and labels) per clip
 
 __all__ = [
     "COMPOSITE",

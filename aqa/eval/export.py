@@ -43,6 +43,7 @@ from aqa.eval.scorer import (
     load_module,
     read_ensemble,
 )
+from aqa.model import build_model
 
 
 def is_export(folder: str | Path) -> bool:
@@ -96,13 +97,11 @@ def publish(out: str | Path, build: Any) -> Path:
 def checkpoint_keys(cfg: DictConfig, state: Mapping[str, Tensor]) -> list[str]:
     """The ``encoder.*`` weights of ``state`` that building ``cfg`` reproduces from its pretrained checkpoint:
     equal to the trained value in two builds under different seeds (so not random initialisations)."""
-    from aqa.tasks.multitask import build_module
-
     fresh = []
     for seed in (1, 2):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            fresh.append(build_module(cfg, with_teacher=False).state_dict())
+            fresh.append(build_model(cfg).state_dict())
     return [
         k
         for k, v in state.items()

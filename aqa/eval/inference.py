@@ -2,7 +2,7 @@
 
 ``aqa eval``, ``aqa calibrate``, ``aqa ensemble`` and ``aqa score`` take ``--device auto|cpu|cuda`` and
 ``--precision auto|fp32|bf16``; ``auto`` means CUDA with bf16 autocast when a GPU is visible, else CPU in fp32.
-Scores always leave the model in float32 (see :func:`aqa.tasks.multitask.as_float32`).
+Scores always leave the model in float32 (see :func:`aqa.heads.scores.as_float32`).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def collect_scores(
     """Run ``model`` over batches and return, per task, one record per scored clip.
 
     Args:
-        model: a ``MultiTaskModule`` (``model(wav, lengths) -> {task: output}``) with ``heads``; moved to
+        model: a :class:`~aqa.model.QualityModel` (``model(wav, lengths) -> {task: output}``) with ``heads``; moved to
             ``device``.
         batches: dicts with ``wav`` (B, T), ``lengths`` (B,), ``labels``, ``group``, ``is_reference``, ``meta``.
         labels: task name -> label key.

@@ -250,7 +250,7 @@ def score_clips(
     """Scores of ``clips`` for every task of ``module``, in padded batches of ``batch_size``.
 
     Args:
-        module: a trained ``MultiTaskModule`` (``module(wav, lengths, conditions) -> {task: output}``).
+        module: a trained :class:`~aqa.model.QualityModel` (``module(wav, lengths, conditions) -> {task: output}``).
         clips: mono waveforms (T_i,) at ``module.encoder.sample_rate``, any lengths.
         reference: mono waveform (T,) for embedding tasks (distance-based scores), one per clip (a sequence,
             None entries allowed), or None: embedding tasks are then left out (or NaN for clips without one).
@@ -377,7 +377,7 @@ def score_files(
     """Score files in padded batches: an iterator of one record per file (and per window), in input order.
 
     Args:
-        module: a trained ``MultiTaskModule``.
+        module: a trained :class:`~aqa.model.QualityModel`.
         paths: files, or ``(file, reference)`` pairs (reference None: ``reference`` below, if any).
         reference: the reference of every file without its own (embedding tasks).
         conditions: e.g. ``{"audiogram": [8 values, dB HL]}``, the same for every file.

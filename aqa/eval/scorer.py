@@ -32,6 +32,7 @@ from aqa.eval.calibration import load_calibrations
 from aqa.eval.ensemble import ENSEMBLE_FILE, read_ensemble, share_encoders, standardise
 from aqa.eval.inference import resolve_device, resolve_precision
 from aqa.eval.score import _load, check_requirements, embed_clips, score_clips, score_files
+from aqa.model import QualityModel, build_model, load_model, load_weights
 
 MODEL_FILE = "model.safetensors"
 FORMAT = "aqa-export-1"  # safetensors metadata "format" of what `aqa export` writes
@@ -75,17 +76,16 @@ def export_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def load_exported(folder: str | Path) -> tuple[nn.Module, DictConfig]:
-    """Build the module an exported folder describes: ``config.yaml`` (validated: no ``_target_`` outside the
-    allow-list) and ``model.safetensors``. Nothing is unpickled.
+def load_exported(folder: str | Path) -> tuple[QualityModel, DictConfig]:
+    """Build the model an exported folder describes: ``config.yaml`` (validated: no ``_target_`` outside the
+    allow-list) and ``model.safetensors``. Nothing is unpickled. Training-only weights an export may hold
+    (losses, distillation projections: exports written before scoring had a model of its own) are ignored.
 
     Full exports hold every weight: the encoder is built with random weights of its published architecture and
     overwritten. ``--without-encoder`` exports hold the other weights only: the encoder is built from the
     checkpoint its config names (which must be available here), then the stored weights are loaded over it.
     """
     from safetensors.torch import load_file
-
-    from aqa.tasks.multitask import build_module
 
     folder = Path(folder)
     cfg = load_config(folder / "config.yaml")
@@ -94,13 +94,13 @@ def load_exported(folder: str | Path) -> tuple[nn.Module, DictConfig]:
     state = load_file(str(folder / MODEL_FILE))
     if meta.get("without_encoder") == "true":
         try:
-            module = build_module(cfg, with_teacher=False)
+            module = build_model(cfg)
         except (OSError, ValueError) as err:
             raise FileNotFoundError(
                 f"{folder}: exported without encoder weights; it needs the encoder checkpoint(s) "
                 f"{encoder_checkpoints(cfg)}: {' '.join(str(err).split())[:200]}"
             ) from None
-        missing, unexpected = module.load_state_dict(state, strict=False)
+        missing, unexpected = load_weights(module, state, strict=False)
         bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
         if bad:
             raise ValueError(f"{folder / MODEL_FILE}: weights do not fit config.yaml (e.g. {bad[:3]})")
@@ -109,9 +109,9 @@ def load_exported(folder: str | Path) -> tuple[nn.Module, DictConfig]:
     for node in encoder_nodes(built.encoder):  # every weight is stored: no pretrained checkpoint is read
         if node.get("checkpoint") is not None:
             node.checkpoint = None
-    module = build_module(built, with_teacher=False)
+    module = build_model(built)
     try:
-        module.load_state_dict(state, strict=True)
+        load_weights(module, state, strict=True)
     except RuntimeError as err:
         raise ValueError(
             f"{folder / MODEL_FILE}: the stored weights do not fit the encoder's published architecture "
@@ -120,13 +120,12 @@ def load_exported(folder: str | Path) -> tuple[nn.Module, DictConfig]:
     return module.eval(), cfg
 
 
-def load_module(path: str | Path, which: str = "best") -> tuple[nn.Module, DictConfig]:
-    """The trained module and config of a run folder (``checkpoints/{which}.ckpt``) or an exported folder."""
+def load_module(path: str | Path, which: str = "best") -> tuple[QualityModel, DictConfig]:
+    """The trained model and config of a run folder (``checkpoints/{which}.ckpt``) or an exported folder (no
+    Lightning: :func:`aqa.model.load_model`)."""
     if kind_of(path) == "export":
         return load_exported(path)
-    from aqa.tasks.multitask import load_run
-
-    return load_run(path, which)
+    return load_model(path, which)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 module outputs label-scale scores.
 
 A :class:`LabelScale` holds the training split's label mean and standard deviation as buffers, so they travel in
-every checkpoint, export and ensemble member with the weights. :class:`~aqa.tasks.multitask.MultiTaskModule`
+every checkpoint, export and ensemble member with the weights. :class:`~aqa.model.QualityModel`
 applies it to the head's output (``mean + std * raw``): whatever reads the module's output (validation metrics,
 ``aqa eval``, ``aqa score``, ``aqa.load(...).score``, ensembles) gets scores on the label scale. The loss terms
 compare :meth:`LabelScale.standardise` of both the prediction and the target, i.e. ``raw`` against

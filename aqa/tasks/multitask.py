@@ -16,24 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SpearmanCorrCoef
 
-from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate, load_config, validate
+from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate
 from aqa.data.labels import shard_labels
-from aqa.encoders import build_encoder
 from aqa.encoders.base import frame_mask, prepare
-from aqa.heads import (
-    NORMALIZATIONS,
-    Head,
-    Kind,
-    LabelScale,
-    as_float32,
-    build_head,
-    build_trunk,
-    head_score,
-    quality_scores,
-    zscore_stats,
-)
+from aqa.heads import Head, Kind, LabelScale, as_float32, head_score, quality_scores, zscore_stats
 from aqa.losses import Loss, build_loss
 from aqa.losses.contrastive import within_group_pairs
+from aqa.model import COMPOSITE, QualityModel, build_model, load_model, run_checkpoint
 
 log = logging.getLogger(__name__)
 # validation SRCC keeps one score and one label per validation clip (a few MB for 10^5 clips): expected here
@@ -93,42 +82,39 @@ class LossTerm:
 
 @dataclass
 class Task:
-    """One training objective on the shared encoder: a head and its main loss term (``loss`` on ``label``, whose
-    validation SRCC is reported), plus any further ``terms`` on the same head output (weighted inside the task).
-    ``anchors`` and ``reference_label`` apply to the main term, as in :class:`LossTerm`. ``normalize``
-    (``zscore``, score heads only) trains the head on ``label`` z-scored by the training split's statistics
-    (:class:`~aqa.heads.scale.LabelScale`, set by :func:`fit_label_scales`); the module outputs label-scale
-    scores."""
+    """One training objective on the model's head of the same name: its main loss term (``loss`` on ``label``,
+    whose validation SRCC is reported), plus any further ``terms`` on the same head output (weighted inside the
+    task). ``anchors`` and ``reference_label`` apply to the main term, as in :class:`LossTerm`. A task the model
+    z-scores (``normalize: zscore``, :class:`~aqa.model.QualityModel`) trains its head on ``label`` z-scored by the
+    training split's statistics (:class:`~aqa.heads.scale.LabelScale`, set by :func:`fit_label_scales`); the
+    module outputs label-scale scores."""
 
-    head: Head
     loss: Loss
     label: str
     weight: float = 1.0
     anchors: str = "all"
     reference_label: float | None = None
     terms: dict[str, LossTerm] = field(default_factory=dict)
-    normalize: str | None = None
 
     def main_term(self) -> LossTerm:
         return LossTerm(self.loss, self.label, 1.0, self.anchors, self.reference_label)
 
 
-COMPOSITE = "composite"  # the pseudo-task of several tasks' mean score and mean label per clip (MMMOS §V-A)
-SHARED_TRUNK = "shared"  # the key of the one trunk every task reads (`trunk.shared: true`)
-
-
 class MultiTaskModule(L.LightningModule):
-    """Shared encoder + named tasks. Logs ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``; with
-    several tasks also ``val/composite/srcc``: per clip, the mean of the tasks' scores against the mean of their
-    labels (MMMOS §V-A), over the clips every task scores; for embedding tasks also ``val/{task}/srcc_mismatched``,
-    each clip scored against the reference of another piece in its batch (DeePAQ's mismatched-reference mode), and
+    """The scoring model (:func:`aqa.model.build_model`: encoder, trunks, heads) + named tasks' losses. Logs
+    ``{stage}/{task}/loss``, ``{stage}/loss`` and ``val/{task}/srcc``; with several tasks also
+    ``val/composite/srcc``: per clip, the mean of the tasks' scores against the mean of their labels (MMMOS
+    §V-A), over the clips every task scores; for embedding tasks also ``val/{task}/srcc_mismatched``, each clip
+    scored against the reference of another piece in its batch (DeePAQ's mismatched-reference mode), and
     ``val/{task}/group_order``: the share of pairs of clips of one group (JSQA: one utterance + one noise at
     several SNRs; DeePAQ: one excerpt's versions) whose scores are ordered as their labels
     (:func:`~aqa.losses.contrastive.within_group_pairs`: 1 in order, 0.5 chance).
 
     Args:
-        encoder: an ``aqa.encoders`` module: ``encoder(wav (B, T), lengths (B,)) -> EncoderOutput``.
-        tasks: task name -> :class:`Task`.
+        model: the :class:`~aqa.model.QualityModel` it trains (:attr:`model`). Its parts are registered here under
+            their own names (``encoder``, ``trunks``, ``heads``, ``label_scales``), so a checkpoint's weights carry
+            the same keys as the model's and as every checkpoint before the model had a class of its own.
+        tasks: task name -> :class:`Task` (one per head of ``model``).
         optimizer: ``params -> torch.optim.Optimizer`` (a partial from the config).
         scheduler: ``optimizer -> LR scheduler`` or None.
         monitor: metric the scheduler steps on (e.g. ``val/loss``).
@@ -136,8 +122,8 @@ class MultiTaskModule(L.LightningModule):
         nan_policy: what a NaN/Inf training loss does: ``skip`` the batch (no backward, no optimizer step,
             weights unchanged; every rank skips together under DDP) or ``stop`` (raise
             :class:`NonFiniteLossError`). Both log one line naming the step, the task losses and the samples.
-        teacher: a trained, frozen ``MultiTaskModule`` to distil from (HAAQI-Net's student): every task the
-            teacher also has adds ``distill_weight`` x the MSE between the student's and the teacher's clip
+        teacher: a trained, frozen :class:`~aqa.model.QualityModel` to distil from (HAAQI-Net's student): every
+            task the teacher also has adds ``distill_weight`` x the MSE between the student's and the teacher's clip
             scores (and frame scores, resampled to the student's frame grid, when both heads give them). The
             teacher runs on the same audio at its own sample rate and is not saved in the checkpoint.
         distill_hidden: hidden-state distillation (HAAQI-Net's student, as the authors' code: Linear layers
@@ -145,14 +131,11 @@ class MultiTaskModule(L.LightningModule):
             teacher_layers: [..], weight: w, teacher_dim: D}``; each pair adds ``w`` x the MSE (valid frames)
             between a Linear projection of the student's hidden state and the teacher's, the teacher's resampled
             to the student's frame grid. The projections are part of the student (saved, unused in scoring).
-        trunks: modules between the encoder and the heads (``aqa.heads.TRUNKS``, e.g. MMMOS' BLSTM shared by
-            the four axes): ``{"shared": trunk}`` is read by every task's head, ``{task: trunk}`` by that task's
-            only; each runs once per batch and is saved once (``trunks.KEY.*``).
     """
 
     def __init__(
         self,
-        encoder: nn.Module,
+        model: QualityModel,
         tasks: Mapping[str, Task],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
@@ -162,29 +145,25 @@ class MultiTaskModule(L.LightningModule):
         teacher: nn.Module | None = None,
         distill_weight: float = 1.0,
         distill_hidden: Mapping[str, Any] | None = None,
-        trunks: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+        if set(tasks) != set(model.heads):
+            raise ValueError(f"tasks {list(tasks)} do not match the model's heads {list(model.heads)}")
         for name, t in tasks.items():
-            if t.normalize not in (None, *NORMALIZATIONS):
-                raise ConfigError(f"tasks.{name}.normalize={t.normalize!r}: choose from {[*NORMALIZATIONS, None]}")
-            if t.normalize and t.head.is_embedding:
-                raise ConfigError(f"tasks.{name}.normalize={t.normalize}: {type(t.head).__name__} gives embeddings, "
-                                  "not scores on the label's scale; only score tasks can be normalised "
-                                  f"(tasks.{name}.normalize=null)")
             other = sorted({term.label for term in t.terms.values()} - {t.label})
-            if t.normalize and other:
-                raise ConfigError(f"tasks.{name}.normalize={t.normalize} z-scores the head's output by label "
+            if name in model.label_scales and other:
+                raise ConfigError(f"tasks.{name}.normalize=zscore z-scores the head's output by label "
                                   f"{t.label!r}, but its terms read {other}: normalise a task with one label only")
         if config is not None:
             self.save_hyperparameters(dict(config))
-        self.encoder = encoder
-        self.trunks = nn.ModuleDict(dict(trunks or {}))
-        self.heads = nn.ModuleDict({name: t.head for name, t in tasks.items()})
-        # z-scored tasks: the training labels' mean and std (buffers: saved with the weights); forward maps to labels
-        self.label_scales = nn.ModuleDict({name: LabelScale() for name, t in tasks.items() if t.normalize})
+        self._model = [model]  # held, not registered: its parts are, below, under the names checkpoints use
+        self.encoder = model.encoder
+        self.trunks = model.trunks
+        self.heads = model.heads
+        self.label_scales = model.label_scales
+        encoder = model.encoder
         self.losses = nn.ModuleDict({name: t.loss for name, t in tasks.items()})
         # further loss terms per task (modules registered, so they move with the module)
         self.term_losses = nn.ModuleDict(
@@ -198,7 +177,7 @@ class MultiTaskModule(L.LightningModule):
             self.val_srcc[COMPOSITE] = SpearmanCorrCoef()
         # embedding tasks are also scored against another excerpt's reference (DeePAQ's mismatched mode)
         self.val_srcc_mismatched = nn.ModuleDict(
-            {name: SpearmanCorrCoef() for name, t in tasks.items() if t.head.is_embedding}
+            {name: SpearmanCorrCoef() for name in tasks if self.heads[name].is_embedding}
         )
         # and by the order within each group (what a within-group loss such as JSQA's JND contrastive optimises)
         self.val_group_order = nn.ModuleDict({name: MeanMetric() for name in self.val_srcc_mismatched})
@@ -231,36 +210,20 @@ class MultiTaskModule(L.LightningModule):
                 if teacher.heads[name].is_embedding or self.heads[name].is_embedding:
                     raise ValueError(f"task {name!r}: distillation works on score heads, not embedding heads")
 
+    @property
+    def model(self) -> QualityModel:
+        """The scoring model trained here (its parts are this module's ``encoder``, ``trunks``, ``heads``,
+        ``label_scales``)."""
+        return self._model[0]
+
     def forward(
         self, wav: Tensor, lengths: Tensor | None = None, conditions: Mapping[str, Tensor] | None = None
     ) -> dict[str, Any]:
-        """Args: wav (B, T) at ``encoder.sample_rate``; lengths (B,) samples; conditions: key -> (B, K)
-        inputs for heads that name them in ``condition_dims`` (e.g. an audiogram). Returns task -> head output.
-        """
-        return self._encode_and_score(wav, lengths, conditions)[1]
-
-    def _encode_and_score(
-        self, wav: Tensor, lengths: Tensor | None, conditions: Mapping[str, Tensor] | None
-    ) -> tuple[Any, dict[str, Any]]:
-        """The encoder's output (hidden states and frame lengths) and every head's output (label scale)."""
-        out = self.encoder(wav, lengths)
-        conditions = conditions or {}
-        trunk_out = {key: trunk(out.layers, out.lengths) for key, trunk in self.trunks.items()}
-        outputs = {}
-        for name, head in self.heads.items():
-            layers, frames = trunk_out.get(SHARED_TRUNK) or trunk_out.get(name) or (out.layers, out.lengths)
-            keys = list(head.condition_dims)
-            missing = [k for k in keys if k not in conditions]
-            if missing:
-                raise ValueError(
-                    f"head of task {name!r} needs conditions {missing}; add them to data.condition_keys"
-                )
-            pred = head(layers, frames, **{k: conditions[k] for k in keys})
-            outputs[name] = self.label_scales[name](pred) if name in self.label_scales else pred
-        return out, outputs
+        """The model's forward (:meth:`aqa.model.QualityModel.forward`): task -> head output (label scale)."""
+        return self.model(wav, lengths, conditions)
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, dict[str, Any]]:
-        encoded, outputs = self._encode_and_score(batch["wav"], batch["lengths"], batch.get("conditions"))
+        encoded, outputs = self.model.encode_and_score(batch["wav"], batch["lengths"], batch.get("conditions"))
         outputs = {name: as_float32(out) for name, out in outputs.items()}
         batch_size = batch["wav"].shape[0]
         task_losses = {}
@@ -296,7 +259,7 @@ class MultiTaskModule(L.LightningModule):
     def _teacher_outputs(self, batch: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         teacher = self._teacher[0].to(batch["wav"].device)
         wav, lengths = prepare(batch["wav"], self.encoder.sample_rate, teacher.encoder.sample_rate, batch["lengths"])
-        encoded, outputs = teacher._encode_and_score(wav, lengths, batch.get("conditions"))
+        encoded, outputs = teacher.encode_and_score(wav, lengths, batch.get("conditions"))
         return encoded, {name: as_float32(out) for name, out in outputs.items()}
 
     def _distill_hidden(self, student: Any, teacher: Any) -> Tensor:
@@ -427,23 +390,18 @@ def check_head_loss(head: Head, loss: Loss, task: str = "task") -> None:
 
 
 def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
-    """Build the encoder, heads, losses, optimizer and scheduler an experiment config describes.
+    """Build the model (:func:`aqa.model.build_model`), losses, optimizer and scheduler an experiment config
+    describes.
 
-    With ``distill.teacher`` set (and ``with_teacher``), the teacher run is loaded frozen for distillation;
-    inference never needs it (:func:`load_run` builds without it).
+    With ``distill.teacher`` set (and ``with_teacher``), the teacher run's model is loaded frozen for
+    distillation; inference never needs it (:func:`load_run` builds without it).
     """
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    encoder = build_encoder(container["encoder"])
-    trunk, trunks = container.get("trunk"), {}
-    dims = {"num_layers": encoder.num_layers, "input_dim": encoder.output_dim}
-    if trunk:  # one trunk every task's head reads, or (shared: false) one per task
-        keys = [SHARED_TRUNK] if trunk.get("shared", True) else list(container["tasks"])
-        trunks = {key: build_trunk(trunk, **dims) for key in keys}
-        dims = {"num_layers": trunks[keys[0]].num_layers, "input_dim": trunks[keys[0]].output_dim}
+    model = build_model(container)
     tasks = {}
     for name, t in container["tasks"].items():
-        head = build_head(t["head"], **dims)
+        head = model.heads[name]
         loss = build_loss(t["loss"])
         check_head_loss(head, loss, name)
         terms = {}
@@ -452,14 +410,13 @@ def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
             check_head_loss(head, term_loss, f"{name}/{term_name}")
             terms[term_name] = LossTerm(term_loss, spec["label"], float(spec.get("weight", 1.0)),
                                         spec.get("anchors", "all"), spec.get("reference_label"))
-        tasks[name] = Task(head=head, loss=loss, label=t["label"], weight=t.get("weight", 1.0),
-                           anchors=t.get("anchors", "all"), reference_label=t.get("reference_label"), terms=terms,
-                           normalize=t.get("normalize"))
+        tasks[name] = Task(loss=loss, label=t["label"], weight=t.get("weight", 1.0),
+                           anchors=t.get("anchors", "all"), reference_label=t.get("reference_label"), terms=terms)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     distill = container.get("distill") or {}
-    teacher = load_run(distill["teacher"], distill.get("which", "best"))[0] if with_teacher and distill.get("teacher") else None
+    teacher = load_model(distill["teacher"], distill.get("which", "best"))[0] if with_teacher and distill.get("teacher") else None
     return MultiTaskModule(
-        encoder,
+        model,
         tasks,
         instantiate(cfg.optimizer),
         scheduler,
@@ -469,26 +426,16 @@ def build_module(cfg: DictConfig, with_teacher: bool = True) -> MultiTaskModule:
         teacher=teacher,
         distill_weight=distill.get("weight", 1.0),
         distill_hidden=distill.get("hidden"),
-        trunks=trunks,
     )
 
 
 def load_run(run_dir: str | Path, which: str = "best") -> tuple[MultiTaskModule, DictConfig]:
-    """Rebuild a trained module from a run directory (``config.yaml`` + ``checkpoints/{which}.ckpt``).
-
-    The config is validated first (a ``_target_`` outside the allow-list is refused with a
-    :class:`~aqa.config.ConfigError` before anything is built) and the checkpoint is read with
-    ``torch.load(weights_only=True)``: no code in either can run.
+    """Rebuild a trained LightningModule from a run directory (``config.yaml`` + ``checkpoints/{which}.ckpt``,
+    read safely by :func:`aqa.model.run_checkpoint`), e.g. to validate it with a Trainer. Scoring needs only the
+    model: :func:`aqa.model.load_model`.
     """
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    validate(cfg)
-    ckpt = run_dir / "checkpoints" / f"{which}.ckpt"
-    if not ckpt.is_file():
-        found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
-        raise FileNotFoundError(f"no checkpoint {ckpt}; found {found or 'none'} (train first: aqa train EXPERIMENT)")
+    cfg, state = run_checkpoint(run_dir, which)
     module = build_module(cfg, with_teacher=False)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     return module.eval(), cfg
 

@@ -24,14 +24,14 @@ def test_hidden_distillation_is_zero_for_an_identical_teacher_and_trains_the_pro
     cfg = compose("haaqi_net_tiny", [HIDDEN])
     student = build_module(cfg, with_teacher=False)
     assert len(student.distill_proj) == 2 and student.hidden_pairs == [(1, 1), (2, 2)]
-    student._teacher = [copy.deepcopy(student).eval()]
+    student._teacher = [copy.deepcopy(student.model).eval()]
     with torch.no_grad():
         for proj in student.distill_proj:  # identity projections: the student's layers are the teacher's
             proj.weight.copy_(torch.eye(proj.weight.shape[0]))
             proj.bias.zero_()
     b = batch(rng)
     student.eval()
-    encoded, _ = student._encode_and_score(b["wav"], b["lengths"], b["conditions"])
+    encoded, _ = student.model.encode_and_score(b["wav"], b["lengths"], b["conditions"])
     teacher_encoded, _ = student._teacher_outputs(b)
     assert float(student._distill_hidden(encoded, teacher_encoded)) == pytest.approx(0.0, abs=1e-10)
 

@@ -374,7 +374,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from aqa.eval.export import export
+    from aqa.inference.export import export
 
     out = export(args.src, args.out_dir, args.which, args.without_encoder)
     print(f"exported {args.src} -> {out} (score with: aqa score {out} FILE...)")

@@ -11,13 +11,13 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("aqa", "data_prep")
 # lower number = lower layer; a module may import its own package and anything on a lower layer
 LAYERS = {
-    "aqa.audio": 0, "aqa.files": 0, "aqa.hub": 0, "aqa.tables": 0,
+    "aqa.audio": 0, "aqa.files": 0, "aqa.hub": 0, "aqa.tables": 0, "aqa.correlation": 0,
     "aqa.encoders": 1, "aqa.data": 1, "aqa.metrics": 1,
     "aqa.heads": 2,
     "aqa.losses": 3,
     "aqa.config": 4,
     "aqa.model": 5,
-    "aqa.tasks": 6,
+    "aqa.tasks": 6, "aqa.inference": 6,
     "aqa.eval": 7, "data_prep": 7, "aqa.download": 7, "aqa.sweep": 7,
     "aqa.cli": 8,
 }

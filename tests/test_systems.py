@@ -163,7 +163,7 @@ def test_tiny_system_trains_and_evaluates(experiment, data, tmp_path):
 @pytest.mark.parametrize("experiment", sorted({*DATA_OF, "deepaq_lora_tiny"}))
 def test_tiny_system_trains_evaluates_and_scores_in_bf16(experiment, data, tmp_path):
     """bf16-mixed on the CPU, as `trainer=gpu` runs on CUDA: dtype bugs that only autocast shows fail here."""
-    from aqa.eval.score import score_files
+    from aqa.inference.engine import score_files
     from aqa.tasks import load_run
 
     shards = data[DATA_OF.get(experiment, "mos")]  # DeePAQ reads the coded shards' bitrate_rank
@@ -298,8 +298,8 @@ def _val_srcc_of_axes(module, cfg) -> dict[str, float]:
     """Validation SRCC of every axis and of their composite (per clip the axes' mean score against their mean
     label, MMMOS §V-A) of ``module``, as `aqa eval` measures a run."""
     from aqa.data.datamodule import datamodule_from_config
-    from aqa.eval.ensemble import with_composite
     from aqa.eval.report import collect_scores, summarise
+    from aqa.inference.ensemble import with_composite
 
     loader = datamodule_from_config(cfg, module.encoder.sample_rate).eval_dataloader("val")
     records = collect_scores(module, loader, {t: c.label for t, c in cfg.tasks.items()}, device="cpu", precision="fp32")

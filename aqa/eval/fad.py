@@ -168,7 +168,7 @@ def embed_files(
 ) -> list[np.ndarray]:
     """Embed audio files with a zoo encoder, in padded batches of similar length (padding frames masked).
 
-    Files are decoded, down-mixed and resampled to the encoder's rate (:func:`aqa.eval.score.load_for`).
+    Files are decoded, down-mixed and resampled to the encoder's rate (:func:`aqa.inference.engine.load_for`).
 
     Args:
         paths: audio files. encoder: built by :func:`build_fad_encoder` (any ``aqa.encoders`` module).
@@ -182,8 +182,8 @@ def embed_files(
     Raises:
         ValueError: a bad ``pooling`` or ``layer``; decoding errors propagate (one line naming the file).
     """
-    from aqa.eval.inference import resolve_device
-    from aqa.eval.score import length_batches, load_for, pad_batch
+    from aqa.inference.device import resolve_device
+    from aqa.inference.engine import length_batches, load_for, pad_batch
 
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")

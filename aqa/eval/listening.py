@@ -216,7 +216,7 @@ def predict_model(
     Args:
         model_dir: a run folder, an exported model (``aqa export``) or an ensemble folder (``aqa ensemble``).
         rows: dicts with ``degraded`` and optionally ``reference`` (paths), e.g. from :func:`read_test`.
-        device, precision: as for :func:`aqa.eval.score.score_clips`.
+        device, precision: as for :func:`aqa.inference.engine.score_clips`.
         progress: a tqdm bar on stderr.
         scales: when given, filled with column -> (the rating scale of its scores or None, where that came
             from or why it is unknown) (:func:`aqa.eval.scales.task_scale`).
@@ -225,7 +225,7 @@ def predict_model(
         column (:func:`task_columns` of ``name``, default the folder's name) -> (N,) scores, NaN where a row could
         not be scored.
     """
-    from aqa.eval.scorer import load
+    from aqa.inference.scorer import load
 
     name = name or Path(model_dir).resolve().name
     scorer = load(model_dir, which, device, precision)  # a run, an exported model or an ensemble folder
@@ -563,8 +563,8 @@ def plot_scatter(
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from aqa.eval.calibration import fit_cubic
     from aqa.eval.stats import lcc, srcc
+    from aqa.inference.calibration import fit_cubic
 
     p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
     keep = np.isfinite(p) & np.isfinite(t)

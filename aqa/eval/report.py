@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from aqa.eval.calibration import load_calibrations
-from aqa.eval.functional import pearson, spearman
-from aqa.eval.inference import autocast, resolve_device, resolve_precision, to_device
+from aqa.correlation import pearson, spearman
 from aqa.heads import quality_scores
+from aqa.inference.calibration import load_calibrations
+from aqa.inference.device import autocast, resolve_device, resolve_precision, to_device
 
 
 def collect_scores(
@@ -54,7 +54,7 @@ def collect_scores_each(
     precision: str = "auto",
 ) -> list[dict[str, list[dict]]]:
     """:func:`collect_scores` for several models in one pass: every model scores each batch in turn (so
-    encoders they share, see :func:`aqa.eval.ensemble.share_encoders`, run once per batch). ``labels``: one
+    encoders they share, see :func:`aqa.inference.ensemble.share_encoders`, run once per batch). ``labels``: one
     task -> label key mapping per model. Returns one ``collect_scores`` result per model."""
     device = resolve_device(device)
     precision = resolve_precision(precision, device)

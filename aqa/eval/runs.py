@@ -13,8 +13,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from aqa.config import load_config
 from aqa.data.datamodule import datamodule_from_config
-from aqa.eval.calibration import FITS
-from aqa.eval.ensemble import (
+from aqa.eval.report import (
+    apply_calibration,
+    collect_scores,
+    collect_scores_each,
+    plot_scores,
+    print_summary,
+    save_results,
+    summarise,
+)
+from aqa.inference.calibration import FITS
+from aqa.inference.ensemble import (
     COMPOSITE,
     ensemble_records,
     held_bytes,
@@ -27,16 +36,7 @@ from aqa.eval.ensemble import (
     with_composite,
     write_ensemble,
 )
-from aqa.eval.report import (
-    apply_calibration,
-    collect_scores,
-    collect_scores_each,
-    plot_scores,
-    print_summary,
-    save_results,
-    summarise,
-)
-from aqa.eval.scorer import load_module
+from aqa.inference.scorer import load_module
 
 
 def _records(
@@ -61,7 +61,7 @@ def score_runs(
     """Each run's records (set -> task -> records, as :func:`~aqa.eval.report.collect_scores` gives them) on the
     shards of ``data`` (a run config): a set is ``val``, ``train`` or a shard pattern (scored as ``val``).
 
-    Runs load in turn, their equal encoders shared (:func:`~aqa.eval.ensemble.share_encoders`: MMMOS' frozen
+    Runs load in turn, their equal encoders shared (:func:`~aqa.inference.ensemble.share_encoders`: MMMOS' frozen
     WavLM, MuQ and M2D), and stay loaded while the weights held are within twice the first run's; each group is
     then scored in one pass per set, every run on the same batch in turn, so a shared encoder runs once per
     batch. Runs that share nothing are thus scored two at a time. ``tasks``: the tasks to score (None: all).
@@ -262,7 +262,7 @@ def ensemble(
     its development set and on the PAM development set). A set is ``val`` or ``train`` (the first run's
     shards) or a shard pattern (another corpus imported with ``aqa prep import``, e.g. ``data/pam/val-*.tar``).
 
-    ``out`` also gets ``ensemble.yaml`` (:func:`aqa.eval.ensemble.write_ensemble`: the chosen members, their
+    ``out`` also gets ``ensemble.yaml`` (:func:`aqa.inference.ensemble.write_ensemble`: the chosen members, their
     score stats on ``split``, their shared tasks), which ``aqa eval out`` and ``aqa score out`` read like a run.
     """
     if any(str(r).endswith(".tar") for r in run_dirs):
@@ -323,7 +323,7 @@ def score(
     fmt: str = "jsonl",
 ) -> int:
     """``aqa score``: score files, folders (recursive), list files or a ``--pairs`` CSV with a run, an exported
-    model or an ensemble (:func:`aqa.eval.scorer.load`, loaded once); write one record per file (and window) as
+    model or an ensemble (:func:`aqa.inference.scorer.load`, loaded once); write one record per file (and window) as
     JSON lines or CSV to stdout, or to ``out`` instead. References: ``reference`` (one for all), ``pairs``
     (``reference,degraded`` CSV, paths relative to it) or ``ref_dir`` (matched by file name).
 
@@ -331,8 +331,8 @@ def score(
     """
     import csv
 
-    from aqa.eval.score import collect_inputs, match_references
-    from aqa.eval.scorer import load
+    from aqa.inference.engine import collect_inputs, match_references
+    from aqa.inference.scorer import load
     from aqa.metrics.runner import read_pairs
 
     if fmt not in ("jsonl", "csv"):

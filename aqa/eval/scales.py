@@ -135,7 +135,7 @@ def task_scale(cfg: Any, task: str, embedding: bool = False) -> tuple[Scale | No
 
 
 def scorer_scale(scorer: Any, task: str) -> tuple[Scale | None, str]:
-    """The scale of a loaded scorer's (:class:`aqa.eval.scorer.Scorer`) raw ``task`` scores: its model's
+    """The scale of a loaded scorer's (:class:`aqa.inference.scorer.Scorer`) raw ``task`` scores: its model's
     (:func:`task_scale`); for an ensemble the members' common one (none when it z-scores them or they differ)."""
     members = [m for m in scorer.members if task in m.module.heads]
     if len(scorer.members) > 1 and scorer.zscore:

@@ -4,8 +4,9 @@ mapping fitted by k-fold cross-validation (``MSE_mapped``, ``LCC_mapped``).
 
 Pure numpy/scipy functions on 1-D arrays. ``pred`` and ``target`` are (N,) float arrays (one value per
 rated item, or per system after :func:`system_means`); non-finite pairs are dropped by :func:`summary_stats`.
-MSE, LCC and SRCC are vectorised over bootstrap resamples (rows of a (B, N) array); KTAU (Kendall's tau-b)
-comes from :func:`scipy.stats.kendalltau` one resample at a time.
+MSE, LCC and SRCC are vectorised over bootstrap resamples (rows of a (B, N) array; LCC and SRCC are
+:mod:`aqa.correlation`'s, the one implementation every part of aqa uses); KTAU (Kendall's tau-b) comes from
+:func:`scipy.stats.kendalltau` one resample at a time.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau, rankdata
+from scipy.stats import kendalltau
 
-from aqa.eval.calibration import fit_cubic
+from aqa.correlation import lcc, srcc
+from aqa.inference.calibration import fit_cubic
 
 __all__ = [
     "METRICS",
@@ -43,24 +45,6 @@ def mse(pred: np.ndarray, target: np.ndarray) -> np.ndarray | float:
     p, t = _rows(pred), _rows(target)
     out = np.mean((p - t) ** 2, axis=-1)
     return float(out[0]) if np.ndim(pred) == 1 else out
-
-
-def lcc(pred: np.ndarray, target: np.ndarray) -> np.ndarray | float:
-    """Pearson's linear correlation; (N,) -> float, or (B, N) rows -> (B,); NaN for a constant row."""
-    p, t = _rows(pred), _rows(target)
-    p = p - p.mean(axis=-1, keepdims=True)
-    t = t - t.mean(axis=-1, keepdims=True)
-    den = np.sqrt(np.sum(p * p, axis=-1) * np.sum(t * t, axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den > 0, np.sum(p * t, axis=-1) / np.where(den > 0, den, 1.0), np.nan)
-    out = np.clip(out, -1.0, 1.0)
-    return float(out[0]) if np.ndim(pred) == 1 else out
-
-
-def srcc(pred: np.ndarray, target: np.ndarray) -> np.ndarray | float:
-    """Spearman's rank correlation (average ranks for ties); (N,) -> float, or (B, N) rows -> (B,)."""
-    out = lcc(rankdata(_rows(pred), axis=-1), rankdata(_rows(target), axis=-1))
-    return float(out[0]) if np.ndim(pred) == 1 else np.asarray(out)
 
 
 def ktau(pred: np.ndarray, target: np.ndarray) -> np.ndarray | float:
@@ -111,7 +95,7 @@ def kfold_cubic(pred: Sequence[float], target: Sequence[float], folds: int = 5, 
     """Out-of-fold predictions of a cubic mapping pred -> target (ITU-T P.1401 style, without over-fitting).
 
     The items are shuffled (``seed``) into ``folds`` folds; each fold is predicted by a cubic
-    (:func:`aqa.eval.calibration.fit_cubic`, inputs clipped to the fitted range) fitted on the others.
+    (:func:`aqa.inference.calibration.fit_cubic`, inputs clipped to the fitted range) fitted on the others.
 
     Returns:
         (N,) mapped predictions on the target's scale; all NaN when some training fold has fewer than 4

@@ -23,8 +23,8 @@ import torch  # noqa: E402
 from gpu_check import architecture  # noqa: E402
 
 from aqa.config import compose  # noqa: E402
-from aqa.eval.ensemble import ForwardMemo, held_bytes, share_encoders  # noqa: E402
-from aqa.eval.scorer import Member, Scorer  # noqa: E402
+from aqa.inference.ensemble import ForwardMemo, held_bytes, share_encoders  # noqa: E402
+from aqa.inference.scorer import Member, Scorer  # noqa: E402
 from aqa.tasks import build_module  # noqa: E402
 
 

@@ -9,7 +9,7 @@ or a low-pass plus noise FLAC where ffmpeg is missing. Every row scores the degr
 
 - ``end-to-end``: what a user runs from a model folder: decode + down-mix + resample + forward (+ the
   reference for full-reference models: DeePAQ scores each file against its own reference, two forwards per
-  file). Through ``aqa.eval.scorer.load`` when that module exists, else ``aqa.eval.score.score_files``
+  file). Through ``aqa.inference.scorer.load`` when that module exists, else ``aqa.inference.engine.score_files``
   (the table names the one used). Model loading and one warm-up file are timed apart ("setup s").
 - ``bare forward``: ``module(wav, lengths, conditions)`` on the same clips already decoded, resampled and
   on the device, in batches of ``--batch`` (and of 1): the network's share of the end-to-end time.
@@ -55,8 +55,8 @@ from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from aqa.config import compose, save_config  # noqa: E402
-from aqa.eval.inference import autocast, resolve_device  # noqa: E402
-from aqa.eval.score import load_for  # noqa: E402
+from aqa.inference.device import autocast, resolve_device  # noqa: E402
+from aqa.inference.engine import load_for  # noqa: E402
 from aqa.tasks import build_module, load_run  # noqa: E402
 
 # system -> its tiny twin; full size = the experiment itself with encoder.checkpoint=null (random weights)
@@ -223,11 +223,11 @@ def open_scorer(
 
     Returns:
         ``(score(clips) -> one result per clip, the API used, the batch size it scores with)``: the batched
-        ``aqa.eval.scorer.load(run).score(paths, reference=..., audiogram=...)`` when that module exists, else
-        ``aqa.eval.score.score_files`` (one file at a time; one call per pair for reference models).
+        ``aqa.inference.scorer.load(run).score(paths, reference=..., audiogram=...)`` when that module exists, else
+        ``aqa.inference.engine.score_files`` (one file at a time; one call per pair for reference models).
     """
     try:
-        from aqa.eval import scorer as api  # the batched scorer / Python API, where present
+        from aqa.inference import scorer as api  # the batched scorer / Python API, where present
     except ImportError:
         api = None
     if api is not None and hasattr(api, "load"):
@@ -248,9 +248,9 @@ def open_scorer(
                 raise RuntimeError(f"Scorer.score gave {out!r} for {len(clips)} files")
             return [{task: float(v[i]) for task, v in out.items()} for i in range(len(clips))]
 
-        return score_api, "aqa.eval.scorer.load", batch
+        return score_api, "aqa.inference.scorer.load", batch
 
-    from aqa.eval.score import score_files
+    from aqa.inference.engine import score_files
 
     module, _ = load_run(run)
 
@@ -269,7 +269,7 @@ def open_scorer(
             raise RuntimeError(f"score_files: {bad[0]['error']}")
         return records
 
-    return score_old, "aqa.eval.score.score_files", 1
+    return score_old, "aqa.inference.engine.score_files", 1
 
 
 def _sync(device: torch.device) -> None:

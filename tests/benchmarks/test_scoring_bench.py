@@ -53,7 +53,7 @@ def test_tiny_table(scoring, tmp_path, monkeypatch, capsys):
     assert text.strip() in printed
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     paths = [r["path"] for r in rows]
-    assert paths[0].startswith("end-to-end (aqa.eval.score") and paths[1] == "bare forward", paths
+    assert paths[0].startswith("end-to-end (aqa.inference.") and paths[1] == "bare forward", paths
     for r in rows[:2]:
         assert r["files"] == 2 and r["audio_s"] == pytest.approx(2.0) and r["wall_s"] > 0
         assert r["files_s"] == pytest.approx(2 / r["wall_s"]) and r["rtf"] == pytest.approx(2.0 / r["wall_s"])

@@ -2,7 +2,7 @@ import pytest
 import torch
 from scipy import stats
 
-from aqa.eval import pearson, spearman
+from aqa.correlation import pearson, spearman
 from aqa.eval.report import summarise
 
 
@@ -23,7 +23,7 @@ def test_summarise_per_codec():
 
 
 def test_ensemble_averages_shared_clips_and_tasks():
-    from aqa.eval.ensemble import ensemble_records
+    from aqa.inference.ensemble import ensemble_records
 
     a = {"pq": [{"key": "x", "score": 2.0, "label": 3.0}, {"key": "y", "score": 4.0, "label": 5.0}],
          "only_a": [{"key": "x", "score": 1.0, "label": 1.0}]}
@@ -40,7 +40,7 @@ def test_ensemble_averages_shared_clips_and_tasks():
 
 
 def test_inference_device_and_precision_resolve():
-    from aqa.eval.inference import autocast, resolve_device, resolve_precision, to_device
+    from aqa.inference.device import autocast, resolve_device, resolve_precision, to_device
 
     cpu = resolve_device("cpu")
     assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"

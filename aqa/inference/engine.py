@@ -19,7 +19,7 @@ How files become scores:
   ``aqa metric`` refuses) is still scored, with a ``note`` saying the score is unreliable.
 
 Pure pieces (:func:`window_bounds`, :func:`pad_batch`, :func:`collect_inputs`, :func:`match_references`) are used
-by :mod:`aqa.eval.scorer` (the Python API) and :mod:`aqa.eval.runs` (the command).
+by :mod:`aqa.inference.scorer` (the Python API) and :mod:`aqa.eval.runs` (the command).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from aqa.audio import AUDIO_SUFFIXES, AudioError, audio_note, load_audio, resample_np, to_mono_np
-from aqa.eval.inference import autocast, resolve_device, resolve_precision
 from aqa.heads import as_float32, head_score
+from aqa.inference.device import autocast, resolve_device, resolve_precision
 
 LIST_SUFFIXES = (".lst", ".list", ".scp")  # a list file: one audio path per line (.txt stays audio input)
 Item = tuple[Path, Path | None]  # (file to score, its reference or None)
@@ -381,7 +381,7 @@ def score_files(
         paths: files, or ``(file, reference)`` pairs (reference None: ``reference`` below, if any).
         reference: the reference of every file without its own (embedding tasks).
         conditions: e.g. ``{"audiogram": [8 values, dB HL]}``, the same for every file.
-        calibrations: task -> :class:`~aqa.eval.calibration.Calibration`; adds ``TASK_calibrated``.
+        calibrations: task -> :class:`~aqa.inference.calibration.Calibration`; adds ``TASK_calibrated``.
         device, precision: as for :func:`score_clips`.
         batch_size: clips (files or windows) per forward.
         jobs: decoding threads, running ahead of the model (0: decode in this thread).

@@ -15,7 +15,7 @@ from scipy import stats
 from aqa.audio import encode_flac
 from aqa.cli import main
 from aqa.config import compose, save_config
-from aqa.eval.ensemble import COMPOSITE, select_runs, task_srcc, with_composite
+from aqa.inference.ensemble import COMPOSITE, select_runs, task_srcc, with_composite
 from aqa.tasks import build_module
 
 AXES = ("pq", "pc", "ce", "cu")
@@ -140,7 +140,7 @@ def test_ensemble_selection_mistakes_are_one_line_errors(tmp_path, capsys):
 
 
 def test_zscore_uses_the_saved_stats_when_given():
-    from aqa.eval.ensemble import ensemble_records, member_stats
+    from aqa.inference.ensemble import ensemble_records, member_stats
 
     a = {"q": [{"key": k, "score": s, "label": 1.0} for k, s in (("x", 1.0), ("y", 3.0))]}
     b = {"q": [{"key": k, "score": s, "label": 1.0} for k, s in (("x", 10.0), ("y", 30.0))]}

@@ -31,7 +31,7 @@ def test_load_and_score_import_no_lightning(tmp_path):
         "scores = [float(aqa.load(p, device='cpu').score(clip, reference=ref)['quality']) for p in models]\n"
         f"print(json.dumps([scores, sorted(m for m in sys.modules if m.split('.')[0] in {LIGHTNING!r})]))\n"
     )
-    # a run and an export (ensembles load their members as these; aqa.eval.ensemble is imported by either)
+    # a run and an export (ensembles load their members as these; aqa.inference.ensemble is imported by either)
     paths = [str(tmp_path / "x.wav"), str(tmp_path / "reversed.wav"), str(run), str(tmp_path / "model")]
     done = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -14,7 +14,7 @@ from synth import broadband, make_run
 from torch import nn
 
 from aqa.cli import main
-from aqa.eval.score import score_clips, score_files, window_bounds
+from aqa.inference.engine import score_clips, score_files, window_bounds
 
 
 def tone(path: Path, seconds: float, sr: int = 44100, channels: int = 2, noise: float = 0.0) -> Path:
@@ -139,7 +139,7 @@ def test_score_clips_handles_any_length(tmp_path):
 
 
 def test_score_adds_calibrated_values_after_aqa_calibrate(tmp_path, capsys):
-    from aqa.eval.calibration import fit_cubic
+    from aqa.inference.calibration import fit_cubic
 
     run = make_run(tmp_path, "mmmos_tiny")
     x = np.linspace(-1, 1, 20)
@@ -284,8 +284,8 @@ def test_a_folder_of_mixed_files_in_one_call_and_batch_size_does_not_change_scor
 def test_pairs_csv_is_one_model_load_and_each_reference_decoded_once(tmp_path, capsys, monkeypatch):
     """100 (reference, degraded) pairs in one call: the model is loaded once; 10 references shared by 10 pairs
     each are decoded once each; each pair is scored against its own reference."""
-    import aqa.eval.score as score_mod
-    import aqa.eval.scorer as scorer_mod
+    import aqa.inference.engine as score_mod
+    import aqa.inference.scorer as scorer_mod
 
     run = make_run(tmp_path, "deepaq_lora_tiny")
     data = tmp_path / "pairs"

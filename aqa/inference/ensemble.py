@@ -30,7 +30,7 @@ import yaml
 from torch import Tensor, nn
 
 from aqa.config import ConfigError
-from aqa.eval.functional import spearman
+from aqa.correlation import spearman
 from aqa.files import write_text_atomic
 from aqa.model import COMPOSITE  # the mean of the tasks' scores (and labels) per clip
 

@@ -28,7 +28,7 @@ def lines(text: str) -> list[dict]:
 
 
 def test_exported_model_scores_like_the_run_in_a_fresh_process_after_the_run_is_deleted(tmp_path, capsys):
-    from aqa.eval.calibration import fit_cubic
+    from aqa.inference.calibration import fit_cubic
 
     run = make_run(tmp_path, "deepaq_lora_tiny")
     (run / "eval_val.json").write_text(
@@ -195,7 +195,7 @@ def test_ensemble_export_writes_members_and_a_relative_ensemble_yaml(tmp_path, c
 
 
 def test_export_replaces_a_previous_export_whole_and_refuses_other_folders(tmp_path, capsys):
-    from aqa.eval.calibration import fit_cubic
+    from aqa.inference.calibration import fit_cubic
 
     run = make_run(tmp_path, "mmmos_tiny")
     cal = fit_cubic(np.linspace(-1, 1, 20), 3 + np.linspace(-1, 1, 20))

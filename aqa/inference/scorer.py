@@ -28,10 +28,10 @@ from torch import Tensor, nn
 
 from aqa.audio import resample_np, to_mono_np
 from aqa.config import load_config, validate
-from aqa.eval.calibration import load_calibrations
-from aqa.eval.ensemble import ENSEMBLE_FILE, read_ensemble, share_encoders, standardise
-from aqa.eval.inference import resolve_device, resolve_precision
-from aqa.eval.score import _load, check_requirements, embed_clips, score_clips, score_files
+from aqa.inference.calibration import load_calibrations
+from aqa.inference.device import resolve_device, resolve_precision
+from aqa.inference.engine import _load, check_requirements, embed_clips, score_clips, score_files
+from aqa.inference.ensemble import ENSEMBLE_FILE, read_ensemble, share_encoders, standardise
 from aqa.model import QualityModel, build_model, load_model, load_weights
 
 MODEL_FILE = "model.safetensors"
@@ -326,7 +326,7 @@ class Scorer:
         hop_s: float | None = None,
         progress: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """The records of ``aqa score``, in input order (see :func:`aqa.eval.score.score_files` for the options
+        """The records of ``aqa score``, in input order (see :func:`aqa.inference.engine.score_files` for the options
         and the record layout). ``paths`` are files or ``(file, reference)`` pairs.
 
         Usage errors (a missing reference or audiogram, bad window settings, an undecodable shared reference) are
@@ -432,7 +432,7 @@ def load(path: str | Path, which: str = "best", device: str = "auto", precision:
 
     Ensemble members whose encoders (or fusion members) hold identical weights, such as the frozen WavLM, MuQ
     and M2D of MMMOS' runs, share one copy, which runs once per batch for all of them
-    (:func:`aqa.eval.ensemble.share_encoders`).
+    (:func:`aqa.inference.ensemble.share_encoders`).
     """
     path = Path(path)
     calibrations = load_calibrations(path / "calibration.json")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from aqa.eval.calibration import FITS, Calibration, fit_cubic, fit_mlp, rmse
+from aqa.inference.calibration import FITS, Calibration, fit_cubic, fit_mlp, rmse
 
 
 def test_cubic_recovers_a_cubic_relation():

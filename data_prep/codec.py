@@ -363,7 +363,8 @@ def build_codec_shards(
             "flac": "16-bit FLAC",
             "json": fields + (", visqol_moslqo, visqol_nsim" if visqol else ""),
         },
-        "versions_per_group": 1 + len(codecs) * len(bitrates),
+        # every group written holds the clean excerpt and each of its drawn points (a group that fails is skipped)
+        "versions_per_group": 1 + len(version_points(codecs, bitrates, versions_per_excerpt, "")),
         "bitrate_rank": {**{str(_num(b)): i for i, b in enumerate(ladder)}, "clean": len(ladder)},
     }
     return run_shards(

@@ -31,12 +31,15 @@ naming it. ``peaq`` and ``2f_model`` come from :mod:`aqa.metrics.peaq`, written 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import math
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.signal import correlate, correlation_lags
@@ -62,6 +65,7 @@ __all__ = [
     "match_lengths",
     "parse_names",
     "accepted_options",
+    "check_options",
     "read",
 ]
 
@@ -146,7 +150,9 @@ def parse_names(names: str | list[str] | tuple[str, ...]) -> list[str]:
         raise KeyError(f"no metric named; choose from {sorted(METRICS)}")
     for n in out:
         if n not in METRICS:
-            raise KeyError(f"unknown metric {n!r}; choose from {sorted(METRICS)}")
+            close = difflib.get_close_matches(n.lower(), METRICS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise KeyError(f"unknown metric {n!r}{hint}; choose from {sorted(METRICS)}")
     return list(dict.fromkeys(out))
 
 
@@ -163,6 +169,54 @@ def accepted_options(name: str) -> set[str] | None:
     fixed = entry.fixed if isinstance(entry, _Lazy) else {}
     named = {p.name for p in params[3:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     return named - set(fixed)
+
+
+def _option_problem(hint: Any, value: Any) -> str | None:
+    # why `value` does not fit the annotation `hint` (None when it does, or when the hint says nothing checkable)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:  # Annotated[T, check, ...]: T, then each check (raises on a bad value)
+        problem = _option_problem(args[0], value)
+        for check in args[1:] if problem is None else ():
+            try:
+                check(value)
+            except (MetricError, ValueError, TypeError) as err:
+                return str(err)
+        return problem
+    if origin is Literal:
+        return None if value in args else f"expected one of {', '.join(map(repr, args))}"
+    if origin in (typing.Union, types.UnionType):
+        problems = [_option_problem(a, value) for a in args]
+        return None if None in problems else " or ".join(p for p in problems if p)
+    if hint is type(None):
+        return None if value is None else "expected none"
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    if hint not in kinds:
+        return None  # Any, or a type the metric checks itself
+    ok = isinstance(value, kinds[hint]) and (hint is bool or not isinstance(value, bool))
+    return None if ok else f"expected {hint.__name__}"
+
+
+def check_options(name: str, opts: Mapping[str, Any]) -> None:
+    """Check keyword options for metric ``name`` before any pair is scored: each value against its parameter's
+    annotation (``bool``, ``int``, ``float``, ``str``, ``X | None``, a ``Literal``'s choices, and the checks an
+    ``Annotated`` hint carries). Keys it does not take are left to
+    :func:`accepted_options`; a metric whose module cannot be imported is not checked (it fails when run).
+
+    Raises:
+        ValueError: one line naming the metric, the option, its value and what it takes.
+    """
+    if not opts:
+        return
+    entry = METRICS[name]
+    try:
+        fn = entry.resolve() if isinstance(entry, _Lazy) else entry
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (MetricError, ImportError, NameError, TypeError):
+        return
+    for key, value in opts.items():
+        problem = _option_problem(hints.get(key, Any), value)
+        if problem:
+            raise ValueError(f"{name} option {key}={value!r}: {problem}")
 
 
 def _peak(x: np.ndarray) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -31,11 +32,13 @@ from aqa.metrics import (
     NO_REFERENCE,
     MetricError,
     accepted_options,
+    check_options,
     compute_arrays,
     parse_names,
     read,
 )
 from aqa.metrics.cache import MetricCache, open_cache
+from aqa.tables import sniff_delimiter
 
 __all__ = ["score_pair", "iter_results", "run", "read_pairs", "parse_options", "main", "cache_args", "cache_of"]
 
@@ -223,9 +226,15 @@ def iter_results(
         progress: show a tqdm progress bar on stderr.
         cache: stored results to reuse and add to (:func:`aqa.metrics.cache.open_cache`: True the default
             folder, a folder, None/False none).
+
+    Raises:
+        ValueError: an option value the metric does not take (:func:`aqa.metrics.check_options`), before any
+            pair is scored.
     """
     names = parse_names(names)
     opts = opts or {}
+    for name in names:  # a bad option value is one error here, not one per pair
+        check_options(name, opts.get(name, {}))
     cache = open_cache(cache)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -268,7 +277,8 @@ def run(
 
 
 def read_pairs(path: str | Path, skipped: list[str] | None = None) -> list[Pair]:
-    """Read a pairs CSV with columns ``reference,degraded``; relative paths are taken from the CSV's folder.
+    """Read a pairs CSV with columns ``reference,degraded`` (``,``, ``;`` or tab between them, as
+    :func:`aqa.tables.sniff_delimiter` finds); relative paths are taken from the CSV's folder.
 
     ``reference`` may be empty for no-reference metrics. Blank rows are ignored; a row with an empty
     ``degraded`` cell is left out, and ``"row N: empty 'degraded' cell"`` (N counts the header as row 1) is
@@ -277,24 +287,25 @@ def read_pairs(path: str | Path, skipped: list[str] | None = None) -> list[Pair]
     path = Path(path)
     base = path.resolve().parent
     with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        fields = [c.strip() for c in reader.fieldnames or []]
-        if "degraded" not in fields or "reference" not in fields:
-            raise ValueError(f"{path}: needs columns 'reference,degraded', found {fields}")
-        pairs: list[Pair] = []
-        for number, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            if not row.get("degraded") and not row.get("reference"):
-                continue
-            if not row.get("degraded"):
-                if skipped is not None:
-                    skipped.append(f"row {number}: empty 'degraded' cell")
-                continue
+        text = f.read()
+    reader = csv.DictReader(io.StringIO(text), delimiter=sniff_delimiter(text))
+    fields = [c.strip() for c in reader.fieldnames or []]
+    if "degraded" not in fields or "reference" not in fields:
+        raise ValueError(f"{path}: needs columns 'reference,degraded', found {fields}")
+    pairs: list[Pair] = []
+    for number, row in enumerate(reader, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        if not row.get("degraded") and not row.get("reference"):
+            continue
+        if not row.get("degraded"):
+            if skipped is not None:
+                skipped.append(f"row {number}: empty 'degraded' cell")
+            continue
 
-            def resolve(p: str) -> str:
-                return p if not p or Path(p).is_absolute() else str(base / p)
+        def resolve(p: str) -> str:
+            return p if not p or Path(p).is_absolute() else str(base / p)
 
-            pairs.append((resolve(row["reference"]) or None, resolve(row["degraded"])))
+        pairs.append((resolve(row["reference"]) or None, resolve(row["degraded"])))
     return pairs
 
 
@@ -319,7 +330,8 @@ def parse_options(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[
     Values are JSON where they parse (numbers, lists), ``true``/``false``/``none``, else strings.
 
     Raises:
-        ValueError: malformed item, a metric not in ``names``, or a key that no named metric accepts.
+        ValueError: malformed item, a metric not in ``names``, a key that no named metric accepts, or a value
+            it does not take (:func:`aqa.metrics.check_options`: once, before any pair is scored).
     """
     out: dict[str, dict[str, Any]] = {n: {} for n in names}
     for item in items:
@@ -340,6 +352,11 @@ def parse_options(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[
             raise ValueError(f"--opt {item!r}: no metric takes {key!r}; options: {known}")
         for n in takers:
             out[n][key] = _value(text)
+    for n, given in out.items():
+        try:
+            check_options(n, given)
+        except ValueError as err:
+            raise ValueError(f"--opt: {err}") from None
     return out
 
 

@@ -48,7 +48,7 @@ whether ``ai-edge-litert`` happens to be installed.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def visqol(
     deg: np.ndarray,
     sr: int,
     *,
-    mode: str = "audio",
+    mode: Literal["audio", "speech"] = "audio",
     unscaled: bool = False,
     resample: bool = True,
     model_path: str | None = None,

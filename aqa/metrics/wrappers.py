@@ -14,7 +14,7 @@ import pickle
 import types
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def _resample_note(sr: int, rate: int, metric: str) -> list[str]:
     return [f"resampled {sr} -> {rate} Hz for {metric}"] if sr != rate else []
 
 
-def pesq(ref: np.ndarray, deg: np.ndarray, sr: int, *, mode: str = "wb") -> dict[str, Any]:
+def pesq(ref: np.ndarray, deg: np.ndarray, sr: int, *, mode: Literal["wb", "nb"] = "wb") -> dict[str, Any]:
     """PESQ (ITU-T P.862) MOS-LQO: wide band (P.862.2, 16 kHz) or narrow band (P.862.1, 8 kHz).
 
     PESQ aligns the two signals itself, so lengths may differ.
@@ -125,9 +125,9 @@ def haaqi(
     deg: np.ndarray,
     sr: int,
     *,
-    audiogram: Any = None,
+    audiogram: Annotated[Any, _audiogram] = None,  # checked by aqa.metrics.check_options before any pair
     level_db: float = 65.0,
-    channels: str = "mix",
+    channels: Literal["mix", "mean"] = "mix",
 ) -> dict[str, Any]:
     """HAAQI v1 (Kates & Arehart 2016) music quality via pyclarity, for a given hearing loss.
 

@@ -316,3 +316,5 @@ def test_build_codes_each_excerpt_at_k_points(tmp_path):
         groups[meta["group"]].append(meta)
     assert groups and all(len(g) == 3 and sum(m["is_reference"] for m in g) == 1 for g in groups.values())
     assert manifest["config"]["versions_per_excerpt"] == 2
+    # the manifest says what a group holds: the clean excerpt and its 2 drawn points (not every codec x rate)
+    assert manifest["versions_per_group"] == 3 == manifest["totals"]["samples"] / manifest["totals"]["groups"]

@@ -95,6 +95,18 @@ def test_bad_test_csv_is_one_line(tmp_path, capsys, content, needles):
     assert not (tmp_path / "o" / "summary.csv").exists()
 
 
+def test_semicolon_test_csv_is_read_and_an_unknown_baseline_gets_a_did_you_mean(tiny_test, tmp_path, capsys):
+    semicolon = tiny_test.with_name("semicolon.csv")  # a European spreadsheet's export
+    semicolon.write_text(tiny_test.read_text().replace(",", ";"))
+    out = tmp_path / "o"
+    assert main(["eval", "--test", str(semicolon), "--baselines", "pesk", "--out", str(out)]) == 2
+    one_line_error(capsys, "unknown metric 'pesk' (did you mean 'pesq'?)")
+    args = ["--baselines", "stoi", "--out", str(out), "--bootstrap", "20", "--no-cache", "--no-progress"]
+    assert main(["eval", "--test", str(semicolon), *args]) == 0
+    rows = read_csv(out / "predictions.csv")
+    assert len(rows) == 12 and all(0 < float(r["stoi"]) < 1 for r in rows)
+
+
 def test_bad_eval_arguments_are_one_line(tiny_test, tmp_path, capsys):
     out = str(tmp_path / "o")
     assert main(["eval", "--test", str(tiny_test), "--baselines", "pesq"]) == 2

@@ -387,6 +387,46 @@ def test_metric_cli_errors_keep_their_quotes(tmp_path, capsys):
     assert "unknown metric 'nope'; choose from" in capsys.readouterr().err
 
 
+def test_unknown_metric_gets_a_did_you_mean(capsys) -> None:
+    from aqa.cli import main
+
+    assert main(["metric", "visqo", "--ref", "a.wav", "--deg", "b.wav"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown metric 'visqo' (did you mean 'visqol'?); choose from" in err and len(err.splitlines()) == 1
+
+
+def test_a_bad_option_value_is_one_usage_error_before_any_pair_is_scored(
+    wavs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aqa.cli import main
+    from aqa.metrics import check_options
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"reference,degraded\n{wavs['ref']},{wavs['deg']}\n{wavs['ref']},{wavs['deg_short']}\n")
+    assert main(["metric", "pesq", "--pairs", str(pairs), "--opt", "mode=xb", "--no-cache"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no pair was scored
+    assert err.strip() == "aqa metric: error: --opt: pesq option mode='xb': expected one of 'wb', 'nb'"
+    # the types and checks of the metric's signature, through the Python API too (once, not per pair)
+    with pytest.raises(ValueError, match="visqol option search_window='wide': expected int"):
+        run("visqol", [(wavs["ref"], wavs["deg"])] * 2, opts={"visqol": {"search_window": "wide"}})
+    with pytest.raises(ValueError, match="haaqi audiogram needs 8 hearing levels"):
+        check_options("haaqi", {"audiogram": [0, 10]})
+    check_options("haaqi", {"audiogram": "0,0,10,20,30,40,50,60", "level_db": 70, "channels": "mean"})
+    check_options("visqol", {"model_path": None, "unscaled": True})
+
+
+def test_metric_pairs_csv_may_be_semicolon_separated(wavs: dict[str, str], tmp_path: Path, capsys) -> None:
+    pytest.importorskip("pystoi")
+    from aqa.cli import main
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"reference;degraded\n{wavs['ref']};{wavs['deg']}\n")
+    assert main(["metric", "stoi", "--pairs", str(pairs), "--no-cache", "--no-progress"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["degraded"] == wavs["deg"] and 0 < record["stoi"] < 1
+
+
 def test_tensor_pickle_reader_loads_tensors_and_refuses_any_other_object(tmp_path) -> None:
     import os
     import pickle

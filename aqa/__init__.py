@@ -14,9 +14,9 @@ def load(path: str | Path, which: str = "best", device: str = "auto", precision:
     """A :class:`aqa.inference.scorer.Scorer` for a run folder, an exported model folder or an ensemble folder.
 
     ``which``: a run's checkpoint (best | last); ``device``: auto | cpu | cuda; ``precision``: auto | fp32 |
-    bf16. See :func:`aqa.inference.scorer.load`.
+    bf16. See :func:`aqa.inference.loading.load`.
     """
-    from aqa.inference.scorer import load as _load
+    from aqa.inference.loading import load as _load
 
     return _load(path, which, device, precision)
 

@@ -134,11 +134,17 @@ def run_checkpoint(run_dir: str | Path, which: str = "best") -> tuple[DictConfig
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     validate(cfg)
-    ckpt = run_dir / "checkpoints" / f"{which}.ckpt"
+    return cfg, checkpoint_state(run_dir, which)
+
+
+def checkpoint_state(run_dir: str | Path, which: str = "best") -> dict[str, Tensor]:
+    """The ``state_dict`` of a run directory's ``checkpoints/{which}.ckpt``, read with
+    ``torch.load(weights_only=True)``. Raises ``FileNotFoundError`` naming the checkpoints there are."""
+    ckpt = Path(run_dir) / "checkpoints" / f"{which}.ckpt"
     if not ckpt.is_file():
-        found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+        found = sorted(p.name for p in (Path(run_dir) / "checkpoints").glob("*.ckpt"))
         raise FileNotFoundError(f"no checkpoint {ckpt}; found {found or 'none'} (train first: aqa train EXPERIMENT)")
-    return cfg, torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def load_model(run_dir: str | Path, which: str = "best") -> tuple[QualityModel, DictConfig]:

@@ -225,7 +225,7 @@ def predict_model(
         column (:func:`task_columns` of ``name``, default the folder's name) -> (N,) scores, NaN where a row could
         not be scored.
     """
-    from aqa.inference.scorer import load
+    from aqa.inference.loading import load
 
     name = name or Path(model_dir).resolve().name
     scorer = load(model_dir, which, device, precision)  # a run, an exported model or an ensemble folder

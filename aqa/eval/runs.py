@@ -27,16 +27,13 @@ from aqa.inference.ensemble import (
     COMPOSITE,
     ensemble_records,
     held_bytes,
-    is_ensemble,
     member_stats,
-    read_ensemble,
     select_runs,
     share_encoders,
     task_srcc,
     with_composite,
-    write_ensemble,
 )
-from aqa.inference.scorer import load_module
+from aqa.inference.loading import is_ensemble, load_module, read_ensemble, write_ensemble
 
 
 def _records(
@@ -262,7 +259,7 @@ def ensemble(
     its development set and on the PAM development set). A set is ``val`` or ``train`` (the first run's
     shards) or a shard pattern (another corpus imported with ``aqa prep import``, e.g. ``data/pam/val-*.tar``).
 
-    ``out`` also gets ``ensemble.yaml`` (:func:`aqa.inference.ensemble.write_ensemble`: the chosen members, their
+    ``out`` also gets ``ensemble.yaml`` (:func:`aqa.inference.loading.write_ensemble`: the chosen members, their
     score stats on ``split``, their shared tasks), which ``aqa eval out`` and ``aqa score out`` read like a run.
     """
     if any(str(r).endswith(".tar") for r in run_dirs):
@@ -323,7 +320,7 @@ def score(
     fmt: str = "jsonl",
 ) -> int:
     """``aqa score``: score files, folders (recursive), list files or a ``--pairs`` CSV with a run, an exported
-    model or an ensemble (:func:`aqa.inference.scorer.load`, loaded once); write one record per file (and window) as
+    model or an ensemble (:func:`aqa.inference.loading.load`, loaded once); write one record per file (and window) as
     JSON lines or CSV to stdout, or to ``out`` instead. References: ``reference`` (one for all), ``pairs``
     (``reference,degraded`` CSV, paths relative to it) or ``ref_dir`` (matched by file name).
 
@@ -332,7 +329,7 @@ def score(
     import csv
 
     from aqa.inference.engine import collect_inputs, match_references
-    from aqa.inference.scorer import load
+    from aqa.inference.loading import load
     from aqa.metrics.runner import read_pairs
 
     if fmt not in ("jsonl", "csv"):

@@ -399,6 +399,41 @@ def score_files(
     :class:`~aqa.audio.AudioError` (one line) when the shared ``reference`` cannot be decoded (embedding models
     only: a model without embedding tasks never decodes it).
     """
+    dev = resolve_device(device)
+    return stream_files(
+        module,
+        paths,
+        reference,
+        conditions,
+        calibrations,
+        dev,
+        resolve_precision(precision, dev),
+        batch_size=batch_size,
+        jobs=jobs,
+        window_s=window_s,
+        hop_s=hop_s,
+        progress=progress,
+    )
+
+
+def stream_files(
+    module: nn.Module,
+    paths: Iterable[str | Path | tuple[str | Path, str | Path | None]],
+    reference: str | Path | None,
+    conditions: Mapping[str, Sequence[float]] | None,
+    calibrations: Mapping[str, Callable[[Sequence[float]], Any]] | None,
+    device: torch.device,
+    precision: str,
+    *,
+    batch_size: int = 8,
+    jobs: int = 1,
+    window_s: float | None = None,
+    hop_s: float | None = None,
+    progress: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """:func:`score_files` on a ``device`` and ``precision`` (``fp32`` | ``bf16``) already resolved
+    (:mod:`aqa.inference.device`), as the :class:`~aqa.inference.scorer.Scorer` holds them. Checks, then returns
+    the generator, as :func:`score_files` does."""
     items: list[Item] = []
     for p in paths:
         deg, ref = p if isinstance(p, tuple) else (p, None)
@@ -416,11 +451,9 @@ def score_files(
             raise AudioError(f"reference {err.name}", err.reason) from None
         except FileNotFoundError as err:
             raise AudioError(f"reference {reference}", _one_line(err)) from None
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    module.eval().to(dev)
+    module.eval().to(device)
     engine = _Engine(
-        module, items, conditions, calibrations or {}, dev, prec, batch_size, jobs, window_s, hop_s, progress
+        module, items, conditions, calibrations or {}, device, precision, batch_size, jobs, window_s, hop_s, progress
     )
     if reference is not None:
         engine.shared = Path(reference)

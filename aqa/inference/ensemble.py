@@ -2,17 +2,9 @@
 members' scores for every task they share; the composite score (the mean of the tasks, MMMOS §V-A) and the
 selection of members by their rank on one or two validation sets (MMMOS §V-D).
 
-An ensemble folder (``aqa ensemble ... --out DIR``) holds ``ensemble.yaml``, which ``aqa eval DIR`` and
-``aqa score DIR`` read as they read a run's folder::
-
-    kind: ensemble
-    which: best              # the members' checkpoint
-    zscore: false            # true: each member's task scores are standardised with its stats before averaging
-    members:
-      - run: /abs/path/to/run1
-        stats: {TASK: {mean: float, std: float}, ...}   # the member's scores on the split the ensemble was built on
-      - ...
-    tasks: [TASK, ...]       # the tasks every member has
+An ensemble folder (``aqa ensemble ... --out DIR``) holds ``ensemble.yaml``, read and written by
+:mod:`aqa.inference.loading` with the other model folders; :func:`member_stats` gives the stats it keeps. Members
+that hold equal encoders share one copy (:func:`share_encoders`).
 """
 
 from __future__ import annotations
@@ -21,47 +13,29 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor, nn
 
-from aqa.config import ConfigError
 from aqa.correlation import spearman
-from aqa.files import write_text_atomic
+from aqa.inference.scorer import standardise
 from aqa.model import COMPOSITE  # the mean of the tasks' scores (and labels) per clip
 
 __all__ = [
     "COMPOSITE",
-    "ENSEMBLE_FILE",
     "ensemble_records",
-    "is_ensemble",
     "held_bytes",
     "member_stats",
-    "read_ensemble",
     "share_encoders",
     "select_runs",
     "standardise",
     "task_srcc",
     "with_composite",
-    "write_ensemble",
 ]
 
-ENSEMBLE_FILE = "ensemble.yaml"
-
 _PER_TASK = ("score", "label", "member_scores", "calibrated")  # record fields that belong to one task
-
-
-def standardise(scores: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """``(scores - mean) / std``, an ensemble member's z-scores; a ``std`` of 0 leaves the scores as they are."""
-    return (
-        (np.asarray(scores, dtype=np.float64) - mean) / std
-        if std > 0
-        else np.asarray(scores, dtype=np.float64)
-    )
 
 
 def ensemble_records(
@@ -184,7 +158,7 @@ def select_runs(metrics: Sequence[Sequence[float]], k: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Ensemble folders: ensemble.yaml, written by `aqa ensemble --out DIR`, read by `aqa eval DIR` and `aqa score DIR`
+# The stats ensemble.yaml keeps per member (aqa.inference.loading.write_ensemble)
 
 
 def member_stats(records: Mapping[str, list[dict]]) -> dict[str, dict[str, float]]:
@@ -201,80 +175,6 @@ def member_stats(records: Mapping[str, list[dict]]) -> dict[str, dict[str, float
             "std": float(scores.std()) if scores.size else 0.0,
         }
     return out
-
-
-def write_ensemble(
-    out: str | Path,
-    runs: Sequence[str | Path],
-    stats: Sequence[Mapping[str, Mapping[str, float]]],
-    zscore: bool = False,
-    which: str = "best",
-) -> Path:
-    """Write ``out/ensemble.yaml`` (atomically): the members (absolute paths) with their score stats and the
-    tasks they share. Returns the file."""
-    if len(runs) != len(stats):
-        raise ValueError(f"{len(runs)} runs but {len(stats)} members' stats")
-    tasks = [t for t in stats[0] if all(t in s for s in stats[1:])] if stats else []
-    spec = {
-        "kind": "ensemble",
-        "which": which,
-        "zscore": bool(zscore),
-        "members": [
-            {
-                "run": str(Path(run).resolve()),
-                "stats": {t: {k: float(v) for k, v in s[t].items()} for t in tasks},
-            }
-            for run, s in zip(runs, stats, strict=True)
-        ],
-        "tasks": tasks,
-    }
-    return write_text_atomic(Path(out) / ENSEMBLE_FILE, yaml.safe_dump(spec, sort_keys=False))
-
-
-def is_ensemble(folder: str | Path) -> bool:
-    """True when ``folder`` is an ensemble folder (holds ``ensemble.yaml``)."""
-    return (Path(folder) / ENSEMBLE_FILE).is_file()
-
-
-def read_ensemble(folder: str | Path) -> dict[str, Any]:
-    """Read and check ``folder/ensemble.yaml``.
-
-    Returns:
-        ``{"kind", "which", "zscore", "members": [{"run", "stats"}], "tasks"}``.
-
-    Raises:
-        ConfigError: one line naming the file and what is wrong with it (a member folder that is gone included).
-    """
-    path = Path(folder) / ENSEMBLE_FILE
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot be read ({str(err).splitlines()[0]})") from None
-    if not isinstance(spec, dict) or spec.get("kind") != "ensemble":
-        raise ConfigError(f"{path}: not an ensemble file (kind: ensemble); write one with aqa ensemble --out")
-    members, tasks = spec.get("members"), spec.get("tasks")
-    if not isinstance(members, list) or len(members) < 2:
-        raise ConfigError(f"{path}: members: a list of at least two {{run, stats}}, got {members!r}")
-    if not isinstance(tasks, list) or not tasks or not isinstance(spec.get("zscore"), bool):
-        raise ConfigError(f"{path}: needs tasks: [TASK, ...] and zscore: true|false")
-    for i, m in enumerate(members):
-        if (
-            not isinstance(m, dict)
-            or not isinstance(m.get("run"), str)
-            or not isinstance(m.get("stats"), dict)
-        ):
-            raise ConfigError(
-                f"{path}: members[{i}] must be {{run: PATH, stats: {{TASK: {{mean, std}}}}}}, got {m!r}"
-            )
-        m["run"] = (
-            str(Path(folder) / m["run"]) if not Path(m["run"]).is_absolute() else m["run"]
-        )  # relative: to it
-        if not (Path(m["run"]) / "config.yaml").is_file():
-            raise ConfigError(f"{path}: members[{i}]: {m['run']} is not a run folder (no config.yaml)")
-        if spec["zscore"] and any(not isinstance(m["stats"].get(t), dict) for t in tasks):
-            raise ConfigError(f"{path}: members[{i}]: zscore needs stats for every task {tasks}")
-    spec.setdefault("which", "best")
-    return spec
 
 
 # --------------------------------------------------------------------------------------------------------

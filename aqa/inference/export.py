@@ -10,7 +10,7 @@ A model folder holds:
 - ``README.md``: a model card (what it predicts, scale and direction, NR / FR / mismatched mode, audiogram,
   training data, validation figures from the run's ``eval_*.json``).
 
-:func:`aqa.inference.scorer.load` reads it with safetensors and YAML only: nothing is unpickled. An ensemble folder
+:func:`aqa.inference.loading.load` reads it with safetensors and YAML only: nothing is unpickled. An ensemble folder
 (``ensemble.yaml``) is exported member by member into ``OUT/members/NAME/`` with an ``ensemble.yaml`` pointing at
 them by relative path.
 
@@ -33,7 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from aqa.inference.scorer import (
+from aqa.inference.loading import (
     ENSEMBLE_FILE,
     FORMAT,
     MODEL_FILE,

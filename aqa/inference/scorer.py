@@ -1,9 +1,9 @@
 """The Python API for scoring: ``aqa.load(path).score(audio, sr=...)``.
 
-:func:`load` takes a training run folder (``config.yaml`` + ``checkpoints/``), an exported model folder
-(``aqa export``: ``model.safetensors`` + ``config.yaml``; read without unpickling anything) or an ensemble folder
-(``ensemble.yaml``: the mean of its members' scores, z-scored first when it says so), and returns a
-:class:`Scorer`::
+:func:`aqa.inference.loading.load` takes a training run folder (``config.yaml`` + ``checkpoints/``), an exported
+model folder (``aqa export``: ``model.safetensors`` + ``config.yaml``; read without unpickling anything) or an
+ensemble folder (``ensemble.yaml``: the mean of its members' scores, z-scored first when it says so) and returns
+a :class:`Scorer`::
 
     import aqa
     scorer = aqa.load("models/mmmos")
@@ -23,109 +23,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from aqa.audio import resample_np, to_mono_np
-from aqa.config import load_config, validate
-from aqa.inference.calibration import load_calibrations
-from aqa.inference.device import resolve_device, resolve_precision
-from aqa.inference.engine import _load, check_requirements, embed_clips, score_clips, score_files
-from aqa.inference.ensemble import ENSEMBLE_FILE, read_ensemble, share_encoders, standardise
-from aqa.model import QualityModel, build_model, load_model, load_weights
+from aqa.inference.device import PRECISIONS
+from aqa.inference.engine import _load, check_requirements, embed_clips, score_clips, stream_files
 
-MODEL_FILE = "model.safetensors"
-FORMAT = "aqa-export-1"  # safetensors metadata "format" of what `aqa export` writes
 Audio = str | Path | np.ndarray | Tensor
 
 
-def kind_of(path: str | Path) -> str:
-    """What folder ``path`` is: ``ensemble`` (ensemble.yaml), ``export`` (model.safetensors + config.yaml) or
-    ``run`` (config.yaml + checkpoints/). Raises ``FileNotFoundError`` naming what a model folder holds."""
-    path = Path(path)
-    if (path / ENSEMBLE_FILE).is_file():
-        return "ensemble"
-    if (path / MODEL_FILE).is_file() and (path / "config.yaml").is_file():
-        return "export"
-    if (path / "config.yaml").is_file():
-        return "run"
-    raise FileNotFoundError(
-        f"{path}: not a model folder (a run folder holds config.yaml and checkpoints/, an exported model "
-        f"{MODEL_FILE} and config.yaml, an ensemble {ENSEMBLE_FILE})"
+def standardise(scores: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``(scores - mean) / std``, an ensemble member's z-scores; a ``std`` of 0 leaves the scores as they are."""
+    return (
+        (np.asarray(scores, dtype=np.float64) - mean) / std
+        if std > 0
+        else np.asarray(scores, dtype=np.float64)
     )
-
-
-def encoder_nodes(encoder: DictConfig) -> list[DictConfig]:
-    """The encoder configs that name a ``checkpoint``: the encoder itself, or a fusion's members."""
-    members = encoder.get("encoders")
-    if members is not None and all(isinstance(m, DictConfig) for m in members):
-        return list(members)
-    return [encoder]
-
-
-def encoder_checkpoints(cfg: DictConfig) -> list[str | None]:
-    """The pretrained checkpoint each encoder (or fusion member) of ``cfg`` is built from (None: random weights)."""
-    return [node.get("checkpoint") for node in encoder_nodes(cfg.encoder)]
-
-
-def export_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata ``aqa export`` stored in ``model.safetensors`` (``format``, ``without_encoder``, ...)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
-def load_exported(folder: str | Path) -> tuple[QualityModel, DictConfig]:
-    """Build the model an exported folder describes: ``config.yaml`` (validated: no ``_target_`` outside the
-    allow-list) and ``model.safetensors``. Nothing is unpickled. Training-only weights an export may hold
-    (losses, distillation projections: exports written before scoring had a model of its own) are ignored.
-
-    Full exports hold every weight: the encoder is built with random weights of its published architecture and
-    overwritten. ``--without-encoder`` exports hold the other weights only: the encoder is built from the
-    checkpoint its config names (which must be available here), then the stored weights are loaded over it.
-    """
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    cfg = load_config(folder / "config.yaml")
-    validate(cfg)
-    meta = export_metadata(folder / MODEL_FILE)
-    state = load_file(str(folder / MODEL_FILE))
-    if meta.get("without_encoder") == "true":
-        try:
-            module = build_model(cfg)
-        except (OSError, ValueError) as err:
-            raise FileNotFoundError(
-                f"{folder}: exported without encoder weights; it needs the encoder checkpoint(s) "
-                f"{encoder_checkpoints(cfg)}: {' '.join(str(err).split())[:200]}"
-            ) from None
-        missing, unexpected = load_weights(module, state, strict=False)
-        bad = [k for k in missing if not k.startswith("encoder.")] + list(unexpected)
-        if bad:
-            raise ValueError(f"{folder / MODEL_FILE}: weights do not fit config.yaml (e.g. {bad[:3]})")
-        return module.eval(), cfg
-    built = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    for node in encoder_nodes(built.encoder):  # every weight is stored: no pretrained checkpoint is read
-        if node.get("checkpoint") is not None:
-            node.checkpoint = None
-    module = build_model(built)
-    try:
-        load_weights(module, state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{folder / MODEL_FILE}: the stored weights do not fit the encoder's published architecture "
-            f"({' '.join(str(err).split())[:160]}); export with --without-encoder instead"
-        ) from None
-    return module.eval(), cfg
-
-
-def load_module(path: str | Path, which: str = "best") -> tuple[QualityModel, DictConfig]:
-    """The trained model and config of a run folder (``checkpoints/{which}.ckpt``) or an exported folder (no
-    Lightning: :func:`aqa.model.load_model`)."""
-    if kind_of(path) == "export":
-        return load_exported(path)
-    return load_model(path, which)
 
 
 @dataclass
@@ -142,7 +56,7 @@ class Member:
 
 
 class Scorer:
-    """Scores audio with one model or an ensemble (see :func:`load`).
+    """Scores audio with one model or an ensemble (made by :func:`aqa.inference.loading.load`).
 
     Attributes:
         tasks: the task names scores are returned for.
@@ -150,6 +64,8 @@ class Scorer:
             in an ensemble each member resamples to its own encoder's rate (``members[i].sample_rate``).
         calibrations: task -> score-to-label mapping (``aqa calibrate``), adding ``TASK_calibrated``.
         zscore: ensembles: each member's scores are standardised with its ``stats`` before averaging.
+        device, precision: where and how the members run (``fp32`` | ``bf16``), already resolved
+            (:mod:`aqa.inference.device`; :func:`aqa.inference.loading.load` resolves ``auto``) and passed down.
     """
 
     def __init__(
@@ -158,12 +74,14 @@ class Scorer:
         tasks: Sequence[str] | None = None,
         calibrations: Mapping[str, Any] | None = None,
         zscore: bool = False,
-        device: str | torch.device = "auto",
-        precision: str = "auto",
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS[1:]:
+            raise ValueError(f"a Scorer's precision is fp32 or bf16 (aqa.load resolves auto), got {precision!r}")
         self.members = list(members)
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.device = torch.device(device)
+        self.precision = precision
         for m in self.members:
             m.module.eval().to(self.device)
         self.tasks = list(tasks) if tasks is not None else list(self.members[0].module.heads)
@@ -327,7 +245,7 @@ class Scorer:
         progress: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """The records of ``aqa score``, in input order (see :func:`aqa.inference.engine.score_files` for the options
-        and the record layout). ``paths`` are files or ``(file, reference)`` pairs.
+        and the record layout; this calls :func:`~aqa.inference.engine.stream_files` on the scorer's device). ``paths`` are files or ``(file, reference)`` pairs.
 
         Usage errors (a missing reference or audiogram, bad window settings, an undecodable shared reference) are
         raised by this call, before any record is asked for. Ensembles combine each file's records across the
@@ -338,7 +256,7 @@ class Scorer:
         opts = dict(batch_size=batch_size, jobs=jobs, window_s=window_s, hop_s=hop_s)
         paths = list(paths)  # read once per member
         if len(self.members) == 1 and not self.zscore:
-            return score_files(
+            return stream_files(
                 self.module,
                 paths,
                 reference,
@@ -350,7 +268,7 @@ class Scorer:
                 **opts,
             )
         streams = [
-            score_files(
+            stream_files(
                 m.module,
                 paths,
                 reference,
@@ -418,34 +336,3 @@ def _next_file(stream: Iterator[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     if windows:
         raise RuntimeError("internal error: a stream ended inside a file's window records")
     return None
-
-
-def load(path: str | Path, which: str = "best", device: str = "auto", precision: str = "auto") -> Scorer:
-    """A :class:`Scorer` for a run folder, an exported model folder or an ensemble folder.
-
-    Args:
-        path: the folder (see :func:`kind_of`).
-        which: run folders: the checkpoint (``best`` | ``last``); for ensembles the default is the
-            ensemble.yaml's ``which``.
-        device: ``auto`` | ``cpu`` | ``cuda`` (auto: CUDA when a GPU is visible).
-        precision: ``auto`` | ``fp32`` | ``bf16`` (auto: bf16 autocast on CUDA, fp32 on the CPU).
-
-    Ensemble members whose encoders (or fusion members) hold identical weights, such as the frozen WavLM, MuQ
-    and M2D of MMMOS' runs, share one copy, which runs once per batch for all of them
-    (:func:`aqa.inference.ensemble.share_encoders`).
-    """
-    path = Path(path)
-    calibrations = load_calibrations(path / "calibration.json")
-    if kind_of(path) != "ensemble":
-        module, cfg = load_module(path, which)
-        return Scorer([Member(module, cfg)], calibrations=calibrations, device=device, precision=precision)
-    spec = read_ensemble(path)
-    members, pool = [], []
-    for m in spec["members"]:
-        module, cfg = load_module(m["run"], m.get("which") or spec.get("which") or which)
-        share_encoders(module, pool)  # as each loads: an encoder equal to an earlier member's is held once
-        members.append(Member(module, cfg, {t: dict(s) for t, s in (m.get("stats") or {}).items()}))
-    tasks = spec.get("tasks") or [
-        t for t in members[0].module.heads if all(t in m.module.heads for m in members)
-    ]
-    return Scorer(members, tasks, calibrations, bool(spec.get("zscore", False)), device, precision)

@@ -9,7 +9,7 @@ or a low-pass plus noise FLAC where ffmpeg is missing. Every row scores the degr
 
 - ``end-to-end``: what a user runs from a model folder: decode + down-mix + resample + forward (+ the
   reference for full-reference models: DeePAQ scores each file against its own reference, two forwards per
-  file). Through ``aqa.inference.scorer.load`` when that module exists, else ``aqa.inference.engine.score_files``
+  file). Through ``aqa.inference.loading.load`` when that module exists, else ``aqa.inference.engine.score_files``
   (the table names the one used). Model loading and one warm-up file are timed apart ("setup s").
 - ``bare forward``: ``module(wav, lengths, conditions)`` on the same clips already decoded, resampled and
   on the device, in batches of ``--batch`` (and of 1): the network's share of the end-to-end time.
@@ -223,11 +223,11 @@ def open_scorer(
 
     Returns:
         ``(score(clips) -> one result per clip, the API used, the batch size it scores with)``: the batched
-        ``aqa.inference.scorer.load(run).score(paths, reference=..., audiogram=...)`` when that module exists, else
+        ``aqa.inference.loading.load(run).score(paths, reference=..., audiogram=...)`` when that module exists, else
         ``aqa.inference.engine.score_files`` (one file at a time; one call per pair for reference models).
     """
     try:
-        from aqa.inference import scorer as api  # the batched scorer / Python API, where present
+        from aqa.inference import loading as api  # the batched scorer / Python API, where present
     except ImportError:
         api = None
     if api is not None and hasattr(api, "load"):
@@ -248,7 +248,7 @@ def open_scorer(
                 raise RuntimeError(f"Scorer.score gave {out!r} for {len(clips)} files")
             return [{task: float(v[i]) for task, v in out.items()} for i in range(len(clips))]
 
-        return score_api, "aqa.inference.scorer.load", batch
+        return score_api, "aqa.inference.loading.load", batch
 
     from aqa.inference.engine import score_files
 

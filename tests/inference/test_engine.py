@@ -285,7 +285,7 @@ def test_pairs_csv_is_one_model_load_and_each_reference_decoded_once(tmp_path, c
     """100 (reference, degraded) pairs in one call: the model is loaded once; 10 references shared by 10 pairs
     each are decoded once each; each pair is scored against its own reference."""
     import aqa.inference.engine as score_mod
-    import aqa.inference.scorer as scorer_mod
+    import aqa.inference.loading as loading_mod
 
     run = make_run(tmp_path, "deepaq_lora_tiny")
     data = tmp_path / "pairs"
@@ -301,8 +301,8 @@ def test_pairs_csv_is_one_model_load_and_each_reference_decoded_once(tmp_path, c
             rows.append(f"ref{r}.wav,deg{r}_{d}.wav")
     (data / "pairs.csv").write_text("\n".join(rows) + "\n")
     loads, decodes = [], []
-    real_load, real_decode = scorer_mod.load_module, score_mod.load_audio
-    monkeypatch.setattr(scorer_mod, "load_module", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    real_load, real_decode = loading_mod.load_module, score_mod.load_audio
+    monkeypatch.setattr(loading_mod, "load_module", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     monkeypatch.setattr(
         score_mod, "load_audio", lambda p, **k: decodes.append(Path(p).name) or real_decode(p, **k)
     )

@@ -55,7 +55,7 @@ def test_import_aqa_is_light():
 
 
 def test_embed_and_reference_scores_agree(tmp_path):
-    from aqa.inference.scorer import load
+    from aqa.inference.loading import load
 
     run = make_run(tmp_path, "deepaq_lora_tiny")
     scorer = load(run, device="cpu", precision="fp32")
@@ -71,7 +71,7 @@ def test_embed_and_reference_scores_agree(tmp_path):
 
 @pytest.mark.parametrize("zscore", [False, True])
 def test_ensemble_folder_scores_the_mean_of_its_members(tmp_path, zscore):
-    from aqa.inference.scorer import load
+    from aqa.inference.loading import load
 
     folder = two_member_ensemble(tmp_path, zscore)
     ens = load(folder, device="cpu")
@@ -99,7 +99,7 @@ def test_ensemble_score_files_combines_per_file_with_calibration(tmp_path, capsy
     record only, a file one member failed on gives one error record, and the next file still lines up."""
     import aqa.inference.scorer as scorer_mod
     from aqa.inference.calibration import fit_cubic
-    from aqa.inference.scorer import load
+    from aqa.inference.loading import load
 
     folder = two_member_ensemble(tmp_path, zscore=False)
     cal = fit_cubic(np.linspace(-3, 0, 20), 1 + np.linspace(0, 4, 20))
@@ -121,7 +121,7 @@ def test_ensemble_score_files_combines_per_file_with_calibration(tmp_path, capsy
         id(b): [{"file": "x", "quality": -4.0, "note": "too short"}, {"file": "y", "quality": -1.0},
                 {"file": "z", "quality": -3.0}],
     }  # fmt: skip
-    monkeypatch.setattr(scorer_mod, "score_files", lambda module, *args, **kw: iter(streams[id(module)]))
+    monkeypatch.setattr(scorer_mod, "stream_files", lambda module, *args, **kw: iter(streams[id(module)]))
     got = list(ens.score_files(["x", "y", "z"]))
     assert [r["file"] for r in got] == ["x", "y", "z"]
     assert got[0]["quality"] == pytest.approx(-3.0) and "windows" not in got[0]
@@ -137,10 +137,11 @@ def test_ensemble_score_files_combines_per_file_with_calibration(tmp_path, capsy
 
 def test_a_reference_given_once_per_clip_is_decoded_and_embedded_once(tmp_path, monkeypatch):
     import aqa.inference.engine as score_module
+    import aqa.inference.loading as loading
     import aqa.inference.scorer as scorer_module
 
     run = make_run(tmp_path, "deepaq_lora_tiny")
-    scorer = scorer_module.load(run, device="cpu", precision="fp32")
+    scorer = loading.load(run, device="cpu", precision="fp32")
     clean = broadband(1.0, 16000, channels=1, seed=1)[0]
     sf.write(tmp_path / "clean.wav", clean, 16000, subtype="FLOAT")
     clips = [clean + 0.02 * k * np.random.default_rng(k).standard_normal(clean.shape).astype(np.float32)
@@ -185,7 +186,7 @@ def _mmmos_ensemble(tmp_path: Path, edit) -> Path:
 
 def test_ensemble_members_share_equal_encoders_and_run_them_once_per_batch(tmp_path):
     from aqa.inference.ensemble import ForwardMemo
-    from aqa.inference.scorer import load
+    from aqa.inference.loading import load
 
     def edit(i, state):
         # every run its own fusion layer weights and head; run 2 also its own MuQ (one weight nudged)
@@ -213,7 +214,7 @@ def test_ensemble_members_share_equal_encoders_and_run_them_once_per_batch(tmp_p
 
 
 def test_ensemble_of_equal_runs_shares_the_whole_encoder(tmp_path):
-    from aqa.inference.scorer import load
+    from aqa.inference.loading import load
 
     scorer = load(_mmmos_ensemble(tmp_path, lambda i, state: None), device="cpu", precision="fp32")
     assert scorer.members[0].module.encoder is scorer.members[1].module.encoder is scorer.members[2].module.encoder
@@ -225,9 +226,10 @@ def test_ensemble_of_equal_runs_shares_the_whole_encoder(tmp_path):
 
 
 def test_ensemble_members_at_one_rate_decode_each_file_once(tmp_path, monkeypatch):
+    import aqa.inference.loading as loading
     import aqa.inference.scorer as scorer_module
 
-    scorer = scorer_module.load(_mmmos_ensemble(tmp_path, lambda i, state: None), device="cpu", precision="fp32")
+    scorer = loading.load(_mmmos_ensemble(tmp_path, lambda i, state: None), device="cpu", precision="fp32")
     paths = [str(p) for p in write_clips(tmp_path)]
     expected = scorer.score(paths)["quality"]
     loads = []

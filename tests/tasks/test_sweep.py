@@ -369,7 +369,7 @@ def test_ensemble_folder_mistakes_are_one_line_errors(tmp_path, capsys):
     assert main(["eval", str(ens), "--no-plot"]) == 2
     assert "not an ensemble file" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="members"):
-        from aqa.inference.ensemble import read_ensemble
+        from aqa.inference.loading import read_ensemble
 
         (ens / "ensemble.yaml").write_text("kind: ensemble\nzscore: false\ntasks: [q]\nmembers: []\n")
         read_ensemble(ens)

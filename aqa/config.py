@@ -37,7 +37,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from aqa.data.urls import expand_shard_urls
+from aqa.data.manifest import shard_label_keys
+from aqa.data.urls import build_hint, expand_shard_urls
 
 
 def builtin_config_dir() -> Path:
@@ -417,7 +418,7 @@ _VALUE_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.groups_per_batch", _int_at_least(1), "an integer >= 1"),
     ("data.crop_s", _optional(_positive), "a positive number of seconds, or null (whole clips)"),
     ("data.val_crop_s", _optional(_positive), "a positive number of seconds, or null (whole clips)"),
-    ("data.num_workers", _int_at_least(0), "an integer >= 0"),
+    ("data.num_workers", _optional(_int_at_least(0)), "an integer >= 0, or null (min(4, cores - 1))"),
     ("data.shuffle_groups", _int_at_least(0), "an integer >= 0 (<= 1: no shuffling)"),
     ("data.versions_per_group", _optional(_int_at_least(1)), "an integer >= 1, or null (all versions)"),
 )
@@ -563,7 +564,9 @@ def data_problems(cfg: DictConfig) -> list[str]:
         return [f"data.train_urls: {err}"]
     state, problem = _shard_problem("data.train_urls", train, "training shards")
     if state != "ok":
-        return [f"{problem}; rebuild them with `aqa prep codec` or point data.train_urls at other shards"]
+        patterns = [str(u) for u in (train_urls if isinstance(train_urls, ListConfig) else [train_urls])]
+        return [f"{problem}; {build_hint(patterns).replace('build them', 'rebuild them')}, or point data.train_urls "
+                "at other shards"]
 
     metric = _select(cfg, "monitor.metric")
     needs_val = isinstance(metric, str) and metric.startswith("val/")
@@ -573,7 +576,7 @@ def data_problems(cfg: DictConfig) -> list[str]:
         return [f"trainer.limit_val_batches=0 turns validation off, but {fix}"]
     val_urls = _select(cfg, "data.val_urls")
     if not val_urls:  # null: no validation
-        return [f"data.val_urls={_show(val_urls)} (no validation), but {fix}"] if needs_val else []
+        return [f"data.val_urls={_show(val_urls)} (no validation), but {fix}"] if needs_val else label_problems(cfg, train)
     try:
         val = expand_shard_urls(_as_list(val_urls), "validation shards")
     except FileNotFoundError as err:
@@ -583,7 +586,41 @@ def data_problems(cfg: DictConfig) -> list[str]:
         return [f"{problem}, but {fix}" if state == "empty" else problem]
     if state == "empty":
         log.warning("%s: training runs without validation", problem)
-    return []
+    return label_problems(cfg, train)
+
+
+def task_labels(cfg: DictConfig) -> dict[str, str]:
+    """The batch label each task's loss terms read: ``tasks.T.label`` and ``tasks.T.terms.K.label`` -> label."""
+    found = {}
+    tasks = cfg.get("tasks")
+    for name, task in (tasks.items() if isinstance(tasks, DictConfig) else []):
+        if isinstance(task, DictConfig) and task.get("label") is not None:
+            found[f"tasks.{name}.label"] = str(task.label)
+        for term, spec in ((task.get("terms") or {}).items() if isinstance(task, DictConfig) else []):
+            if isinstance(spec, DictConfig) and spec.get("label") is not None:
+                found[f"tasks.{name}.terms.{term}.label"] = str(spec.label)
+    return found
+
+
+def label_problems(cfg: DictConfig, shards: Sequence[str]) -> list[str]:
+    """Every task label (:func:`task_labels`) and ``data.label_keys`` entry that the training ``shards`` do not
+    carry, one line naming the keys they do carry (:func:`aqa.data.manifest.shard_label_keys`: the manifest's
+    label statistics and the first sample's JSON). Nothing is checked for remote shards."""
+    carried = shard_label_keys(shards)
+    if carried is None:
+        return []
+    keys, where = carried
+    wanted = {**{f"data.label_keys[{i}]": str(k) for i, k in enumerate(_label_keys(cfg))}, **task_labels(cfg)}
+    missing = {key: label for key, label in wanted.items() if label not in keys}
+    if not missing:
+        return []
+    shown = ", ".join(f"{key}={label!r}" for key, label in missing.items())
+    return [f"{shown}: not a label of the training shards, which carry {keys} (read from {where})"]
+
+
+def _label_keys(cfg: DictConfig) -> list[str]:
+    keys = _select(cfg, "data.label_keys")
+    return [] if keys is _ABSENT or keys is None else [str(k) for k in keys]
 
 
 def _as_list(urls: Any) -> str | list[str]:

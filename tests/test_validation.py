@@ -14,7 +14,7 @@ from aqa.config import ConfigError, check_values, compose
 def _tar(path: Path, members: int) -> Path:
     with tarfile.open(path, "w") as tar:
         for i in range(members):
-            data = json.dumps({"bitrate_rank": i}).encode()
+            data = json.dumps({"bitrate_rank": i, "bitrate_kbps": 32 if i else None}).encode()
             info = tarfile.TarInfo(f"g0/v{i}.json")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -62,7 +62,7 @@ def _data(shards: Path) -> list[str]:
         (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5", "fraction in (0.0, 1.0]"),
         (["trainer.devices=0"], "trainer.devices=0", "'auto'"),
         (["seed=abc"], "seed='abc'", "integer"),
-        (["data.train_urls=/nonexistent/train-*.tar"], "data.train_urls", "aqa prep codec"),
+        (["data.train_urls=/nonexistent/train-*.tar"], "data.train_urls", "aqa prep NAME --out"),
         (["data.val_urls=/nonexistent/val-*.tar"], "data.val_urls", "no validation shards found"),
         (["data.val_urls={root}/shards/val-*.tar"], "data.val_urls", "hold no samples"),
         (["data.val_urls=null"], "data.val_urls=None", "monitor.metric=val/quality/srcc"),

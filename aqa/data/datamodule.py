@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -11,9 +12,21 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from aqa.data.dataset import GroupedBatchDataset
+from aqa.data.manifest import shard_group_counts
 from aqa.data.urls import expand_shard_urls
 
-__all__ = ["AQADataModule", "datamodule_from_config"]
+__all__ = ["AQADataModule", "datamodule_from_config", "default_num_workers"]
+
+
+def default_num_workers(limit: int = 4) -> int:
+    """DataLoader workers when ``data.num_workers`` is null: ``min(limit, cores - 1)`` (cores this process may
+    run on), so the main process keeps a core and torch does not warn about more workers than cores; 0 (load in
+    the main process) on one core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(limit, cores - 1))
 
 class _EpochLoader(DataLoader):
     # Lightning calls set_epoch only on samplers, which iterable datasets lack: pass the epoch to the
@@ -68,7 +81,9 @@ class AQADataModule(L.LightningDataModule):
         crop_s: training crop in seconds (random offset shared by a group); ``None`` = whole clips.
         val_crop_s: validation crop in seconds from the clip start; ``None`` = whole clips.
         shuffle_groups: training shuffle buffer, in groups.
-        num_workers: DataLoader worker processes (shards are split across them).
+        num_workers: DataLoader worker processes (shards are split across them); ``None``:
+            :func:`default_num_workers` (``min(4, cores - 1)``). The data order depends on it (each worker reads
+            its own shards): a run records the value it used in its ``config.yaml``.
         seed: base seed of shard order, group shuffling and crops (combined with the epoch).
         versions_per_group: cap on versions per group (reference always kept); ``None`` = all.
     """
@@ -86,7 +101,7 @@ class AQADataModule(L.LightningDataModule):
         crop_s: float | None = 10.0,
         val_crop_s: float | None = None,
         shuffle_groups: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         seed: int = 0,
         versions_per_group: int | None = None,
     ) -> None:
@@ -101,7 +116,7 @@ class AQADataModule(L.LightningDataModule):
         self.crop_s = crop_s
         self.val_crop_s = val_crop_s
         self.shuffle_groups = shuffle_groups
-        self.num_workers = num_workers
+        self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
         self.seed = seed
         self.versions_per_group = versions_per_group
         self.train_set: GroupedBatchDataset | None = None
@@ -128,6 +143,24 @@ class AQADataModule(L.LightningDataModule):
             self.train_set = self._dataset(self.train_urls, True, "training shards")
         if stage in (None, "fit", "validate") and self.val_set is None and self.val_urls is not None:
             self.val_set = self._dataset(self.val_urls, False, "validation shards")
+
+    def epoch_batches(self, split: str = "train") -> int | None:
+        """Batches per epoch of ``split`` (``train`` or ``val``) on this rank, from the groups per shard that the
+        shards' records give (:func:`aqa.data.manifest.shard_group_counts`); None when unknown (remote shards,
+        no records). What the progress bar shows as the epoch's length: the loop itself still ends when the
+        data does (an iterable dataset has no ``len``)."""
+        if split == "train" and self.train_set is None:
+            self.setup("fit")
+        dataset = self.train_set if split == "train" else self.val_set
+        if dataset is None:
+            return None
+        counts = shard_group_counts(dataset.urls)
+        if counts is None:
+            return None
+        trainer = self.trainer
+        rank, world = (0, 1) if trainer is None else (int(trainer.global_rank), int(trainer.world_size))
+        epoch = None if trainer is None else int(trainer.current_epoch)  # the shard order of the epoch about to run
+        return dataset.epoch_batches(counts, self.num_workers, rank, world, epoch)
 
     def _current_epoch(self) -> int | None:
         trainer = self.trainer

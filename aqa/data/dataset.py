@@ -194,6 +194,26 @@ class GroupedBatchDataset(IterableDataset):
         """Set the epoch that seeds the training order (call before iterating)."""
         self.epoch = int(epoch)
 
+    def epoch_batches(
+        self, group_counts: Mapping[str, int], workers: int = 0, rank: int = 0, world: int = 1, epoch: int | None = None
+    ) -> int:
+        """The batches one epoch yields on ``rank`` (of ``world``) with ``workers`` DataLoader workers (0: none), given
+        the groups each shard holds (:func:`aqa.data.manifest.shard_group_counts`): the shards are ordered as
+        :meth:`__iter__` orders them for :attr:`epoch`, split by rank then by worker, and each worker batches its
+        own groups (a last short batch each, unless ``drop_last``). ``epoch``: the training epoch (default
+        :attr:`epoch`). Exact unless every group of a batch is
+        malformed (such a batch is skipped); a group spanning two shards is not expected (``aqa prep`` writes
+        whole groups per shard)."""
+        urls = list(self.urls)
+        if self.train:
+            random.Random(f"{self.seed}:{self.epoch if epoch is None else epoch}:shards").shuffle(urls)
+        mine = urls[rank::world] if world > 1 else urls
+        total = 0
+        for worker in range(max(1, workers)):
+            groups = sum(group_counts[u] for u in (mine[worker :: workers] if workers > 1 else mine))
+            total += groups // self.groups_per_batch if self.drop_last else -(-groups // self.groups_per_batch)
+        return total
+
     def __iter__(self) -> Iterator[Batch]:
         # read here, not inside the generator: the DataLoader clears it right after creating the iterator
         return self._batches(self.skip_batches)

@@ -14,12 +14,30 @@ from pathlib import Path
 
 from braceexpand import braceexpand
 
-__all__ = ["DATA_ROOT_ENV", "REPO_ROOT", "data_root", "expand_shard_urls"]
+__all__ = ["DATA_ROOT_ENV", "DEMO_TARGETS", "REPO_ROOT", "build_hint", "data_root", "expand_shard_urls"]
 
-_BUILD_HINT = (
-    "build the demo shards with `make data-demo`, or your own with "
-    "`aqa prep codec --src <audio folder or list.csv> --out <dir>`"
-)
+# The Makefile target that builds each demo folder (tests/data/test_dataset.py checks them against the Makefile).
+DEMO_TARGETS = {
+    "data/codec_demo": "make data-demo",
+    "data/deepaq_demo": "make data-deepaq-demo",
+    "data/mos_demo": "make data/mos_demo/manifest.json",
+    "data/jnd_demo": "make data/jnd_demo/manifest.json",
+    "data/haaqi_demo": "make data/haaqi_demo/manifest.json",
+}
+_PREP_HINT = "`aqa prep NAME --out <dir>` (aqa prep -h lists the recipes: codec, jnd, haaqi, import, ...)"
+
+
+def build_hint(patterns: Sequence[str]) -> str:
+    """How to build the shards ``patterns`` point at: the Makefile target of a demo folder (in a checkout),
+    and ``aqa prep``."""
+    targets = [
+        target for folder, target in DEMO_TARGETS.items()
+        if any(str(p).replace("\\", "/").startswith(folder + "/") or f"/{folder}/" in str(p).replace("\\", "/")
+               for p in patterns)
+    ]
+    if targets and REPO_ROOT is not None:
+        return f"build them with `{targets[0]}` (`make data` builds every demo set), or your own with {_PREP_HINT}"
+    return f"build them with {_PREP_HINT}"
 _GLOB_CHARS = set("*?[")
 
 
@@ -99,5 +117,5 @@ def expand_shard_urls(urls: str | Sequence[str], what: str = "shards") -> list[s
     if missing or not out:
         shown = ", ".join(repr(m) for m in (missing or [str(p) for p in patterns])[:3])
         where = f" (relative paths are read from {root_note})" if relative else ""
-        raise FileNotFoundError(f"no {what} found for {shown}{where}; {_BUILD_HINT}")
+        raise FileNotFoundError(f"no {what} found for {shown}{where}; {build_hint([str(p) for p in patterns])}")
     return list(dict.fromkeys(out))

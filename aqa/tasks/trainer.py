@@ -22,7 +22,59 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from aqa.config import save_config
+
 log = logging.getLogger(__name__)
+
+
+def log_lightning_once() -> None:
+    """Print each Lightning log line once. ``import lightning`` gives the ``lightning`` logger a console handler of
+    its own, and the logger still propagates to the root logger: once the root has a handler (``aqa``'s CLI sets
+    one up) every Lightning INFO line would be printed twice. Lightning's handler is dropped then; without a root
+    handler (aqa used as a library, logging not set up) it stays and prints them."""
+    if not logging.getLogger().handlers:
+        return
+    lightning_log = logging.getLogger("lightning")
+    for handler in list(lightning_log.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_log.removeHandler(handler)
+
+
+class EpochLengthBar(RichProgressBar):
+    """Rich progress bar whose totals come from the shards' records when Lightning cannot know them (an
+    iterable dataset has no ``len``): ``N/N`` and an ETA instead of ``N/--``. Only what is shown changes: the
+    loop still ends each epoch when the data does. Asks the datamodule's ``epoch_batches(split)``."""
+
+    def _known(self, split: str, lightning_total: int | float, limit: Any) -> int | float:
+        if lightning_total != float("inf"):
+            return lightning_total
+        datamodule = getattr(self.trainer, "datamodule", None)
+        count = datamodule.epoch_batches(split) if hasattr(datamodule, "epoch_batches") else None
+        if count is None:
+            return lightning_total
+        return min(count, limit) if isinstance(limit, int) else count
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return self._known("train", super().total_train_batches, self.trainer.limit_train_batches)
+
+    @property
+    def total_val_batches_current_dataloader(self) -> int | float:
+        limit = self.trainer.num_sanity_val_steps if self.trainer.sanity_checking else self.trainer.limit_val_batches
+        return self._known("val", super().total_val_batches_current_dataloader, limit)
+
+
+class SaveConfig(Callback):
+    """Write the resolved config beside the checkpoints when fit starts: after the checkpoint callback has looked
+    at its folder, so a fresh run's folder is empty then (no "exists and is not empty" warning)."""
+
+    def __init__(self, cfg: DictConfig, path: Path) -> None:
+        self.cfg = cfg
+        self.path = Path(path)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            save_config(self.cfg, self.path)
 
 
 class Preemption(Callback):
@@ -134,10 +186,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callbac
             # others', so deciding there would leave Preemption's epoch-end last.ckpt one validation behind
             save_on_train_epoch_end=False,
         ),
-        RichProgressBar(),
+        EpochLengthBar(),
         # owns last.ckpt: every N steps, at each epoch end and on SIGTERM (ModelCheckpoint's save_last only
         # writes it when a new best is saved)
         Preemption(run_dir / "checkpoints" / "last.ckpt", every),
+        SaveConfig(cfg, run_dir / "checkpoints" / "config.yaml"),
     ]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -157,6 +210,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, logger: Any) -> list[Callbac
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """A Lightning Trainer from ``cfg.trainer`` with the project's callbacks and logger."""
+    log_lightning_once()
     logger = build_logger(cfg, run_dir)
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(kwargs, dict)

@@ -118,8 +118,9 @@ def test_datamodule_workers_epochs_and_missing_shards(shards, tmp_path):
     val = [b for b in dm.val_dataloader()]
     assert sum(len(b["group"].unique()) for b in val) == manifest["splits"]["val"]["groups"]
 
-    with pytest.raises(FileNotFoundError, match=r"make data-demo.*aqa prep codec"):
+    with pytest.raises(FileNotFoundError, match=r"aqa prep NAME --out") as missing:
         AQADataModule(train_urls=str(tmp_path / "none" / "train-*.tar"), sample_rate=16000).setup("fit")
+    assert "make data" not in str(missing.value)  # not a demo folder: no demo target to name
     with pytest.raises(FileNotFoundError):
         expand_shard_urls([str(tmp_path / "x-{00000..00002}.tar")])
     assert expand_shard_urls("pipe:cat a-{0..1}.tar") == ["pipe:cat a-0.tar", "pipe:cat a-1.tar"]
@@ -132,3 +133,53 @@ def test_codec_demo_config_builds_a_datamodule():
     assert cfg.pop("name") == "codec_demo"
     dm = AQADataModule(**cfg, sample_rate=24000)
     assert dm.crop_s == 3.0 and dm.val_crop_s == 5.0 and dm.label_keys == ["bitrate_kbps", "bitrate_rank"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_epoch_batches_from_the_shard_records_equal_the_batches_an_epoch_yields(shards, workers):
+    # the progress bar's epoch length (issue 24 item 5): shards of 1-2 groups, so workers get unequal shares
+    root, _, manifest = shards
+    dm = AQADataModule(train_urls=str(root / "out" / "train-*.tar"), val_urls=str(root / "out" / "val-*.tar"),
+                       sample_rate=STORE_SR, label_keys=["bitrate_rank"], groups_per_batch=2, crop_s=0.25,
+                       shuffle_groups=0, num_workers=workers, seed=0)
+    dm.setup("fit")
+    for split, loader in (("train", dm.train_dataloader()), ("val", dm.val_dataloader())):
+        assert dm.epoch_batches(split) == len(list(loader)), split
+    assert dm.epoch_batches("train") >= manifest["splits"]["train"]["groups"] // 2
+
+
+def test_default_num_workers_leaves_a_core_and_null_resolves_to_it(monkeypatch):
+    import os
+
+    from aqa.data.datamodule import default_num_workers
+
+    for cores, expected in ((1, 0), (2, 1), (3, 2), (16, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert default_num_workers() == expected
+        assert AQADataModule("x", sample_rate=16000, num_workers=None).num_workers == expected
+    from aqa.config import compose
+
+    for preset in ("codec", "haaqi", "jnd", "rated"):  # the presets that used to ask for 4 on any machine
+        assert compose("deepaq_lora_tiny", [f"data={preset}"]).data.num_workers is None, preset
+
+
+def test_every_demo_folder_hint_names_the_make_target_that_builds_it(tmp_path, monkeypatch):
+    # issue 24 item 4: `data/mos_demo` named `make data-demo`, which builds data/codec_demo
+    import re
+
+    from aqa.config import available, compose
+
+    monkeypatch.setenv("AQA_DATA", str(tmp_path))  # no demo data there: every preset's shards are missing
+
+    makefile = (REPO / "Makefile").read_text()
+    rules = dict(re.findall(r"^([\w./-]+):[^=\n]*\n((?:\t.*\n?)+)", makefile, flags=re.M))
+    phony = dict(re.findall(r"^([\w-]+): ([\w./ -]+)$", makefile, flags=re.M))
+    for preset in available("data"):
+        folder = str(compose("deepaq_lora_tiny", [f"data={preset}"]).data.train_urls).rsplit("/", 1)[0]
+        if not folder.endswith("_demo"):
+            continue
+        with pytest.raises(FileNotFoundError) as missing:
+            expand_shard_urls(f"{folder}/train-*.tar", "training shards")
+        target = re.search(r"`make ([^`]+)`", str(missing.value)).group(1)
+        recipe = rules.get(target) or rules.get(phony.get(target, "").split()[0], "")
+        assert f"--out {folder}" in recipe, (preset, target, recipe)

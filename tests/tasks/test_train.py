@@ -154,3 +154,43 @@ def test_validate_before_logs_the_untrained_model_and_the_cli_prints_before_and_
         assert float(before) == pytest.approx(float(val[0][key]), abs=5e-4)
         assert float(after) == pytest.approx(float(val[1][key]), abs=5e-4)
     assert float(val[0]["val/loss"]) != float(val[1]["val/loss"])  # the weights moved in between
+
+
+def test_a_label_the_shards_lack_is_refused_before_the_run_folder_is_made(shards, tmp_path, capsys):
+    # issue 24 item 1: a typo in the label used to build the model, start the loop and die with "'bitrate_rnk'"
+    run = tmp_path / "run"
+    data = [f"data.train_urls={shards}/train-*.tar", f"data.val_urls={shards}/val-*.tar", f"run_dir={run}"]
+    assert main(["train", "deepaq_lora_tiny", *data, "tasks.quality.label=bitrate_rnk"]) == 2
+    err = capsys.readouterr().err
+    assert "tasks.quality.label='bitrate_rnk'" in err and "['bitrate_kbps', 'bitrate_rank'" in err, err
+    assert "manifest.json" in err and not run.exists()
+
+
+def test_cli_training_reads_a_label_the_preset_omits_and_logs_for_a_person(shards, tmp_path):
+    # issue 24 items 1, 4, 5 through the console script's code path (a subprocess: the CLI's own logging setup).
+    # The preset lists only bitrate_rank; the task trains on bitrate_kbps, which the shards carry (it used to die
+    # in the loop with "'bitrate_kbps'"). The default crop (3 s) is longer than the shards' 1 s excerpts.
+    import os
+    import re
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    argv = ["train", "deepaq_lora_tiny", f"data.train_urls={shards}/train-*.tar", f"data.val_urls={shards}/val-*.tar",
+            f"run_dir={run}", "trainer.max_epochs=1", "data.groups_per_batch=2", "data.label_keys=[bitrate_rank]",
+            "logger=csv"]
+    done = subprocess.run([sys.executable, "-m", "aqa.cli", *argv], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert out.count("`Trainer.fit` stopped") == 1 and out.count("Seed set to") == 1, out  # each line once
+    assert "exists and is not empty" not in out, out  # a fresh run's checkpoint folder is empty when fit starts
+    assert (run / "checkpoints" / "config.yaml").is_file()
+    crop = [line for line in out.splitlines() if "data.crop_s=3 s is longer than the train shards' clips (1 s" in line]
+    assert len(crop) == 1, out  # said once, with both lengths
+    # the epoch's length comes from the shard records: 2 training pieces x 1 group, 2 groups per batch -> 1/1
+    bars = re.findall(r"Epoch 0/0 .*? (\d+)/(\S+) ", out)
+    assert bars and all(done_ == total for done_, total in bars), bars
+    assert re.search(r"^best val/quality/srcc \(max\): -?\d\.\d{4}$", done.stdout, flags=re.M), done.stdout
+    assert f"best checkpoint: {run / 'checkpoints' / 'best.ckpt'}" in done.stdout
+    assert "{" not in done.stdout  # no raw dict

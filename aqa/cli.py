@@ -284,11 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from aqa.tasks.training import before_after_table, train
+    from aqa.tasks.training import before_after_table, summary, train
 
     metrics = train(compose(args.experiment, args.overrides))
-    print(before_after_table(metrics) or {k: v for k, v in metrics.items() if k != "best_model_path"})
-    print(f"best checkpoint: {metrics['best_model_path'] or '-'}")
+    if metrics.get("before"):  # validate_before: the validation metrics before and after training
+        print(before_after_table(metrics))
+    print(summary(metrics))
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -403,13 +404,37 @@ def _is_audio_error(err: BaseException) -> bool:
     return audio is not None and isinstance(err, audio.AudioError)
 
 
+# commands that train: Ctrl-C (SIGINT) stops them as SIGTERM does (last.ckpt, then the resume hint)
+_TRAINING = {"train", "sweep"}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides of ``aqa train`` and ``aqa sweep`` may also follow the options
+    (``aqa sweep NAME --out DIR data.train_urls=...``): argparse gives the positional ``overrides`` only the words
+    before the first option, and the rest are added to it in order. Anything else left over (an unknown
+    ``--flag``, a stray word of another command) is a usage error (exit 2), as before."""
+    args, rest = parser.parse_known_args(argv)
+    if isinstance(getattr(args, "overrides", None), list):
+        args.overrides = [*args.overrides, *(w for w in rest if not w.startswith("-"))]
+        rest = [w for w in rest if w.startswith("-")]
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aqa`` console script: parse, dispatch, turn expected errors into one line."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     handler: Callable[[argparse.Namespace], int | None] = args.handler
+    received: list[str] = []  # interrupting signals seen while a training command ran
     try:
         set_config_dirs([*args.config_dir, *getattr(args, "sub_config_dir", [])])
+        if args.command in _TRAINING:
+            from aqa.sweep.run import sigint_as_sigterm
+
+            with sigint_as_sigterm() as received:
+                return int(handler(args) or 0)
         return int(handler(args) or 0)
     except (ConfigError, FileNotFoundError, KeyError) as err:
         print(f"aqa {args.command}: error: {err}", file=sys.stderr)
@@ -419,14 +444,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"aqa {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except SystemExit as stop:
+    except (SystemExit, KeyboardInterrupt) as stop:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        if not isinstance(stop, SIGTERMException):
+        if not (received or isinstance(stop, SIGTERMException)):
             raise
         how = "the same command with --resume" if args.command == "sweep" else "resume=true"
-        print(f"aqa {args.command}: stopped by SIGTERM; continue with {how}", file=sys.stderr)
-        return 143  # 128 + SIGTERM, as a shell reports a job the signal ended
+        print(f"aqa {args.command}: stopped by {'SIGINT (Ctrl-C)' if received else 'SIGTERM'}; continue with "
+              f"{how}", file=sys.stderr)
+        return 130 if received else 143  # 128 + the signal, as a shell reports a job the signal ended
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Reliability (issue 6): pre-emption, multi-process training, hostile audio, hostile configs and
 checkpoints, numerical safety. Each test fails when the protection it covers is removed."""
 
+import csv
 import json
 import logging
 import math
@@ -134,6 +135,27 @@ def test_sigterm_checkpoints_and_sigkill_resume_matches_uninterrupted_run(shards
     # mid-epoch resume it averages only the steps run since)
     for key in ("train/loss_step", "val/loss", "val/quality/srcc"):
         assert resumed[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.slow  # ~20 s on the shared 2 cores (a fresh process); in-process twin: tests/tasks/test_sweep.py
+@needs_ffmpeg
+def test_sigint_stops_a_sweep_as_sigterm_does_with_the_resume_hint_and_the_trial_marked_interrupted(
+    shards, tmp_path
+):
+    sweep, out = tmp_path / "one.yaml", tmp_path / "sweep"
+    sweep.write_text("experiment: deepaq_lora_tiny\nparameters: {seed: [0]}\n")
+    extra = [o for o in tiny_overrides(shards, out, "trainer.max_epochs=1") if not o.startswith("run_dir=")]
+    # Ctrl-C while the second step trains: as with SIGTERM, the batch ends, last.ckpt is written at step 2,
+    # the resume hint is printed, and sweep.csv says interrupted (not running)
+    args = ["sweep", str(sweep), "--out", str(out), "--no-progress", *extra]
+    proc = run_driver(args, tmp_path, AQA_TEST_SIGNAL="SIGINT", AQA_TEST_AT_STEP="1")
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "aqa sweep: stopped by SIGINT (Ctrl-C); continue with the same command with --resume" in proc.stderr
+    (trial,) = [p.parent for p in out.glob("*/trial.json")]
+    assert ckpt(trial)["global_step"] == 2
+    (row,) = list(csv.DictReader((out / "sweep.csv").open()))
+    assert row["status"] == "interrupted" and "SIGINT" in row["error"], row
+    # (--resume then continues it from last.ckpt with the stored overrides: tests/tasks/test_sweep.py)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -21,11 +21,14 @@ so the same trial always lands in the same folder. Every trial is composed and i
 (:func:`aqa.config.check_values`) before the first one trains; a bad sweep is one line per problem.
 
 Trials run through :func:`aqa.tasks.training.train`, each in ``OUT/NAME`` with ``OUT/NAME/trial.json``
-recording its state (``running``, ``done`` with its metrics, ``failed`` with the error). ``OUT/sweep.csv`` is
+recording its state (``running``, ``done`` with its metrics, ``failed`` with the error, ``interrupted`` by
+SIGTERM or Ctrl-C, which ``aqa sweep`` treats alike: the trial's ``last.ckpt`` is written and the resume hint
+printed). ``OUT/sweep.csv`` is
 rewritten after every state change: one row per trial with its swept values, status, rank by ``metric``, the
 epoch of its best checkpoint and the validation metrics of that checkpoint (the experiment's
-``monitor.metric`` picks it; ``metric`` ranks the trials). ``--resume`` skips finished trials, continues an
-interrupted (``running``) one from its ``checkpoints/last.ckpt`` (``resume=true``) and starts failed ones again
+``monitor.metric`` picks it; ``metric`` ranks the trials). ``--resume`` (which reuses the command-line overrides the sweep was
+started with, read back from its trial records) skips finished trials, continues an
+interrupted (``interrupted``, or ``running`` after SIGKILL) one from its ``checkpoints/last.ckpt`` (``resume=true``) and starts failed ones again
 (``overwrite=true``: a failed run's last state may be the cause).
 
 ``--wandb`` writes ``OUT/wandb_sweep.yaml``, the same search as a W&B sweep whose agents run
@@ -38,14 +41,16 @@ from aqa.sweep.records import (
     CSV_FILE,
     DONE,
     FAILED,
+    INTERRUPTED,
     PENDING,
     RUNNING,
     TRIAL_FILE,
     finished_runs,
     read_record,
+    recorded_extra,
     write_csv,
 )
-from aqa.sweep.run import best_metrics, run_one, run_sweep, run_trial
+from aqa.sweep.run import best_metrics, run_one, run_sweep, run_trial, sigint_as_sigterm
 from aqa.sweep.spec import Range, Sweep, default_out, load_sweep, sweep_path
 from aqa.sweep.trials import Trial, compose_trial, expand, override_value, parse_assignment, plan, trial_name
 from aqa.sweep.wandb import WANDB_FILE, wandb_sweep
@@ -54,6 +59,7 @@ __all__ = [
     "CSV_FILE",
     "DONE",
     "FAILED",
+    "INTERRUPTED",
     "PENDING",
     "RUNNING",
     "Range",
@@ -71,9 +77,11 @@ __all__ = [
     "parse_assignment",
     "plan",
     "read_record",
+    "recorded_extra",
     "run_one",
     "run_sweep",
     "run_trial",
+    "sigint_as_sigterm",
     "sweep_path",
     "trial_name",
     "wandb_sweep",

@@ -11,13 +11,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aqa.config import ConfigError
 from aqa.files import write_text_atomic
-from aqa.sweep.spec import _is_number
+from aqa.sweep.spec import Sweep, _is_number
 from aqa.sweep.trials import Trial, override_value
 
 TRIAL_FILE = "trial.json"
 CSV_FILE = "sweep.csv"
 DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
+INTERRUPTED = "interrupted"  # stopped by SIGTERM or Ctrl-C; --resume continues it from its last.ckpt
 
 
 def read_record(run_dir: str | Path) -> dict[str, Any] | None:
@@ -43,6 +45,25 @@ def _recorded_trials(out: Path) -> dict[str, tuple[Trial, dict[str, Any]]]:
         )
         found[trial.name] = (trial, record)
     return found
+
+
+def recorded_extra(sweep: Sweep, out: str | Path) -> list[str] | None:
+    """The command-line overrides the sweep in ``out`` was started with: what follows the sweep file's own
+    overrides and the swept values in each trial record's ``overrides`` (``sweep.csv``'s column where no trial
+    has a record yet). None where ``out`` holds neither.
+
+    Raises:
+        ConfigError: the trials of ``out`` were run with different command-line overrides.
+    """
+    out = Path(out)
+    skip = len(sweep.overrides) + sum(k != "experiment" for k in sweep.parameters)
+    found = {trial.overrides[skip:] for trial, _ in _recorded_trials(out).values()}
+    if not found and (out / CSV_FILE).is_file():
+        with (out / CSV_FILE).open(newline="", encoding="utf-8") as f:
+            found = {tuple((row.get("overrides") or "").split())[skip:] for row in csv.DictReader(f)}
+    if len(found) > 1:
+        raise ConfigError(f"the trials in {out} were run with different overrides: {sorted(found)}; use a new --out")
+    return list(found.pop()) if found else None
 
 
 def _rows(

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning as L
@@ -22,18 +26,57 @@ from aqa.sweep.records import (
     CSV_FILE,
     DONE,
     FAILED,
+    INTERRUPTED,
     RUNNING,
     TRIAL_FILE,
     _record,
     _refresh_csv,
     _rows,
     read_record,
+    recorded_extra,
 )
 from aqa.sweep.spec import Sweep, default_out
 from aqa.sweep.trials import Trial, _trial, compose_trial, parse_assignment, plan
 from aqa.tasks.multitask import load_run
 
 log = logging.getLogger(__name__)
+
+_RECEIVED: list[str] = []  # the Ctrl-Cs seen inside sigint_as_sigterm(), oldest first
+
+
+@contextmanager
+def sigint_as_sigterm() -> Iterator[list[str]]:
+    """Handle Ctrl-C (SIGINT) as SIGTERM while the block runs (main thread only; ``aqa train`` and ``aqa sweep``).
+
+    The first Ctrl-C goes to the SIGTERM handler Lightning installs while it trains or validates: the current
+    batch ends, :class:`aqa.tasks.trainer.Preemption` writes ``last.ckpt`` and Lightning raises its
+    ``SIGTERMException``. Outside training, or at a second Ctrl-C, ``KeyboardInterrupt`` is raised at once.
+
+    Yields:
+        The list of interrupting signals received (``"SIGINT"`` each); :func:`run_trial` and :func:`run_sweep`
+        read it too, to record a trial as interrupted rather than failed and to stop before the next trial.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    _RECEIVED.clear()
+    received: list[str] = []  # the caller's copy, kept after the block
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        _RECEIVED.append("SIGINT")
+        received.append("SIGINT")
+        lightning = signal.getsignal(signal.SIGTERM)
+        if len(_RECEIVED) == 1 and callable(lightning):
+            lightning(signal.SIGTERM, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _RECEIVED.clear()
 
 
 def _monitor_best(state: Mapping[str, Any]) -> float | None:
@@ -97,7 +140,9 @@ def run_trial(
     (``overwrite=true``: its last state may be what failed, a NaN for one).
 
     Exceptions other than interrupts (``KeyboardInterrupt``, ``SystemExit``: SIGINT, SIGTERM) are recorded as
-    a ``failed`` trial and not raised; an interrupt leaves the trial ``running``, to be resumed.
+    a ``failed`` trial and not raised; an interrupt is recorded as ``interrupted`` (resumed from ``last.ckpt``)
+    and raised again. So is an error that follows a Ctrl-C seen by :func:`sigint_as_sigterm` (a terminal's
+    Ctrl-C also ends the DataLoader workers), as ``KeyboardInterrupt``.
 
     Returns:
         The trial's record, also written to ``run_dir/trial.json``.
@@ -114,10 +159,23 @@ def run_trial(
     write_text_atomic(
         run_dir / TRIAL_FILE, json.dumps(_record(trial, RUNNING, resumed=bool(cfg.resume)), indent=1)
     )
+    seen = len(_RECEIVED)
+
+    def interrupted(err: BaseException) -> None:
+        name = _RECEIVED[-1] if len(_RECEIVED) > seen else "SIGTERM" if isinstance(err, SystemExit) else "SIGINT"
+        record = _record(trial, INTERRUPTED, error=f"stopped by {name}; --resume continues from last.ckpt")
+        write_text_atomic(run_dir / TRIAL_FILE, json.dumps(record, indent=1))
+
     try:
         train_fn(cfg)
         record = _record(trial, DONE, metrics=best_metrics(run_dir))
+    except (KeyboardInterrupt, SystemExit) as err:
+        interrupted(err)
+        raise
     except Exception as err:  # noqa: BLE001 - one failed trial must not end the sweep; the error is recorded
+        if len(_RECEIVED) > seen:
+            interrupted(err)
+            raise KeyboardInterrupt from err
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         log.error("trial %s failed: %s: %s", trial.name, type(err).__name__, message)
         record = _record(trial, FAILED, error=f"{type(err).__name__}: {message}")
@@ -139,7 +197,8 @@ def run_sweep(
         out: the sweep's folder (default ``runs/sweeps/NAME``); each trial trains in ``OUT/NAME``.
         extra: overrides added to every trial (after the sweep file's, before ``run_dir``).
         resume: continue a sweep in ``out``: finished trials are kept, interrupted ones continue from their
-            ``last.ckpt``, failed ones start again. Without it, a folder that already holds trials (a record,
+            ``last.ckpt``, failed ones start again. With no ``extra``, those the sweep was started with (its
+            trial records, else ``sweep.csv``) are used; different ones are refused. Without it, a folder that already holds trials (a record,
             ``sweep.csv`` or a trial folder with ``checkpoints/``) is refused.
         train_fn: what trains a config (default :func:`aqa.tasks.training.train`; tests inject failures).
 
@@ -148,9 +207,20 @@ def run_sweep(
 
     Raises:
         ConfigError: a bad sweep or trial (before anything trains), a folder holding another sweep's trials
-            without ``resume``, or a finished trial recorded with other overrides.
+            without ``resume``, a finished trial recorded with other overrides, or ``resume`` with other
+            ``extra`` overrides than the sweep was started with.
     """
     out = Path(out) if out is not None else default_out(sweep)
+    stored = recorded_extra(sweep, out) if resume else None
+    if stored is not None and not extra:
+        extra = stored
+        if stored:
+            log.info("resuming %s with the overrides it was started with: %s", out, " ".join(stored))
+    elif stored is not None and list(extra) != stored:
+        raise ConfigError(
+            f"{out} was started with the overrides {stored}, now {list(extra)}: --resume reuses the stored ones "
+            f"(give none, or the same), or use a new --out"
+        )
     trials, configs, metric, mode = plan(sweep, out, extra)
     records = {t.name: r for t in trials if (r := read_record(out / t.name))}
     trained = any((out / t.name / "checkpoints").exists() for t in trials)
@@ -177,10 +247,17 @@ def run_sweep(
     bar = tqdm(todo, desc=f"sweep {sweep.name}", unit="trial", file=sys.stderr, disable=not progress)
     for trial, cfg in bar:
         bar.set_postfix_str(trial.name)
+        if _RECEIVED:  # a Ctrl-C that came as the last trial ended: stop before the next one
+            raise KeyboardInterrupt
         records[trial.name] = {"status": RUNNING}
         _refresh_csv(out, trials, records, metric, mode)
-        records[trial.name] = run_trial(trial, cfg, train_fn)
-        _refresh_csv(out, trials, records, metric, mode)
+        try:
+            records[trial.name] = run_trial(trial, cfg, train_fn)
+        except BaseException:  # interrupted: sweep.csv says so before the interrupt goes on
+            records[trial.name] = read_record(out / trial.name) or records[trial.name]
+            raise
+        finally:
+            _refresh_csv(out, trials, records, metric, mode)
     return _rows(trials, records, metric, mode, out)[1]
 
 
@@ -213,6 +290,10 @@ def run_one(
         _refresh_csv(out, trials, {**records, trial.name: current}, metric, mode)
 
     refresh({"status": RUNNING})
-    record = run_trial(trial, cfg, train_fn)
+    try:
+        record = run_trial(trial, cfg, train_fn)
+    except BaseException:
+        refresh(read_record(out / trial.name) or {"status": RUNNING})
+        raise
     refresh(record)
     return record

@@ -282,7 +282,7 @@ def test_tiny_mmmos_sweep_interrupted_resumed_and_ensembled(tmp_path, capsys, mo
         main([*sweep, "--resume"])
     assert calls == [(names[1], False), (names[2], False)]
     rows = read_csv(out / "sweep.csv")
-    assert [r["status"] for r in rows] == ["done", "done", "running", "pending"] and [
+    assert [r["status"] for r in rows] == ["done", "done", "interrupted", "pending"] and [
         r["trial"] for r in rows
     ] == names
     done_mtimes = {n: (out / n / "checkpoints" / "best.ckpt").stat().st_mtime_ns for n in names[:2]}
@@ -475,6 +475,84 @@ def test_failed_trials_start_again_and_unrecorded_checkpoints_are_refused(
     calls.clear()
     assert main([*sweep, "--resume"]) == 1
     assert [c[1:] for c in calls] == [(False, True)] * 4
+
+
+def test_overrides_may_follow_the_options_and_an_unknown_flag_is_still_refused(tmp_path, capsys, extra):
+    # the README's order: aqa sweep NAME --out DIR key=value ... (options first, then the overrides)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "mmmos_tiny", extra[0], "--out", str(out), "--dry-run", *extra[1:]]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1] == "4 trials, ranked by val/quality/srcc (max)"
+    assert all(line.endswith(" ".join(extra)) for line in listed[:-1]), listed  # in the order given
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "mmmos_tiny", "--out", str(out), "--dry-run", *extra, "--bogus"])
+    assert stop.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_reuses_the_overrides_the_sweep_was_started_with(tmp_path, capsys, monkeypatch, extra):
+    out = tmp_path / "sweep"
+    seen: list[tuple[str, str, bool]] = []
+
+    def fake_train(cfg, interrupt=False):
+        seen.append((Path(cfg.run_dir).name, cfg.data.train_urls, bool(cfg.resume)))
+        if interrupt:
+            raise KeyboardInterrupt  # stopped before it trained: sweep.csv says interrupted, not running
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(aqa.tasks.training, "train", lambda cfg: fake_train(cfg, interrupt=True))
+    with pytest.raises(KeyboardInterrupt):
+        main(["sweep", "mmmos_tiny", *extra, "--out", str(out), "--no-progress"])
+    assert [r["status"] for r in read_csv(out / "sweep.csv")] == ["interrupted", "pending", "pending", "pending"]
+
+    # --resume alone: the stored overrides (data.train_urls, ...) are those every trial composes with
+    monkeypatch.setattr(aqa.tasks.training, "train", fake_train)
+    assert main(["sweep", "mmmos_tiny", "--out", str(out), "--no-progress", "--resume"]) == 1
+    names = [t.name for t in expand(load_sweep("mmmos_tiny"), extra)]
+    train_urls = extra[0].partition("=")[2]
+    assert seen[1:] == [(n, train_urls, False) for n in names]
+    assert [r["status"] for r in read_csv(out / "sweep.csv")] == ["failed"] * 4
+    # the same overrides again are accepted; other ones are refused (the finished trials used the stored ones)
+    assert main(["sweep", "mmmos_tiny", *extra, "--out", str(out), "--no-progress", "--resume"]) == 1
+    capsys.readouterr()
+    assert main(["sweep", "mmmos_tiny", *extra, "trainer.max_epochs=3", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "was started with the overrides" in err and "--resume reuses the stored ones" in err, err
+
+
+def test_ctrl_c_stops_a_sweep_and_a_training_run_as_sigterm_does_and_marks_the_trial_interrupted(tmp_path, capsys, monkeypatch, extra):
+    """A real SIGINT, sent by the process to itself as its second training step starts (the slow twin in
+    tests/test_reliability.py sends it to a fresh `aqa sweep` process)."""
+    import os
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    import aqa.tasks.trainer
+
+    class CtrlC(Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    build = aqa.tasks.trainer.build_callbacks
+    monkeypatch.setattr(aqa.tasks.trainer, "build_callbacks", lambda *a: [*build(*a), CtrlC()])
+    before = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "sweep"
+    fast = ["data.groups_per_batch=2", "checkpoint_every_n_steps=0", "--out", str(out), "--no-progress"]
+    assert main(["sweep", "mmmos_tiny", *extra, *fast]) == 130  # 128 + SIGINT
+    assert "stopped by SIGINT (Ctrl-C); continue with the same command with --resume" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is aqa's only while the command runs
+    rows = read_csv(out / "sweep.csv")
+    assert [r["status"] for r in rows] == ["interrupted", "pending", "pending", "pending"], rows
+    # like SIGTERM, the batch ended and last.ckpt was written at step 2 for --resume to continue from
+    assert "SIGINT" in rows[0]["error"]
+    assert torch.load(out / rows[0]["trial"] / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    # aqa train alike: last.ckpt, then the resume hint
+    run = tmp_path / "run"
+    assert main(["train", "mmmos_tiny", *extra, *fast[:2], "trainer.max_epochs=1", f"run_dir={run}"]) == 130
+    assert "aqa train: stopped by SIGINT (Ctrl-C); continue with resume=true" in capsys.readouterr().err
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
 def test_agent_trial_is_validated_as_it_trained_and_reaches_sweep_csv(tmp_path, extra):

@@ -367,12 +367,7 @@ def score_files(
     calibrations: Mapping[str, Callable[[Sequence[float]], Any]] | None = None,
     device: str | torch.device = "auto",
     precision: str = "auto",
-    *,
-    batch_size: int = 8,
-    jobs: int = 1,
-    window_s: float | None = None,
-    hop_s: float | None = None,
-    progress: bool = False,
+    **opts: Any,
 ) -> Iterator[dict[str, Any]]:
     """Score files in padded batches: an iterator of one record per file (and per window), in input order.
 
@@ -382,7 +377,8 @@ def score_files(
         reference: the reference of every file without its own (embedding tasks).
         conditions: e.g. ``{"audiogram": [8 values, dB HL]}``, the same for every file.
         calibrations: task -> :class:`~aqa.inference.calibration.Calibration`; adds ``TASK_calibrated``.
-        device, precision: as for :func:`score_clips`.
+        device, precision: as for :func:`score_clips`; resolved here, then :func:`stream_files` runs.
+        opts: keyword options of :func:`stream_files`:
         batch_size: clips (files or windows) per forward.
         jobs: decoding threads, running ahead of the model (0: decode in this thread).
         window_s, hop_s: score files longer than ``window_s`` seconds per window (see :func:`window_bounds`).
@@ -400,20 +396,7 @@ def score_files(
     only: a model without embedding tasks never decodes it).
     """
     dev = resolve_device(device)
-    return stream_files(
-        module,
-        paths,
-        reference,
-        conditions,
-        calibrations,
-        dev,
-        resolve_precision(precision, dev),
-        batch_size=batch_size,
-        jobs=jobs,
-        window_s=window_s,
-        hop_s=hop_s,
-        progress=progress,
-    )
+    return stream_files(module, paths, reference, conditions, calibrations, dev, resolve_precision(precision, dev), **opts)
 
 
 def stream_files(

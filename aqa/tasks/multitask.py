@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, SpearmanCorrCoef
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from aqa.config import ANCHORS, NAN_POLICIES, ConfigError, instantiate
+from aqa.correlation import spearman
 from aqa.data.labels import shard_labels
 from aqa.encoders.base import frame_mask, prepare
 from aqa.heads import Head, Kind, LabelScale, as_float32, head_score, quality_scores, zscore_stats
@@ -25,10 +27,32 @@ from aqa.losses.contrastive import within_group_pairs
 from aqa.model import COMPOSITE, QualityModel, build_model, load_model, run_checkpoint
 
 log = logging.getLogger(__name__)
-# validation SRCC keeps one score and one label per validation clip (a few MB for 10^5 clips): expected here
-warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save all targets and predictions")
 # frozen encoders (aqa.encoders.freeze) are pinned in eval mode on purpose: Lightning's notice about them is expected
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
+class GatheredSpearman(Metric):
+    """Validation SRCC: every (score, label) pair of the epoch is kept (one score and one label per validation
+    clip, a few MB for 10^5 clips), gathered from every process at :meth:`compute` (torchmetrics' ``cat`` states,
+    as its ``SpearmanCorrCoef`` gathered them under DDP), then :func:`aqa.correlation.spearman`, the one SRCC of
+    aqa. An undefined value (a constant side, fewer than two pairs) is 0.0, as ``SpearmanCorrCoef`` gave, so the
+    checkpoint monitor and early stopping never see NaN."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """``preds``, ``target``: (N,) scores and labels of one batch's scored clips."""
+        self.preds.append(preds.detach().flatten())
+        self.target.append(target.detach().flatten())
+
+    def compute(self) -> Tensor:
+        value = spearman(dim_zero_cat(self.preds).cpu(), dim_zero_cat(self.target).cpu())
+        return torch.tensor(0.0 if np.isnan(value) else value, dtype=torch.float32)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -172,12 +196,12 @@ class MultiTaskModule(L.LightningModule):
         self.terms = {name: {None: t.main_term(), **t.terms} for name, t in tasks.items()}
         self.labels = {name: t.label for name, t in tasks.items()}
         self.weights = {name: float(t.weight) for name, t in tasks.items()}
-        self.val_srcc = nn.ModuleDict({name: SpearmanCorrCoef() for name in tasks})
+        self.val_srcc = nn.ModuleDict({name: GatheredSpearman() for name in tasks})
         if len(tasks) > 1:
-            self.val_srcc[COMPOSITE] = SpearmanCorrCoef()
+            self.val_srcc[COMPOSITE] = GatheredSpearman()
         # embedding tasks are also scored against another excerpt's reference (DeePAQ's mismatched mode)
         self.val_srcc_mismatched = nn.ModuleDict(
-            {name: SpearmanCorrCoef() for name in tasks if self.heads[name].is_embedding}
+            {name: GatheredSpearman() for name in tasks if self.heads[name].is_embedding}
         )
         # and by the order within each group (what a within-group loss such as JSQA's JND contrastive optimises)
         self.val_group_order = nn.ModuleDict({name: MeanMetric() for name in self.val_srcc_mismatched})

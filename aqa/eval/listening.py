@@ -39,6 +39,7 @@ import numpy as np
 
 from aqa.eval.scales import Scale, baseline_scale, fmt_scale, same_scale, scale_of_test, scorer_scale
 from aqa.eval.stats import MIN_ITEMS, summary_stats, system_means
+from aqa.eval.summary import SUMMARY_COLUMNS, csv_text, fmt_value, markdown_table, pivot
 from aqa.files import numbered, write_text_atomic
 from aqa.tables import COLUMN_ALIASES, find_column, sniff_delimiter
 
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("degraded", "score")
 OPTIONAL_COLUMNS = ("reference", "system", "condition", "listener_count", "scale_min", "scale_max")
-SUMMARY_COLUMNS = ("model", "subset", "level", "metric", "value", "ci_low", "ci_high", "n")
 METRIC_ORDER = ("MSE", "LCC", "SRCC", "KTAU", "MSE_mapped", "LCC_mapped")
 # metric -> the value of its record that is compared with the subjective scores (higher = better except
 # cdpam, a distance: its correlations come out negative; the mapped metrics absorb the sign)
@@ -316,25 +316,13 @@ def predict_baseline(
     return values
 
 
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, float):
-        return "" if not math.isfinite(v) else f"{v:.6g}"
-    return str(v)
-
-
 def write_predictions(
     path: Path, rows: Sequence[Mapping[str, Any]], predictions: Mapping[str, Sequence[float]]
 ) -> None:
     """``predictions.csv``: the test's columns, then one column per model or baseline (empty = not scored)."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*fields, *predictions])
-    for i, row in enumerate(rows):
-        writer.writerow(
-            [_fmt_value(row.get(k, "")) for k in fields] + [_fmt_value(v[i]) for v in predictions.values()]
-        )
-    write_text_atomic(path, buf.getvalue())
+    lines = [[row.get(k, "") for k in fields] + [v[i] for v in predictions.values()] for i, row in enumerate(rows)]
+    write_text_atomic(path, csv_text([*fields, *predictions], lines))
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -443,8 +431,8 @@ def fad_baseline(
     encoder = opts["encoder"] if isinstance(opts["encoder"], str) else opts["encoder"].get("name", "")
     for n, v, m in zip(names, values, means, strict=True):
         info = per_system[n]
-        writer.writerow([n, _fmt_value(float(v)), info["clips"], info["samples"], info["reference_clips"],
-                         _fmt_value(float(m)), encoder, opts["layer"], opts["pooling"]])
+        writer.writerow([n, fmt_value(float(v)), info["clips"], info["samples"], info["reference_clips"],
+                         fmt_value(float(m)), encoder, opts["layer"], opts["pooling"]])
     write_text_atomic(out / "fad_systems.csv", buf.getvalue())
     plot_scatter(out / "scatter_fad.png", "fad", values, means, names)
     return [
@@ -456,13 +444,9 @@ def fad_baseline(
 
 
 def write_summary_csv(path: Path, summary: Sequence[Mapping[str, Any]]) -> None:
-    """``summary.csv`` with exactly :data:`SUMMARY_COLUMNS` (empty cells for NaN)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for row in summary:
-        writer.writerow([_fmt_value(row[c]) for c in SUMMARY_COLUMNS])
-    write_text_atomic(path, buf.getvalue())
+    """``summary.csv`` with exactly :data:`SUMMARY_COLUMNS` (empty cells for NaN): the rows themselves
+    (:func:`aqa.eval.summary.csv_text`)."""
+    write_text_atomic(path, csv_text(SUMMARY_COLUMNS, [[row[c] for c in SUMMARY_COLUMNS] for row in summary]))
 
 
 def _cell(value: float, low: float, high: float) -> str:
@@ -476,27 +460,13 @@ def summary_markdown(
     summary: Sequence[Mapping[str, Any]], title: str = "Listening-test evaluation", scales: Sequence[str] = ()
 ) -> str:
     """The summary as Markdown: one table per level, a row per (model, subset), ``value [95 % CI]`` cells, then
-    ``scales`` (:func:`scale_notes`: one line per predictor) under "Scales"."""
+    ``scales`` (:func:`scale_notes`: one line per predictor) under "Scales". The tables are the summary rows
+    pivoted (:func:`aqa.eval.summary.pivot`), as ``aqa eval RUN`` prints its own."""
     lines = [f"# {title}", ""]
     for level in dict.fromkeys(r["level"] for r in summary):
-        lines += [
-            f"## {level} level",
-            "",
-            "| model | subset | n | " + " | ".join(METRIC_ORDER) + " |",
-            "|" + "---|" * (3 + len(METRIC_ORDER)),
-        ]
-        cells: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
-        for r in summary:
-            if r["level"] == level:
-                cells.setdefault((r["model"], r["subset"]), {})[r["metric"]] = r
-        for (model, subset), metrics in cells.items():
-            n = next(iter(metrics.values()))["n"]
-            row = [
-                _cell(m["value"], m["ci_low"], m["ci_high"]) if (m := metrics.get(k)) else "-"
-                for k in METRIC_ORDER
-            ]
-            lines.append(f"| {model} | {subset} | {n} | " + " | ".join(row) + " |")
-        lines.append("")
+        level_rows = [r for r in summary if r["level"] == level]
+        cells = pivot(level_rows, METRIC_ORDER, lambda m: _cell(m["value"], m["ci_low"], m["ci_high"]) if m else "-")
+        lines += [f"## {level} level", "", *markdown_table(["model", "subset", "n", *METRIC_ORDER], cells), ""]
     lines.append(
         "Cells: value [95 % bootstrap CI]. *_mapped: after a cubic mapping fitted by k-fold "
         "cross-validation (held-out predictions). `-`: fewer than "

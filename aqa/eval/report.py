@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.table import Table
 from torch import nn
 
 from aqa.correlation import pearson, spearman
+from aqa.eval.summary import REPORT_METRICS, pivot, print_table, report_rows
 from aqa.heads import quality_scores
 from aqa.inference.calibration import load_calibrations
 from aqa.inference.device import autocast, resolve_device, resolve_precision, to_device
@@ -116,24 +116,18 @@ def _correlations(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _fmt(row: Mapping[str, Any] | None) -> str:
+    # a table cell: the value to 3 decimals, "-" where there is none (too few clips, not computable)
+    return "-" if row is None or not math.isfinite(row["value"]) else f"{row['value']:.3f}"
 
 
 def print_summary(summary: Mapping[str, Any], title: str = "evaluation") -> None:
-    """Print the summary as a table (rich)."""
-    table = Table(title=title)
-    calibrated = any("rmse" in m for rows in summary.values() for m in rows.values())
-    cols = ("task", "subset", "n", "SRCC", "PCC") + (("RMSE (mapped)", "PCC (mapped)") if calibrated else ())
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("task", "subset") else "right")
-    for task, rows in summary.items():
-        for subset, m in rows.items():
-            cells = [task, subset, str(m["n"]), _fmt(m["srcc"]), _fmt(m["pcc"])]
-            if calibrated:
-                cells += [_fmt(m.get("rmse")), _fmt(m.get("pcc_calibrated"))]
-            table.add_row(*cells)
-    Console().print(table)
+    """Print the summary as a table (rich): its summary rows (:func:`aqa.eval.summary.report_rows`), one line per
+    task and subset; the mapped-score columns after ``aqa calibrate``."""
+    rows = report_rows(summary)
+    calibrated = any(r["metric"] == REPORT_METRICS["rmse"] for r in rows)
+    metrics = list(REPORT_METRICS.values())[: 4 if calibrated else 2]
+    print_table(["task", "subset", "n", *metrics], pivot(rows, metrics, _fmt), title)
 
 
 def plot_scores(records: Mapping[str, list[dict]], path: Path, x: str = "bitrate_kbps", by: str = "codec") -> Path | None:

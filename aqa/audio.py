@@ -313,6 +313,31 @@ def to_mono_np(x: np.ndarray, *, keepdims: bool = False) -> np.ndarray:
     return mono.astype(x.dtype, copy=False)
 
 
+MAX_CHANNELS = 8  # the most channels an in-memory waveform is taken to have (7.1 audio)
+
+
+def channels_first(x: np.ndarray, name: str = "audio") -> np.ndarray:
+    """An in-memory waveform as ``(T,)`` or ``(C, T)``: ``(T,)`` and ``(C, T)`` are returned as they are,
+    soundfile's ``(T, C)`` (``x, sr = soundfile.read(f)``) transposed.
+
+    The channel axis of a 2-D array is the one of at most :data:`MAX_CHANNELS` entries, the other one being longer
+    (a second of audio has thousands of samples), so real audio is never misread; an array where that does not
+    decide (both axes or neither at most 8 long, e.g. ``(4, 4)`` or ``(16, 1000)``) is refused.
+
+    Raises:
+        ValueError: not 1-D or 2-D, or 2-D without a clear channel axis (the message names the layouts).
+    """
+    if x.ndim == 1:
+        return x
+    layouts = f"(T,), (C, T) or (T, C) with C <= {MAX_CHANNELS} channels (a list for a batch)"
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be {layouts}, got shape {tuple(x.shape)}")
+    first, second = x.shape[0] <= MAX_CHANNELS < x.shape[1], x.shape[1] <= MAX_CHANNELS < x.shape[0]
+    if first == second:
+        raise ValueError(f"{name} must be {layouts}: which axis of shape {tuple(x.shape)} holds the channels?")
+    return x if first else np.ascontiguousarray(x.T)
+
+
 def resample_np(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Band-limited polyphase resampling along the last axis (zero-phase: no delay).
 

@@ -442,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         if args.command not in _USER_VALUE_ERRORS and not _is_audio_error(err):
             raise
-        print(f"aqa {args.command}: error: {err}", file=sys.stderr)
+        # the command line's wording of an error the Python API words with its argument names (UsageError)
+        print(f"aqa {args.command}: error: {getattr(err, 'cli_message', err)}", file=sys.stderr)
         return 2
     except (SystemExit, KeyboardInterrupt) as stop:
         from lightning.pytorch.utilities.exceptions import SIGTERMException

@@ -217,7 +217,7 @@ def predict_model(
         model_dir: a run folder, an exported model (``aqa export``) or an ensemble folder (``aqa ensemble``).
         rows: dicts with ``degraded`` and optionally ``reference`` (paths), e.g. from :func:`read_test`.
         device, precision: as for :func:`aqa.inference.engine.score_clips`.
-        progress: a tqdm bar on stderr.
+        progress: a tqdm bar on stderr, named by ``name`` (several models in turn: each bar says whose it is).
         scales: when given, filled with column -> (the rating scale of its scores or None, where that came
             from or why it is unknown) (:func:`aqa.eval.scales.task_scale`).
 
@@ -250,7 +250,7 @@ def predict_model(
         )
     scores = {t: [float("nan")] * len(rows) for t in scorer.tasks}
     failed: list[str] = []
-    records = scorer.score_files(pairs, batch_size=CHUNK, progress=progress)  # each reference embedded once
+    records = scorer.score_files(pairs, batch_size=CHUNK, progress=progress and name)  # each reference embedded once
     for i, record in enumerate(records):
         if "error" in record and not (embedding and pairs[i][1] is None):  # a missing reference: warned below
             failed.append(record["error"])

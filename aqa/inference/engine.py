@@ -44,6 +44,16 @@ LIST_SUFFIXES = (".lst", ".list", ".scp")  # a list file: one audio path per lin
 Item = tuple[Path, Path | None]  # (file to score, its reference or None)
 
 
+class UsageError(ValueError):
+    """Arguments that do not fit the model or each other. ``str(err)`` names the Python API's arguments
+    (``reference=``, ``audiogram=``, ``window_s``); ``cli_message`` says the same with the command line's flags
+    (``--reference``, ``--audiogram``, ``--window-s``), which ``aqa``'s one-line errors print."""
+
+    def __init__(self, message: str, cli_message: str) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Inputs
 
@@ -108,14 +118,14 @@ def window_bounds(
     """
     if window_s is None:
         return [(0, n)]
+    got = f"got {window_s} and {hop_s}"
     if window_s <= 0 or (hop_s is not None and hop_s <= 0):
-        raise ValueError(f"--window-s and --hop-s must be > 0, got {window_s} and {hop_s}")
+        raise UsageError(f"window_s and hop_s must be > 0, {got}", f"--window-s and --hop-s must be > 0, {got}")
     win = round(window_s * sample_rate)
     hop = round((hop_s or window_s) * sample_rate)
     if win < 1 or hop < 1:  # checked before the early return, so a short first clip cannot hide it
-        raise ValueError(
-            f"--window-s and --hop-s must be at least one sample (1/{sample_rate} s), got {window_s} and {hop_s}"
-        )
+        why = f"must be at least one sample (1/{sample_rate} s), {got}"
+        raise UsageError(f"window_s and hop_s {why}", f"--window-s and --hop-s {why}")
     if n <= win:
         return [(0, n)]
     starts = list(range(0, n - win, hop))
@@ -340,22 +350,29 @@ class _File:
 def check_requirements(
     module: nn.Module, conditions: Mapping[str, Sequence[float]] | None, any_reference: bool
 ) -> None:
-    """Raise ``ValueError`` (one line naming the flag) when the model needs a condition the call lacks, a condition
-    has the wrong size, or every task is an embedding task and no reference was given."""
+    """Raise :class:`UsageError` (one line naming the argument, or the flag in ``cli_message``) when the model needs
+    a condition the call lacks, a condition has the wrong size, or every task is an embedding task and no reference
+    was given."""
     heads = module.heads
     dims = {k: n for h in heads.values() for k, n in h.condition_dims.items()}
     given = conditions or {}
     missing = sorted(set(dims) - set(given))
     if missing:
-        flags = " ".join(f"--{k} V1,V2,..." for k in missing)
-        raise ValueError(f"this model is conditioned on {missing}: pass {flags}")
+        why = f"this model is conditioned on {missing}: pass"
+        raise UsageError(
+            f"{why} {', '.join(f'{k}=[V1, V2, ...]' for k in missing)}",
+            f"{why} {' '.join(f'--{k} V1,V2,...' for k in missing)}",
+        )
     for key, dim in dims.items():
         if len(given[key]) != dim:
-            raise ValueError(f"--{key} needs {dim} values, got {len(given[key])}")
+            why = f"needs {dim} values, got {len(given[key])}"
+            raise UsageError(f"{key}= {why}", f"--{key} {why}")
     if not any_reference and all(h.is_embedding for h in heads.values()):
-        raise ValueError(
-            "this model scores by embedding distance to a reference: pass --reference CLEAN.wav, --pairs or "
-            "--ref-dir (the clean original, or any recording as a mismatched reference)"
+        why = "this model scores by embedding distance to a reference: pass"
+        anchor = "(the clean original, or any recording as a mismatched reference)"
+        raise UsageError(
+            f"{why} reference= (one, or one per clip; score_files also takes (file, reference) pairs) {anchor}",
+            f"{why} --reference CLEAN.wav, --pairs or --ref-dir {anchor}",
         )
 
 
@@ -382,7 +399,7 @@ def score_files(
         batch_size: clips (files or windows) per forward.
         jobs: decoding threads, running ahead of the model (0: decode in this thread).
         window_s, hop_s: score files longer than ``window_s`` seconds per window (see :func:`window_bounds`).
-        progress: a tqdm bar (files) on stderr.
+        progress: a tqdm bar (files) on stderr; a string names the bar (e.g. the model's name).
 
     Records: ``{"file", ["reference"], TASK: score, ..., "TASK_calibrated"?, "note"?}`` or ``{"file", "error"}``;
     windowed files give ``{"file", "start_s", "end_s", TASK...}`` per window, then the whole-file record with
@@ -412,7 +429,7 @@ def stream_files(
     jobs: int = 1,
     window_s: float | None = None,
     hop_s: float | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> Iterator[dict[str, Any]]:
     """:func:`score_files` on a ``device`` and ``precision`` (``fp32`` | ``bf16``) already resolved
     (:mod:`aqa.inference.device`), as the :class:`~aqa.inference.scorer.Scorer` holds them. Checks, then returns
@@ -482,7 +499,7 @@ class _Engine:
         jobs: int,
         window_s: float | None,
         hop_s: float | None,
-        progress: bool,
+        progress: bool | str,
     ) -> None:
         self.module, self.items, self.conditions, self.calibrations = module, items, conditions, calibrations
         self.device, self.precision = device, precision
@@ -513,6 +530,7 @@ class _Engine:
         bar = tqdm(
             total=len(self.items),
             unit="file",
+            desc=self.progress if isinstance(self.progress, str) else None,
             file=sys.stderr,
             disable=not self.progress or len(self.items) < 2,
         )

@@ -30,14 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from aqa.config import compose
 from aqa.inference.loading import (
     ENSEMBLE_FILE,
     FORMAT,
     MODEL_FILE,
     encoder_checkpoints,
+    encoder_nodes,
     export_metadata,
     kind_of,
     load_module,
@@ -140,15 +143,85 @@ def _figures(run_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
     return rows
 
 
+def _differences(trained: Any, fresh: Any, key: str) -> list[str]:
+    # the ``key=value`` items that make the container ``fresh`` into ``trained`` (dicts compared key by key)
+    if isinstance(trained, dict) and isinstance(fresh, dict):
+        return [
+            item
+            for k in sorted(trained.keys() | fresh.keys(), key=str)
+            for item in _differences(trained.get(k, _UNSET), fresh.get(k, _UNSET), f"{key}.{k}" if key else str(k))
+        ]
+    if trained == fresh:
+        return []
+    return [f"{key}={'(unset)' if trained is _UNSET else yaml_value(trained)}"]
+
+
+_UNSET = object()
+
+
+def model_changes(cfg: DictConfig) -> list[str] | None:
+    """What the model of ``cfg`` was trained with beyond its experiment file, as ``key=value`` items: the
+    ``encoder.*`` and ``tasks.*`` settings (what the model is and learns) that differ from composing
+    ``cfg.experiment`` here (e.g. ``encoder.adapter=null`` on ``deepaq_lora``); the rating scales ``aqa train``
+    records (``tasks.T.scale``) are left out. None when the experiment cannot be composed here."""
+    try:
+        shipped = compose(str(cfg.experiment))
+    except (KeyError, ValueError):  # ConfigError included
+        return None
+    trained, fresh = (
+        {group: OmegaConf.to_container(c, resolve=True).get(group, _UNSET) for group in ("encoder", "tasks")}  # type: ignore[union-attr]
+        for c in (cfg, shipped)
+    )
+    return [
+        item
+        for item in _differences(trained, fresh, "")
+        if not (item.startswith("tasks.") and item.split("=")[0].split(".")[2:] == ["scale"])
+    ]
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as a ``key=value`` override writes it (``null``, ``true``, ``[a, b]``)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+
+
+def _encoder_lines(cfg: DictConfig) -> list[str]:
+    # per encoder (or fusion member): its real pretrained checkpoint or random init, its adapter, frozen or not
+    lines = []
+    for node in encoder_nodes(cfg.encoder):
+        checkpoint = node.get("checkpoint")
+        adapter = node.get("adapter")
+        lines.append(
+            f"- encoder `{node.name}`: "
+            + (f"pretrained checkpoint `{checkpoint}`" if checkpoint else "no pretrained checkpoint (trained from random init)")
+            + "; adapter: "
+            + (
+                f"`{adapter.name}` ({', '.join(f'{k}={yaml_value(v)}' for k, v in OmegaConf.to_container(adapter).items() if k != 'name')})"
+                if isinstance(adapter, DictConfig)
+                else "none"
+            )
+            + ("; frozen" if node.get("freeze") is True else "")
+            + "."
+        )
+    return lines
+
+
 def model_card(
     module: nn.Module, cfg: DictConfig, source: Path, calibrations: Mapping[str, Any], without_encoder: bool
 ) -> str:
-    """The README.md of an exported model (markdown)."""
+    """The README.md of an exported model (markdown). Its title is the experiment name and, when the model was
+    trained with other encoder or task settings than that experiment's file (:func:`model_changes`), those."""
     heads = module.heads
     embedding = [t for t, h in heads.items() if h.is_embedding]
     conditions = {k: n for h in heads.values() for k, n in h.condition_dims.items()}
     name = cfg.get("experiment", source.name)
-    lines = [f"# {name}", "", f"Exported by `aqa export` from `{source}`.", "", "## What it predicts", ""]
+    changes = model_changes(cfg) if "experiment" in cfg else []
+    shown = ", ".join(changes[:3]) + (f", +{len(changes) - 3} more" if len(changes or ()) > 3 else "")
+    lines = [f"# {name} ({shown})" if changes else f"# {name}", "", f"Exported by `aqa export` from `{source}`."]
+    if changes:
+        lines += ["", f"Trained as the experiment `{name}` with: {', '.join(f'`{c}`' for c in changes)}."]
+    elif changes is None:
+        lines += ["", f"(The experiment `{name}` is not found here: this model's settings may differ from it.)"]
+    lines += ["", "## What it predicts", ""]
     for task, t in cfg.tasks.items():
         kind = "embedding (scored by distance to a reference)" if task in embedding else "score"
         lines.append(
@@ -191,13 +264,12 @@ def model_card(
             )
     else:
         lines.append("- no audiogram or other condition.")
-    checkpoints = encoder_checkpoints(cfg)
     lines += [
         "",
         "## Input and encoder",
         "",
         f"- any audio file or array; down-mixed to mono and resampled to {module.encoder.sample_rate} Hz.",
-        f"- encoder `{cfg.encoder.name}`, pretrained checkpoint(s): {checkpoints}.",
+        *_encoder_lines(cfg),
     ]
     lines.append(
         "- encoder weights are NOT stored: loading builds the encoder from the checkpoint(s) above, which "

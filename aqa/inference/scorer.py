@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from aqa.audio import resample_np, to_mono_np
+from aqa.audio import channels_first, resample_np, to_mono_np
 from aqa.inference.device import PRECISIONS
 from aqa.inference.engine import _load, check_requirements, embed_clips, score_clips, stream_files
 
@@ -140,8 +140,7 @@ class Scorer:
         )
         if sr is None:
             raise ValueError("sr= (the sample rate in Hz) is required for arrays and tensors")
-        if x.ndim not in (1, 2):
-            raise ValueError(f"audio must be (T,) or (C, T) (a list for a batch), got shape {tuple(x.shape)}")
+        x = channels_first(x)  # (T,), (C, T) or soundfile's (T, C)
         return torch.from_numpy(resample_np(to_mono_np(x), int(sr), target).astype(np.float32).copy())
 
     def _clips(
@@ -171,7 +170,8 @@ class Scorer:
         """Score one clip or a batch.
 
         Args:
-            audio: a path, or a waveform (T,) or (C, T) (numpy or torch, channels averaged); a list of them is a
+            audio: a path, or a waveform (T,), (C, T) or soundfile's (T, C) (``x, sr = soundfile.read(f)``), numpy
+                or torch, with at most 8 channels (averaged; see :func:`aqa.audio.channels_first`); a list of them is a
                 batch (any lengths: padded and masked, so each clip scores as it would alone).
             sr: sample rate in Hz of array/tensor inputs (paths carry their own).
             reference: the reference(s) of embedding models, same forms: one for all or one per clip.
@@ -242,10 +242,12 @@ class Scorer:
         jobs: int = 1,
         window_s: float | None = None,
         hop_s: float | None = None,
-        progress: bool = False,
+        progress: bool | str = False,
     ) -> Iterator[dict[str, Any]]:
         """The records of ``aqa score``, in input order (see :func:`aqa.inference.engine.score_files` for the options
-        and the record layout; this calls :func:`~aqa.inference.engine.stream_files` on the scorer's device). ``paths`` are files or ``(file, reference)`` pairs.
+        and the record layout; this calls :func:`~aqa.inference.engine.stream_files` on the scorer's device). ``paths`` are files or ``(file, reference)`` pairs;
+        ``reference``: the reference of every file without its own. ``progress``: a tqdm bar on stderr, named by a
+        string (e.g. the model's name).
 
         Usage errors (a missing reference or audiogram, bad window settings, an undecodable shared reference) are
         raised by this call, before any record is asked for. Ensembles combine each file's records across the
@@ -276,7 +278,7 @@ class Scorer:
                 None,
                 self.device,
                 self.precision,
-                progress=progress and i == 0,
+                progress=progress if i == 0 else False,
                 **opts,
             )
             for i, m in enumerate(self.members)

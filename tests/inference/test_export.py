@@ -217,3 +217,26 @@ def test_export_replaces_a_previous_export_whole_and_refuses_other_folders(tmp_p
         err = capsys.readouterr().err
         assert "Traceback" not in err and message in err, err
     assert (mine / "notes.txt").read_text() == "keep me" and not inside.exists()
+
+
+def test_model_card_says_what_was_trained_adapter_and_random_init(tmp_path, capsys):
+    # deepaq_lora_tiny trained without its LoRA adapter, from a random-weight encoder (checkpoint: null)
+    from aqa.config import compose, save_config
+    from aqa.tasks import build_module
+
+    run = tmp_path / "no_adapter"
+    cfg = compose("deepaq_lora_tiny", [f"run_dir={run}", "encoder.adapter=null"])
+    torch.manual_seed(0)
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": build_module(cfg).state_dict()}, run / "checkpoints" / "best.ckpt")
+    save_config(cfg, run / "config.yaml")
+    cards = {}
+    for name, src in (("plain", make_run(tmp_path, "deepaq_lora_tiny")), ("no_adapter", run)):
+        assert main(["export", str(src), str(tmp_path / f"out_{name}")]) == 0
+        cards[name] = (tmp_path / f"out_{name}" / "README.md").read_text()
+    title = cards["no_adapter"].splitlines()[0]
+    assert title == "# deepaq_lora_tiny (encoder.adapter=null)", title
+    assert cards["plain"].splitlines()[0] == "# deepaq_lora_tiny"  # as its experiment file: nothing added
+    assert "adapter: none" in cards["no_adapter"] and "adapter: `lora` (r=8" in cards["plain"]
+    for card in cards.values():
+        assert "None" not in card and "no pretrained checkpoint (trained from random init)" in card

@@ -1,6 +1,7 @@
 """The Python API: `aqa.load(path)` on runs, exported models and ensembles; `score`, `embed`, `score_files`."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,74 @@ def write_clips(folder: Path) -> list[Path]:
     for s, p in zip((1, 2, 3), paths, strict=True):
         sf.write(p, broadband(0.5 + 0.3 * s, 16000, channels=1, seed=s)[0], 16000, subtype="FLOAT")
     return paths
+
+
+def test_soundfile_stereo_arrays_score_like_channels_first_and_unclear_layouts_are_refused(exported, tmp_path):
+    import aqa
+
+    sf.write(tmp_path / "s.wav", broadband(0.5, 16000, channels=2, seed=3).T, 16000, subtype="FLOAT")
+    x, sr = sf.read(tmp_path / "s.wav", dtype="float32")  # soundfile's (T, C)
+    assert x.shape == (8000, 2)
+    scorer = aqa.load(exported, device="cpu")
+    # the file, then the arrays: (T, C), (C, T) numpy and torch, and (T,) (one channel: another score)
+    got = scorer.score([str(tmp_path / "s.wav"), x, x.T, torch.from_numpy(x.T.copy()), x[:, 0]], sr=sr)["quality"]
+    np.testing.assert_allclose(got[1:4], [got[0]] * 3, atol=1e-5)
+    assert abs(got[4] - got[0]) > 1e-6  # the channels differ, so a misread layout could not pass
+    for shape in ((4, 4), (16, 44100), (2, 3, 100)):  # no axis of <= 8 channels beside a longer one; 3-D
+        with pytest.raises(ValueError, match=r"\(T,\), \(C, T\) or \(T, C\) with C <= 8"):
+            scorer.score(np.zeros(shape, np.float32), sr=sr)
+
+
+def test_api_errors_name_arguments_and_the_cli_names_its_flags(tmp_path, capsys):
+    from aqa.inference.loading import load
+
+    run = make_run(tmp_path, "deepaq_lora_tiny")
+    sf.write(tmp_path / "a.wav", broadband(0.5, 16000, channels=1, seed=1)[0], 16000)
+    scorer = load(run, device="cpu")
+    api_errors = []
+    for call in (
+        lambda: scorer.score(np.zeros(16000, np.float32), sr=16000),
+        lambda: scorer.score_files([tmp_path / "a.wav"]),
+        lambda: scorer.score_files([(tmp_path / "a.wav", tmp_path / "a.wav")], window_s=0.0),
+    ):
+        with pytest.raises(ValueError) as err:
+            call()
+        api_errors.append(str(err.value))
+    assert "--" not in "".join(api_errors), api_errors
+    assert "reference=" in api_errors[0] and "(file, reference) pairs" in api_errors[1]
+    assert api_errors[2].startswith("window_s and hop_s must be > 0")
+    assert main(["score", str(run), str(tmp_path / "a.wav"), "--no-progress"]) == 2
+    assert main(["score", str(run), str(tmp_path / "a.wav"), "--window-s", "0", "--reference", str(tmp_path / "a.wav")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "pass --reference CLEAN.wav, --pairs or --ref-dir" in err[0] and "reference=" not in err[0]
+    assert "--window-s and --hop-s must be > 0" in err[1]
+
+
+def test_readme_python_api_block_runs(exported, tmp_path, monkeypatch, capsys):
+    # the README's "Python API" block, run as written on tiny models ("models/mmmos": an exported mmmos_tiny,
+    # "models/deepaq": a deepaq_lora_tiny run, both on the CPU) in a folder holding the files it names
+    import re
+
+    import aqa
+    from aqa.inference.loading import load
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = re.findall(r"### Python API\n\n```python\n(.*?)```", readme, flags=re.S)
+    assert "(file, reference) pairs" in block and "score_files(pairs)" in block  # the pairs form is shown
+    models = {"models/mmmos": exported, "models/deepaq": make_run(tmp_path / "runs", "deepaq_lora_tiny")}
+    monkeypatch.setattr(aqa, "load", lambda path, *a, **k: load(models[path], device="cpu", precision="fp32"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    names = ["a", "b", "coded", "original", "other"]
+    clips = {name: broadband(0.5, 48000, channels=2, seed=i) for i, name in enumerate(names)}
+    for name, x in clips.items():
+        sf.write(f"{name}.wav", x.T, 48000)
+    shutil.copy("a.wav", "folder/a.wav")
+    for name in ("b", "other"):  # the block names mp3 files: written when this libsndfile writes MP3
+        try:
+            sf.write(f"{name}.mp3", clips[name].T, 48000)
+        except (sf.LibsndfileError, ValueError, TypeError):
+            pytest.skip("this libsndfile cannot write MP3")
+    exec(compile(block, "README.md", "exec"), {**clips})  # arrays named as in the block (a, b, coded, original)
+    out = capsys.readouterr().out
+    assert "'quality'" in out and "coded.wav" in out

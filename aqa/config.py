@@ -37,6 +37,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from aqa.data.labels import scale_pair
 from aqa.data.manifest import shard_label_keys
 from aqa.data.urls import build_hint, expand_shard_urls
 
@@ -291,7 +292,6 @@ def validate(cfg: DictConfig) -> None:
     """Check every component name against its registry and every ``_target_`` against the allow-list."""
     # The registries import every encoder family (transformers, peft: seconds); `aqa prep`, `aqa metric` and
     # `aqa list`, which read this module, never validate, so they do not pay for them.
-    from aqa.data.labels import scale_pair
     from aqa.encoders import ENCODERS
     from aqa.heads import HEADS, NORMALIZATIONS, TRUNKS
     from aqa.losses import LOSSES

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import tarfile
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import webdataset as wds
 
+from aqa.data.manifest import json_members
 from aqa.data.urls import _is_remote, expand_shard_urls
 
 
@@ -21,15 +20,10 @@ def _label(meta: dict, key: str) -> float:
 
 def _metas(url: str) -> list[dict]:
     if _is_remote(url):  # a stream: read it through, the audio bytes are skipped, not decoded
+        import webdataset as wds  # only streams need it: reading local shards' labels stays light
+
         return [json.loads(s["json"]) for s in wds.WebDataset(url, shardshuffle=False) if "json" in s]
-    metas = []
-    with tarfile.open(url, "r:*") as tar:  # a local file: seeks over the audio members
-        for member in tar:
-            if member.isfile() and member.name.endswith(".json"):
-                f = tar.extractfile(member)
-                if f is not None:
-                    metas.append(json.loads(f.read()))
-    return metas
+    return list(json_members(url))
 
 
 def shard_labels(urls: str | Sequence[str], keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["excerpt_seconds", "shard_group_counts", "shard_label_keys"]
+from aqa.data.urls import _is_remote
+
+__all__ = ["excerpt_seconds", "json_members", "shard_group_counts", "shard_label_keys"]
 
 
 def _local(shards: Sequence[str]) -> list[Path] | None:
     """The shards as paths, or None when any of them is remote (its records cannot be read here)."""
-    if any(s.startswith("pipe:") or "://" in s for s in shards):
+    if any(_is_remote(s) for s in shards):
         return None
     return [Path(s) for s in shards]
 
@@ -39,18 +41,24 @@ def _manifests(paths: Sequence[Path]) -> dict[Path, dict[str, Any] | None]:
     return {folder: _read_json(folder / "manifest.json") for folder in dict.fromkeys(p.parent for p in paths)}
 
 
+def json_members(path: str | Path) -> Iterator[Any]:
+    """The parsed ``.json`` member of each sample of a local shard, in order; the audio members are skipped
+    over (seeked past), not read."""
+    with tarfile.open(path, "r:*") as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".json"):
+                f = tar.extractfile(member)
+                if f is not None:
+                    yield json.loads(f.read())
+
+
 def _first_meta(path: Path) -> dict[str, Any] | None:
-    """The JSON of the first sample of a local shard (audio members are skipped over, not read)."""
+    """The JSON of the first sample of a local shard, or None (none, unreadable, not an object)."""
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(".json"):
-                    f = tar.extractfile(member)
-                    meta = json.loads(f.read()) if f is not None else None
-                    return meta if isinstance(meta, dict) else None
+        meta = next(json_members(path), None)
     except (OSError, ValueError, tarfile.TarError):
         return None
-    return None
+    return meta if isinstance(meta, dict) else None
 
 
 def shard_label_keys(shards: Sequence[str]) -> tuple[list[str], str] | None:

@@ -22,6 +22,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aqa.data.labels import rating_scale, scale_pair
+
 __all__ = [
     "BASELINE_SCALES",
     "Scale",
@@ -66,8 +68,6 @@ def same_scale(a: Scale | None, b: Scale | None) -> bool:
 
 
 def _pair(lo: Any, hi: Any, where: str) -> Scale:
-    from aqa.data.labels import scale_pair  # webdataset: imported when a scale is read, not with aqa eval
-
     out = scale_pair([lo, hi])
     if out is None:
         raise ValueError(f"{where}: a scale is two numbers min, max with max > min, got {lo!r}, {hi!r}")
@@ -129,8 +129,6 @@ def task_scale(cfg: Any, task: str, embedding: bool = False) -> tuple[Scale | No
     label = str(spec.label)
     if (known := label_scale(label)) is not None:
         return known, f"label {label!r} is a reference metric's output"
-    from aqa.data.labels import rating_scale
-
     return rating_scale(cfg.data.train_urls, label)
 
 
